@@ -1,0 +1,199 @@
+/**
+ * A whole wacluster on this machine, owned by a Scope: nats-server and Postgres (unless URLs are given), one
+ * gateway and N nodes. Used by `pnpm start` and by e2e tests and benchmarks. Closing the scope stops the services
+ * (all at once), then Postgres and nats-server.
+ */
+import { Data, type Duration, Effect, ExecutionStrategy, Exit, Scope } from "effect"
+import { join } from "node:path"
+import * as ClusterSecrets from "./ClusterSecrets.js"
+import { ensurePortFree, freePort } from "./FreePort.js"
+import * as NatsServer from "./NatsServer.js"
+import * as Postgres from "./Postgres.js"
+import * as Service from "./Service.js"
+
+export const GATEWAY_ENTRY = "services/gateway/src/main.ts"
+export const NODE_ENTRY = "services/node/src/main.ts"
+/** The database the cluster uses on a private Postgres. */
+export const DATABASE_NAME = "wacluster"
+
+export interface LocalClusterOptions {
+  /** Holds nats/, pg/ and secrets.json; reusing it keeps sessions across restarts. */
+  readonly dataDir: string
+  readonly nodes: number
+  /** A free port when omitted. */
+  readonly gatewayPort?: number | undefined
+  /** Use this NATS instead of starting one (each cluster needs its own KV buckets: do not share across clusters). */
+  readonly natsUrl?: string | undefined
+  /** Use this database instead of starting Postgres. */
+  readonly databaseUrl?: string | undefined
+  /** Overrides (and replaces) the admin token stored in secrets.json. */
+  readonly adminToken?: string | undefined
+  /** Merged into every service's environment (e.g. short LEASE_TTL in tests). */
+  readonly env?: Readonly<Record<string, string>> | undefined
+  /** Service logs; "quiet" keeps the last lines and shows them only if a start fails. Default as in Service. */
+  readonly logs?: "inherit" | "quiet" | undefined
+  /** false runs the private Postgres without fsync (tests, benchmarks). Default true. */
+  readonly fsync?: boolean | undefined
+  /** Entry files, relative to the repo root; default to the real services. */
+  readonly gatewayEntry?: string | undefined
+  readonly nodeEntry?: string | undefined
+  readonly startTimeout?: Duration.DurationInput | undefined
+}
+
+export interface ClusterNode {
+  readonly nodeId: string
+  readonly pid: number
+  readonly httpUrl: string
+  readonly service: Service.ServiceProcess
+}
+
+export interface ClusterGateway {
+  readonly pid: number
+  readonly url: string
+  readonly service: Service.ServiceProcess
+}
+
+export interface LocalCluster {
+  readonly dataDir: string
+  readonly gatewayUrl: string
+  readonly natsUrl: string
+  readonly databaseUrl: string
+  readonly adminToken: string
+  readonly authStateKey: string
+  /** The private servers, when this cluster started them (undefined when given natsUrl / databaseUrl). */
+  readonly natsServer: NatsServer.NatsServer | undefined
+  readonly postgres: Postgres.PostgresServer | undefined
+  readonly gateway: ClusterGateway
+  /** The nodes running now (a fresh array on every read: addNode and stopNode change it). */
+  readonly nodes: ReadonlyArray<ClusterNode>
+  /** Starts node-<next> and waits until it is healthy. */
+  readonly addNode: () => Effect.Effect<ClusterNode, Service.ServiceStartError>
+  /**
+   * Stops a node with `signal` (SIGTERM: graceful; SIGKILL: a crash), SIGKILL after 10 s, and resolves with its
+   * exit code. For pauses use `node.service.kill("SIGSTOP")`.
+   */
+  readonly stopNode: (nodeId: string, signal?: NodeJS.Signals) => Effect.Effect<number, UnknownNode>
+}
+
+export class UnknownNode extends Data.TaggedError("UnknownNode")<{ readonly nodeId: string }> {
+  override get message() {
+    return `no running node ${this.nodeId}`
+  }
+}
+
+/** `SHARDS` and `LOG_LEVEL` defaults, then the caller's env, then the wiring nobody may override. */
+const serviceEnv = (
+  options: LocalClusterOptions,
+  wiring: Record<string, string>
+): Record<string, string> => ({ SHARDS: "256", LOG_LEVEL: "Info", ...options.env, ...wiring })
+
+export const start = Effect.fn("LocalCluster.start")(function*(options: LocalClusterOptions) {
+  // Fail before starting anything when the one port a person chose is taken.
+  if (options.gatewayPort !== undefined) yield* ensurePortFree(options.gatewayPort, "the gateway")
+  const secrets = yield* ClusterSecrets.loadOrCreate(options.dataDir, { adminToken: options.adminToken })
+
+  const nats = options.natsUrl !== undefined
+    ? Effect.succeed({ url: options.natsUrl, server: undefined })
+    : Effect.map(
+      NatsServer.start({ dataDir: join(options.dataDir, "nats") }),
+      (server) => ({ url: server.url, server })
+    )
+  const database = options.databaseUrl !== undefined
+    ? Effect.succeed({ url: options.databaseUrl, server: undefined })
+    : Effect.flatMap(
+      Postgres.start({ dataDir: join(options.dataDir, "pg"), fsync: options.fsync }),
+      (server) => Effect.map(server.ensureDatabase(DATABASE_NAME), (url) => ({ url, server }))
+    )
+  const [{ server: natsServer, url: natsUrl }, { server: postgres, url: databaseUrl }] = yield* Effect.all(
+    [nats, database],
+    { concurrency: "unbounded" }
+  )
+
+  // Services stop in parallel when the cluster closes; each node also has its own scope for stopNode.
+  const clusterScope = yield* Effect.scope
+  const servicesScope = yield* Scope.fork(clusterScope, ExecutionStrategy.parallel)
+  const prefixWidth = Math.max(7, `node-${options.nodes}`.length)
+  const common = {
+    HOST: "127.0.0.1",
+    DATABASE_URL: databaseUrl,
+    NATS_URL: natsUrl
+  }
+
+  const startGateway = Effect.gen(function*() {
+    const port = options.gatewayPort ?? (yield* freePort)
+    const url = `http://127.0.0.1:${port}`
+    const service = yield* Service.start({
+      name: "gateway",
+      entry: options.gatewayEntry ?? GATEWAY_ENTRY,
+      env: serviceEnv(options, { ...common, PORT: String(port), ADMIN_TOKEN: secrets.adminToken }),
+      healthUrl: `${url}/healthz`,
+      output: options.logs,
+      prefixWidth,
+      startTimeout: options.startTimeout
+    }).pipe(Scope.extend(servicesScope))
+    const gateway: ClusterGateway = { pid: service.pid, url, service }
+    return gateway
+  })
+
+  const running = new Map<string, { readonly node: ClusterNode; readonly scope: Scope.CloseableScope }>()
+  let nextIndex = 1
+
+  const startNode = Effect.gen(function*() {
+    const nodeId = `node-${nextIndex++}`
+    const port = yield* freePort
+    const httpUrl = `http://127.0.0.1:${port}`
+    const scope = yield* Scope.fork(servicesScope, ExecutionStrategy.sequential)
+    const service = yield* Service.start({
+      name: nodeId,
+      entry: options.nodeEntry ?? NODE_ENTRY,
+      env: serviceEnv(options, {
+        ...common,
+        NODE_ID: nodeId,
+        HTTP_PORT: String(port),
+        AUTH_STATE_KEY: secrets.authStateKey
+      }),
+      healthUrl: `${httpUrl}/healthz`,
+      output: options.logs,
+      prefixWidth,
+      startTimeout: options.startTimeout
+    }).pipe(
+      Scope.extend(scope),
+      Effect.onExit((exit) => (Exit.isFailure(exit) ? Scope.close(scope, exit) : Effect.void))
+    )
+    const node: ClusterNode = { nodeId, pid: service.pid, httpUrl, service }
+    running.set(nodeId, { node, scope })
+    return node
+  })
+
+  const [gateway] = yield* Effect.all([startGateway, ...Array.from({ length: options.nodes }, () => startNode)], {
+    concurrency: "unbounded"
+  })
+
+  const stopNode = (nodeId: string, signal: NodeJS.Signals = "SIGTERM") =>
+    Effect.gen(function*() {
+      const entry = running.get(nodeId)
+      if (entry === undefined) return yield* new UnknownNode({ nodeId })
+      running.delete(nodeId)
+      const exitCode = yield* entry.node.service.stop(signal)
+      yield* Scope.close(entry.scope, Exit.void)
+      return exitCode
+    }).pipe(Effect.withSpan("LocalCluster.stopNode", { attributes: { nodeId, signal } }))
+
+  const cluster: LocalCluster = {
+    dataDir: options.dataDir,
+    gatewayUrl: gateway.url,
+    natsUrl,
+    databaseUrl,
+    adminToken: secrets.adminToken,
+    authStateKey: secrets.authStateKey,
+    natsServer,
+    postgres,
+    gateway,
+    get nodes() {
+      return Array.from(running.values(), (entry) => entry.node)
+    },
+    addNode: () => startNode.pipe(Effect.withSpan("LocalCluster.addNode")),
+    stopNode
+  }
+  return cluster
+})

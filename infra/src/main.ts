@@ -1,0 +1,60 @@
+/**
+ * `pnpm start`: the local cluster launcher. Runs until SIGINT/SIGTERM (runMain interrupts the fiber), then the
+ * scope closes: services first, then Postgres and nats-server. Exit codes: 0 after a normal stop, 2 for usage
+ * errors and --simulate (not available yet), 1 for anything else.
+ */
+import { NodeRuntime } from "@effect/platform-node"
+import { Cause, Console, Effect, Either, Exit, Layer, Logger, Option } from "effect"
+import { PortInUse } from "./FreePort.js"
+import * as Launcher from "./Launcher.js"
+
+const program = Effect.gen(function*() {
+  const command = yield* Either.match(Launcher.parseArgs(process.argv.slice(2)), {
+    onLeft: (error) => Effect.fail(error),
+    onRight: (command) => Effect.succeed(command)
+  })
+  return yield* Launcher.LaunchCommand.$match(command, {
+    Help: () => Console.log(Launcher.usage),
+    Simulate: () => Effect.fail(new Launcher.SimulateUnavailable()),
+    Run: ({ dataDir, nodes, port }) =>
+      Layer.launch(Layer.scopedDiscard(Launcher.run({
+        dataDir,
+        nodes,
+        port,
+        natsUrl: process.env.NATS_URL || undefined,
+        databaseUrl: process.env.DATABASE_URL || undefined,
+        // Test seam: infra's own tests run the launcher against stand-in services.
+        gatewayEntry: process.env.WACLUSTER_GATEWAY_ENTRY || undefined,
+        nodeEntry: process.env.WACLUSTER_NODE_ENTRY || undefined
+      })))
+  })
+})
+
+const exitCodeOf = (exit: Exit.Exit<unknown, unknown>): number => {
+  if (Exit.isSuccess(exit) || Cause.isInterruptedOnly(exit.cause)) return 0
+  return Option.match(Cause.failureOption(exit.cause), {
+    onNone: () => 1,
+    onSome: (error) => error instanceof Launcher.UsageError || error instanceof Launcher.SimulateUnavailable ? 2 : 1
+  })
+}
+
+/** Our errors carry messages written for people; only defects get a stack trace. */
+const report = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.tapErrorCause(effect, (cause) => {
+    if (Cause.isInterruptedOnly(cause)) return Effect.void
+    return Option.match(Cause.failureOption(cause), {
+      onNone: () => Console.error(Cause.pretty(cause)),
+      onSome: (error) =>
+        Console.error(`\nwacluster: ${error instanceof Error ? error.message : String(error)}${hint(error)}`)
+    })
+  })
+
+const hint = (error: unknown): string =>
+  error instanceof PortInUse && error.wanted === "the gateway"
+    ? "\nTo use another gateway port: pnpm start --port <port>"
+    : ""
+
+NodeRuntime.runMain(program.pipe(report, Effect.provide(Logger.pretty)), {
+  disableErrorReporting: true,
+  teardown: (exit, onExit) => onExit(exitCodeOf(exit))
+})

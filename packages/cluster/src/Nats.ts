@@ -1,0 +1,248 @@
+/**
+ * The one place that touches the NATS client: connection, request/reply and KV buckets,
+ * all as Effects with tagged errors.
+ */
+import { jetstream, JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream"
+import { Kvm } from "@nats-io/kv"
+import type { KV, KvEntry } from "@nats-io/kv"
+import type { Msg, NatsConnection } from "@nats-io/nats-core"
+import { RequestError, TimeoutError } from "@nats-io/nats-core"
+import { connect } from "@nats-io/transport-node"
+import { Config, Context, Duration, Effect, Layer, Option, Redacted, Runtime, Stream } from "effect"
+import type { Scope } from "effect"
+import { NatsError, NoResponders, RequestTimeout, RevisionMismatch } from "./NatsError.js"
+
+export interface NatsConfig {
+  readonly url: Redacted.Redacted<string>
+  readonly name: string
+}
+
+export interface BucketOptions {
+  readonly history?: number
+  readonly replicas?: number
+}
+
+export interface KvRecord {
+  readonly key: string
+  readonly revision: number
+  readonly operation: "PUT" | "DEL" | "PURGE"
+  readonly value: Uint8Array
+}
+
+/** A KV bucket whose every write is a compare-and-set or an unconditional put. */
+export interface Bucket {
+  readonly name: string
+  readonly get: (key: string) => Effect.Effect<Option.Option<KvRecord>, NatsError>
+  /** Creates the key; fails with RevisionMismatch when it exists. Returns the new revision. */
+  readonly create: (key: string, value: Uint8Array) => Effect.Effect<number, NatsError | RevisionMismatch>
+  /** Writes only if the key is still at `revision`. Returns the new revision. */
+  readonly update: (
+    key: string,
+    value: Uint8Array,
+    revision: number
+  ) => Effect.Effect<number, NatsError | RevisionMismatch>
+  readonly put: (key: string, value: Uint8Array) => Effect.Effect<number, NatsError>
+  /** Deletes only if the key is still at `revision`. */
+  readonly delete: (key: string, revision: number) => Effect.Effect<void, NatsError | RevisionMismatch>
+  /** Deletes the key whatever its revision (a node leaving membership). */
+  readonly remove: (key: string) => Effect.Effect<void, NatsError>
+  /** Every current value, then every change, for as long as the stream is consumed. */
+  readonly watch: Stream.Stream<KvRecord, NatsError>
+}
+
+const isWrongLastSequence = (error: unknown): boolean =>
+  error instanceof JetStreamApiError &&
+  (error.code === JetStreamApiCodes.StreamWrongLastSequence ||
+    error.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
+
+const toRecord = (entry: KvEntry): KvRecord => ({
+  key: entry.key,
+  revision: entry.revision,
+  operation: entry.operation,
+  value: entry.value
+})
+
+const casAttempt = <A>(bucket: string, key: string, operation: string, run: () => Promise<A>) =>
+  Effect.tryPromise({
+    try: run,
+    catch: (cause): NatsError | RevisionMismatch =>
+      isWrongLastSequence(cause) ? new RevisionMismatch({ bucket, key }) : new NatsError({ operation, cause })
+  })
+
+/**
+ * A bucket whose stream vanished (a NATS server restarted without its storage) answers "JetStream not
+ * enabled" or "stream not found"; re-creating the bucket (idempotent) lets the cluster heal by itself.
+ */
+const isStreamGone = (error: unknown): boolean =>
+  error instanceof Error && /JetStreamNotEnabled|stream not found|no responders/i.test(`${error.name} ${error.message}`)
+
+const makeBucket = (open: () => Promise<KV>, first: KV, name: string): Bucket => {
+  let current = first
+  let reopening: Promise<KV> | undefined
+  const use = async <A>(run: (kv: KV) => Promise<A>): Promise<A> => {
+    try {
+      return await run(current)
+    } catch (error) {
+      if (!isStreamGone(error)) throw error
+      reopening ??= open().finally(() => reopening = undefined)
+      current = await reopening
+      return await run(current)
+    }
+  }
+  return makeBucketOps(use, name)
+}
+
+const makeBucketOps = (
+  use: <A>(run: (kv: KV) => Promise<A>) => Promise<A>,
+  name: string
+): Bucket => ({
+  name,
+  get: (key) =>
+    Effect.tryPromise({
+      try: () => use((kv) => kv.get(key)),
+      catch: (cause) => new NatsError({ operation: `kv.get ${name}/${key}`, cause })
+    }).pipe(Effect.map((entry) => Option.map(Option.fromNullable(entry), toRecord))),
+  create: (key, value) => casAttempt(name, key, `kv.create ${name}/${key}`, () => use((kv) => kv.create(key, value))),
+  update: (key, value, revision) =>
+    casAttempt(name, key, `kv.update ${name}/${key}`, () => use((kv) => kv.update(key, value, revision))),
+  put: (key, value) =>
+    Effect.tryPromise({
+      try: () => use((kv) => kv.put(key, value)),
+      catch: (cause) => new NatsError({ operation: `kv.put ${name}/${key}`, cause })
+    }),
+  delete: (key, revision) =>
+    casAttempt(name, key, `kv.delete ${name}/${key}`, () => use((kv) => kv.delete(key, { previousSeq: revision }))),
+  remove: (key) =>
+    Effect.tryPromise({
+      try: () => use((kv) => kv.delete(key)),
+      catch: (cause) => new NatsError({ operation: `kv.delete ${name}/${key}`, cause })
+    }),
+  watch: Stream.unwrapScoped(
+    Effect.acquireRelease(
+      Effect.tryPromise({
+        try: () => use((kv) => kv.watch()),
+        catch: (cause) => new NatsError({ operation: `kv.watch ${name}`, cause })
+      }),
+      (iterator) => Effect.sync(() => iterator.stop())
+    ).pipe(
+      // Not Stream.fromAsyncIterable: its finalizer calls the generator's return(), which waits behind a
+      // pending next() until the bucket changes again. stop() (above) ends the pending next() at once.
+      Effect.map((iterator) => {
+        const entries = iterator[Symbol.asyncIterator]()
+        return Stream.repeatEffectOption(
+          Effect.tryPromise({
+            try: () => entries.next(),
+            catch: (cause) => Option.some(new NatsError({ operation: `kv.watch ${name}`, cause }))
+          }).pipe(
+            Effect.flatMap((next) =>
+              next.done === true ? Effect.fail(Option.none()) : Effect.succeed(toRecord(next.value))
+            )
+          )
+        )
+      })
+    )
+  )
+})
+
+export class Nats extends Context.Tag("@wacluster/cluster/Nats")<Nats, {
+  readonly connection: NatsConnection
+  readonly request: (
+    subject: string,
+    payload: Uint8Array,
+    timeout: Duration.DurationInput
+  ) => Effect.Effect<Uint8Array, NatsError | NoResponders | RequestTimeout>
+  /**
+   * Answers every request on `subject` with `handle` until the scope closes. Requests are served
+   * concurrently; a handler must not fail (it encodes its failures in the reply).
+   */
+  readonly serve: <R>(
+    subject: string,
+    handle: (payload: Uint8Array) => Effect.Effect<Uint8Array, never, R>
+  ) => Effect.Effect<void, NatsError, Scope.Scope | R>
+  readonly bucket: (name: string, options?: BucketOptions) => Effect.Effect<Bucket, NatsError>
+}>() {
+  static readonly make = Effect.fn("Nats.make")(function*(config: NatsConfig) {
+    const connection = yield* Effect.acquireRelease(
+      Effect.tryPromise({
+        try: () =>
+          connect({
+            servers: Redacted.value(config.url).split(","),
+            name: config.name,
+            // A node must survive NATS restarts: keep reconnecting forever, never give up the process.
+            maxReconnectAttempts: -1,
+            reconnectTimeWait: 250,
+            pingInterval: 5_000
+          }),
+        catch: (cause) => new NatsError({ operation: "connect", cause })
+      }),
+      (nc) =>
+        Effect.promise(() => nc.drain()).pipe(
+          Effect.timeout("3 seconds"),
+          Effect.catchAllCause(() => Effect.promise(() => nc.close().catch(() => undefined)))
+        )
+    )
+    yield* Effect.annotateLogs(Effect.logInfo("connected to NATS"), "server", connection.getServer())
+
+    const request = (subject: string, payload: Uint8Array, timeout: Duration.DurationInput) =>
+      Effect.tryPromise({
+        try: (signal) => {
+          const pending = connection.request(subject, payload, { timeout: Duration.toMillis(timeout) })
+          signal.addEventListener("abort", () => pending.catch(() => undefined))
+          return pending
+        },
+        catch: (cause): NatsError | NoResponders | RequestTimeout => {
+          if (cause instanceof RequestError && cause.isNoResponders()) return new NoResponders({ subject })
+          if (cause instanceof TimeoutError) return new RequestTimeout({ subject })
+          if (cause instanceof RequestError && cause.cause instanceof TimeoutError) {
+            return new RequestTimeout({ subject })
+          }
+          return new NatsError({ operation: `request ${subject}`, cause })
+        }
+      }).pipe(Effect.map((msg: Msg) => msg.data))
+
+    const serve = <R>(subject: string, handle: (payload: Uint8Array) => Effect.Effect<Uint8Array, never, R>) =>
+      Effect.gen(function*() {
+        const runtime = yield* Effect.runtime<R>()
+        const runFork = Runtime.runFork(runtime)
+        yield* Effect.acquireRelease(
+          Effect.try({
+            try: () =>
+              connection.subscribe(subject, {
+                callback: (error, msg) => {
+                  if (error !== null) return
+                  runFork(handle(msg.data).pipe(Effect.flatMap((reply) => Effect.sync(() => msg.respond(reply)))))
+                }
+              }),
+            catch: (cause) => new NatsError({ operation: `subscribe ${subject}`, cause })
+          }),
+          (subscription) => Effect.sync(() => subscription.unsubscribe())
+        )
+      })
+
+    const js = jetstream(connection)
+    const kvm = new Kvm(js)
+    const bucket = (name: string, options: BucketOptions = {}) => {
+      const open = () => kvm.create(name, { history: options.history ?? 1, replicas: options.replicas ?? 1 })
+      return Effect.tryPromise({
+        try: () => open(),
+        catch: (cause) => new NatsError({ operation: `kv.open ${name}`, cause })
+      }).pipe(Effect.map((kv) => makeBucket(open, kv, name)))
+    }
+
+    return { connection, request, serve, bucket }
+  })
+
+  static readonly layer = (config: NatsConfig) => Layer.scoped(Nats, Nats.make(config))
+
+  static readonly layerConfig = (name: string) =>
+    Layer.scoped(
+      Nats,
+      Effect.flatMap(
+        Config.redacted("NATS_URL").pipe(
+          Config.withDefault(Redacted.make("nats://127.0.0.1:4222")),
+          Config.withDescription("NATS server URLs, comma separated")
+        ),
+        (url) => Nats.make({ url, name })
+      )
+    )
+}

@@ -1,0 +1,104 @@
+/**
+ * Gateway side of `wa.rpc.<shard>`: sends a session command to whichever node owns the session's shard.
+ * When nobody answers (no owner yet, a handover in progress) or the receiver is not the owner any more,
+ * it retries with a short backoff within a time budget, then gives up with `OwnerUnavailable`.
+ */
+import type { SessionId } from "@wacluster/domain/Ids"
+import { decodeReply, rpcSubject, SessionCommand } from "@wacluster/domain/Protocol"
+import { shardOf } from "@wacluster/domain/Shard"
+import { Config, Context, Data, Duration, Effect, Exit, Layer, Schedule, Schema } from "effect"
+import { ClusterConfig, monotonicMillis } from "./ClusterConfig.js"
+import { Nats } from "./Nats.js"
+
+/** No owner answered within the routing budget. */
+export class OwnerUnavailable extends Data.TaggedError("OwnerUnavailable")<{
+  readonly sessionId: SessionId
+  readonly shard: number
+  readonly attempts: number
+  readonly lastError: string
+}> {}
+
+export interface RouterOptions {
+  /** How long one request may wait for its reply. */
+  readonly requestTimeout: Duration.Duration
+  /** How long a command may keep retrying before the caller gets `OwnerUnavailable`. */
+  readonly budget: Duration.Duration
+}
+
+type Command = typeof SessionCommand.Type
+type Success<C> = Schema.WithResult.Success<C>
+type Failure<C> = Schema.WithResult.Failure<C>
+
+class Retryable extends Data.TaggedError("Retryable")<{ readonly reason: string }> {}
+
+const encodeCommand = Schema.encodeSync(Schema.parseJson(SessionCommand))
+
+export class Router extends Context.Tag("@wacluster/cluster/Router")<Router, {
+  readonly send: <C extends Command>(command: C) => Effect.Effect<Success<C>, Failure<C> | OwnerUnavailable>
+}>() {
+  static readonly make = Effect.fn("Router.make")(function*(options: RouterOptions) {
+    const nats = yield* Nats
+    const { shards } = yield* ClusterConfig
+
+    const send = <C extends Command>(command: C) => {
+      const shard = shardOf(command.sessionId, shards)
+      const subject = rpcSubject(shard)
+      const payload = new TextEncoder().encode(encodeCommand(command))
+      let attempts = 0
+      let lastError = "none"
+      const once = Effect.gen(function*() {
+        attempts++
+        const reply = yield* nats.request(subject, payload, options.requestTimeout).pipe(
+          Effect.catchTags({
+            NoResponders: () => new Retryable({ reason: "no owner is serving the shard" }),
+            RequestTimeout: () => new Retryable({ reason: "the owner did not answer in time" }),
+            NatsError: (error) => new Retryable({ reason: `NATS: ${String(error.cause)}` })
+          })
+        )
+        const exit = yield* decodeReply(command, new TextDecoder().decode(reply)).pipe(Effect.orDie)
+        if (Exit.isFailure(exit) && exit.cause._tag === "Fail" && exit.cause.error._tag === "NotOwner") {
+          return yield* new Retryable({ reason: "the receiver no longer owns the shard" })
+        }
+        return exit
+      }).pipe(Effect.tapError((error) => Effect.sync(() => lastError = error.reason)))
+
+      return Effect.gen(function*() {
+        const startedAt = yield* monotonicMillis
+        const budget = Duration.toMillis(options.budget)
+        const exit = yield* once.pipe(
+          Effect.retry({
+            schedule: Schedule.exponential("25 millis", 2).pipe(Schedule.either(Schedule.spaced("500 millis"))),
+            while: () => Effect.map(monotonicMillis, (now) => now - startedAt < budget)
+          }),
+          Effect.catchTag(
+            "Retryable",
+            () => new OwnerUnavailable({ sessionId: command.sessionId, shard, attempts, lastError })
+          )
+        )
+        return (yield* exit) as Success<C>
+      }).pipe(
+        Effect.withSpan("Router.send", { attributes: { command: command._tag, shard } })
+      ) as Effect.Effect<Success<C>, Failure<C> | OwnerUnavailable>
+    }
+
+    return { send }
+  })
+
+  static readonly layer = (options: RouterOptions) => Layer.effect(Router, Router.make(options))
+
+  static readonly layerConfig = Layer.unwrapEffect(
+    Effect.map(
+      Config.all({
+        requestTimeout: Config.duration("ROUTER_REQUEST_TIMEOUT").pipe(
+          Config.withDefault(Duration.seconds(2)),
+          Config.withDescription("How long one routed request waits for the owner's reply")
+        ),
+        budget: Config.duration("ROUTER_BUDGET").pipe(
+          Config.withDefault(Duration.seconds(8)),
+          Config.withDescription("How long a routed command keeps retrying before the gateway answers 503")
+        )
+      }),
+      Router.layer
+    )
+  )
+}

@@ -1,0 +1,157 @@
+/**
+ * The HTTP contract of the gateway. Handlers live in services/gateway; clients and the OpenAPI
+ * document are derived from this one definition.
+ */
+import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
+import { Schema } from "effect"
+import {
+  BadRequestJson,
+  InternalErrorJson,
+  NotFoundJson,
+  PayloadTooLargeJson,
+  ServiceUnavailableJson,
+  UnauthorizedJson
+} from "./ApiErrors.js"
+import { AdminAuth, SessionKeyAuth, TenantAuth } from "./Auth.js"
+import { City, Continent } from "./Cities.js"
+import { ApiKeyId, SessionId, TenantId } from "./Ids.js"
+import { SessionStatusView } from "./Protocol.js"
+import { SessionName, SessionReason, SessionStatus } from "./Session.js"
+
+export class Health extends Schema.Class<Health>("Health")({
+  status: Schema.Literal("ok"),
+  service: Schema.Literal("gateway", "node"),
+  nodeId: Schema.optional(Schema.String),
+  uptimeSeconds: Schema.Number
+}) {}
+
+export class HealthApi extends HttpApiGroup.make("health")
+  .add(HttpApiEndpoint.get("healthz", "/healthz").addSuccess(Health))
+  .annotate(OpenApi.Description, "Liveness of this process")
+{}
+
+export class Tenant extends Schema.Class<Tenant>("Tenant")({
+  id: TenantId,
+  name: Schema.String,
+  createdAt: Schema.DateTimeUtc
+}) {}
+
+export class CreateTenant extends Schema.Class<CreateTenant>("CreateTenant")({
+  name: Schema.Trim.pipe(Schema.minLength(1), Schema.maxLength(100))
+}) {}
+
+export class TenantCreated extends Schema.Class<TenantCreated>("TenantCreated")({
+  tenant: Tenant,
+  token: Schema.String.annotations({ description: "The tenant token. Shown once: store it now." })
+}) {}
+
+export class TenantsApi extends HttpApiGroup.make("tenants")
+  .add(
+    HttpApiEndpoint.post("create", "/tenants")
+      .setPayload(CreateTenant)
+      .addSuccess(TenantCreated, { status: 201 })
+  )
+  .middleware(AdminAuth)
+  .annotate(OpenApi.Description, "Operators create tenants with the admin token")
+{}
+
+export class Session extends Schema.Class<Session>("Session")({
+  id: SessionId,
+  name: Schema.String,
+  city: Schema.String.annotations({ description: "The city slug; permanent" }),
+  status: SessionStatus,
+  reason: Schema.NullOr(SessionReason),
+  createdAt: Schema.DateTimeUtc,
+  connectedAt: Schema.NullOr(Schema.DateTimeUtc)
+}) {}
+
+export class CreateSession extends Schema.Class<CreateSession>("CreateSession")({
+  name: SessionName,
+  city: Schema.String.annotations({
+    description: "A city from GET /cities: its slug (\"sao-paulo\") or its name (\"São Paulo\"). Permanent."
+  })
+}) {}
+
+export class CreatedApiKey extends Schema.Class<CreatedApiKey>("CreatedApiKey")({
+  id: ApiKeyId,
+  name: Schema.String,
+  prefix: Schema.String,
+  key: Schema.String.annotations({ description: "The secret API key. Shown once: store it now." })
+}) {}
+
+export class SessionCreated extends Schema.Class<SessionCreated>("SessionCreated")({
+  session: Session,
+  apiKey: CreatedApiKey
+}) {}
+
+export class SessionPage extends Schema.Class<SessionPage>("SessionPage")({
+  sessions: Schema.Array(Session),
+  nextCursor: Schema.NullOr(Schema.String)
+}) {}
+
+export const PageLimit = Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 500))
+
+export class SessionsApi extends HttpApiGroup.make("sessions")
+  .add(
+    HttpApiEndpoint.post("create", "/sessions")
+      .setPayload(CreateSession)
+      .addSuccess(SessionCreated, { status: 201 })
+  )
+  .add(
+    HttpApiEndpoint.get("list", "/sessions")
+      .setUrlParams(Schema.Struct({
+        limit: Schema.optional(PageLimit),
+        cursor: Schema.optional(Schema.String)
+      }))
+      .addSuccess(SessionPage)
+  )
+  .middleware(TenantAuth)
+  .annotate(OpenApi.Description, "Tenants manage their sessions with their tenant token")
+{}
+
+const sessionIdParam = HttpApiSchema.param("sessionId", SessionId)
+
+export class SessionStatusApi extends HttpApiGroup.make("sessionStatus")
+  .add(
+    HttpApiEndpoint.get("status")`/sessions/${sessionIdParam}/status`
+      .addSuccess(SessionStatusView)
+      .addError(NotFoundJson)
+      .addError(ServiceUnavailableJson)
+  )
+  .middleware(SessionKeyAuth)
+  .annotate(OpenApi.Description, "Session-scoped calls with the session's API key (x-api-key)")
+{}
+
+export class CityList extends Schema.Class<CityList>("CityList")({
+  count: Schema.NonNegativeInt,
+  cities: Schema.Array(City)
+}) {}
+
+export class CitiesApi extends HttpApiGroup.make("cities")
+  .add(
+    HttpApiEndpoint.get("list", "/cities")
+      .setUrlParams(Schema.Struct({
+        continent: Schema.optional(Continent),
+        country: Schema.optional(Schema.String.annotations({ description: "ISO 3166-1 alpha-2 country code" }))
+      }))
+      .addSuccess(CityList)
+  )
+  .annotate(OpenApi.Description, "The cities a session can be created in (each decides the session's proxy)")
+{}
+
+export class WaclusterApi extends HttpApi.make("wacluster")
+  .add(HealthApi)
+  .add(CitiesApi)
+  .add(TenantsApi)
+  .add(SessionsApi)
+  .add(SessionStatusApi)
+  .addError(BadRequestJson)
+  .addError(UnauthorizedJson)
+  .addError(NotFoundJson)
+  .addError(PayloadTooLargeJson)
+  .addError(InternalErrorJson)
+  .annotate(OpenApi.Title, "wacluster")
+{}
+
+/** The node's own HTTP surface: health (and later metrics). */
+export class NodeApi extends HttpApi.make("wacluster-node").add(HealthApi) {}

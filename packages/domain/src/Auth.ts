@@ -1,0 +1,37 @@
+/**
+ * The three kinds of credentials and what each proves. The gateway implements these middlewares.
+ */
+import { HttpApiMiddleware, HttpApiSecurity } from "@effect/platform"
+import { Context } from "effect"
+import { UnauthorizedJson } from "./ApiErrors.js"
+import type { ApiKeyId, SessionId, TenantId } from "./Ids.js"
+
+/** Operators: `Authorization: Bearer <ADMIN_TOKEN>`. */
+export class AdminAuth extends HttpApiMiddleware.Tag<AdminAuth>()("@wacluster/domain/AdminAuth", {
+  failure: UnauthorizedJson,
+  security: { adminToken: HttpApiSecurity.bearer }
+}) {}
+
+export class CurrentTenant extends Context.Tag("@wacluster/domain/CurrentTenant")<CurrentTenant, {
+  readonly tenantId: TenantId
+}>() {}
+
+/** Tenants manage their sessions with `Authorization: Bearer <tenant token>`. */
+export class TenantAuth extends HttpApiMiddleware.Tag<TenantAuth>()("@wacluster/domain/TenantAuth", {
+  failure: UnauthorizedJson,
+  provides: CurrentTenant,
+  security: { tenantToken: HttpApiSecurity.bearer }
+}) {}
+
+export class CurrentApiKey extends Context.Tag("@wacluster/domain/CurrentApiKey")<CurrentApiKey, {
+  readonly keyId: ApiKeyId
+  readonly sessionId: SessionId
+  readonly tenantId: TenantId
+}>() {}
+
+/** Session-scoped calls use the session's own API key in `x-api-key`. */
+export class SessionKeyAuth extends HttpApiMiddleware.Tag<SessionKeyAuth>()("@wacluster/domain/SessionKeyAuth", {
+  failure: UnauthorizedJson,
+  provides: CurrentApiKey,
+  security: { apiKey: HttpApiSecurity.apiKey({ in: "header", key: "x-api-key" }) }
+}) {}

@@ -1,0 +1,56 @@
+/**
+ * Branded identifiers. Every id is a lowercase prefix, an underscore and 20 random base62 characters,
+ * so ids of different kinds can never be confused and are safe in NATS subjects and URLs.
+ */
+import { Effect, Schema } from "effect"
+
+const BODY = 20
+const ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+/** Random base62 text from the platform's CSPRNG (no modulo bias: bytes ≥ 248 are redrawn). */
+export const randomBase62 = (length: number): string => {
+  let out = ""
+  while (out.length < length) {
+    const bytes = globalThis.crypto.getRandomValues(new Uint8Array(length * 2))
+    for (const byte of bytes) {
+      if (byte < 248 && out.length < length) out += ALPHABET[byte % 62]
+    }
+  }
+  return out
+}
+
+const prefixedId = <const Brand extends string>(prefix: string, brand: Brand, title: string) =>
+  Schema.String.pipe(
+    Schema.pattern(new RegExp(`^${prefix}_[0-9A-Za-z]{${BODY}}$`), {
+      message: () => `must be a ${title} such as ${prefix}_${"x".repeat(BODY)}`
+    }),
+    Schema.brand(brand),
+    Schema.annotations({ title, description: `${title}: "${prefix}_" followed by ${BODY} letters or digits` })
+  )
+
+export const SessionId = prefixedId("sess", "SessionId", "session id")
+export type SessionId = typeof SessionId.Type
+
+export const TenantId = prefixedId("ten", "TenantId", "tenant id")
+export type TenantId = typeof TenantId.Type
+
+export const ApiKeyId = prefixedId("key", "ApiKeyId", "API key id")
+export type ApiKeyId = typeof ApiKeyId.Type
+
+export const MessageId = prefixedId("msg", "MessageId", "message id")
+export type MessageId = typeof MessageId.Type
+
+/** A node names itself (config `NODE_ID`); it appears in NATS KV keys, so it is restricted to a safe charset. */
+export const NodeId = Schema.String.pipe(
+  Schema.pattern(/^[a-z0-9][a-z0-9-]{0,62}$/, {
+    message: () => "must be 1-63 lowercase letters, digits or dashes, starting with a letter or digit"
+  }),
+  Schema.brand("NodeId"),
+  Schema.annotations({ title: "node id" })
+)
+export type NodeId = typeof NodeId.Type
+
+export const makeSessionId = Effect.sync(() => SessionId.make(`sess_${randomBase62(BODY)}`))
+export const makeTenantId = Effect.sync(() => TenantId.make(`ten_${randomBase62(BODY)}`))
+export const makeApiKeyId = Effect.sync(() => ApiKeyId.make(`key_${randomBase62(BODY)}`))
+export const makeMessageId = Effect.sync(() => MessageId.make(`msg_${randomBase62(BODY)}`))

@@ -1,0 +1,272 @@
+/**
+ * One session's actor: the only writer of that session's live state on the node that owns its shard.
+ * It runs the WhatsApp socket (connect, events, reconnect with backoff) and answers commands from a
+ * bounded mailbox, one at a time, through a Deferred. Every write it makes to Postgres is fenced with
+ * the shard epoch; a stale epoch means another node owns the shard now, and the actor stops.
+ */
+import type { SessionId } from "@wacluster/domain/Ids"
+import { NotOwner, SessionStatusView, StatusMetrics } from "@wacluster/domain/Protocol"
+import type { CommandError, SessionCommand } from "@wacluster/domain/Protocol"
+import { healthOf } from "@wacluster/domain/Session"
+import type { SessionReason, SessionStatus } from "@wacluster/domain/Session"
+import type { Fence } from "@wacluster/store/Fence"
+import { SessionRuntime } from "@wacluster/store/SessionRuntime"
+import { WhatsAppDriver } from "@wacluster/whatsapp/WhatsAppDriver"
+import type { CloseReason, SocketEvent } from "@wacluster/whatsapp/WhatsAppDriver"
+import { DateTime, Deferred, type Duration, Effect, Option, Queue, Schedule, Stream } from "effect"
+import { type BackoffPolicy, nextDelay } from "./Backoff.js"
+
+export interface ActorOptions {
+  readonly mailboxCapacity: number
+  readonly backoff: BackoffPolicy
+  /** How often counters and uptime are saved even when nothing changes. */
+  readonly persistEvery: Duration.Duration
+}
+
+interface Envelope {
+  readonly command: SessionCommand
+  readonly reply: Deferred.Deferred<unknown, CommandError>
+}
+
+export interface LiveState {
+  status: SessionStatus
+  reason: SessionReason | null
+  connectedAt: Date | null
+  phoneNumber: string | null
+  lastActivityAt: Date | null
+  qr: string | null
+  messagesSent: number
+  messagesReceived: number
+  /** Accumulated over the session's life (persisted), up to `since`. */
+  connectedMs: number
+  observedMs: number
+  /** Monotonic time of the last accounting point. */
+  since: number
+}
+
+export interface SessionActorHandle {
+  readonly sessionId: SessionId
+  /** Queues a command; false when the mailbox is full. */
+  readonly offer: (command: SessionCommand) => Effect.Effect<
+    Option.Option<Deferred.Deferred<unknown, CommandError>>
+  >
+}
+
+const monotonic = Effect.map(Effect.clockWith((clock) => clock.currentTimeNanos), (n) => Number(n / 1_000_000n))
+const wallClock = Effect.map(Effect.clockWith((clock) => clock.currentTimeMillis), (ms) => new Date(ms))
+
+/** Percentage of observed time spent connected, one decimal. */
+export const uptimePercent = (state: LiveState, now: number): number => {
+  const running = now - state.since
+  const observed = state.observedMs + running
+  const connected = state.connectedMs + (state.status === "connected" ? running : 0)
+  return observed <= 0 ? 0 : Math.round((connected / observed) * 1000) / 10
+}
+
+export const statusView = (sessionId: SessionId, state: LiveState, now: number) =>
+  new SessionStatusView({
+    sessionId,
+    status: state.status,
+    connectedAt: state.connectedAt === null ? null : DateTime.unsafeFromDate(state.connectedAt),
+    health: healthOf(state.status),
+    metrics: new StatusMetrics({
+      messagesSent: state.messagesSent,
+      messagesReceived: state.messagesReceived,
+      uptime: uptimePercent(state, now)
+    })
+  })
+
+/** What the connection loop does after a socket closed. */
+const afterClose = (reason: CloseReason): { status: SessionStatus; reason: SessionReason; retry: boolean } => {
+  switch (reason) {
+    case "restart_required":
+      return { status: "connecting", reason: "reconnecting", retry: true }
+    case "connection_lost":
+      return { status: "disconnected", reason: "connection_lost", retry: true }
+    case "proxy_unreachable":
+      return { status: "disconnected", reason: "proxy_unreachable", retry: true }
+    case "qr_timeout":
+      return { status: "expired", reason: "qr_timeout", retry: false }
+    case "logged_out":
+      return { status: "disconnected", reason: "logged_out", retry: false }
+    case "conflict":
+      return { status: "disconnected", reason: "conflict", retry: false }
+  }
+}
+
+/**
+ * Builds the actor and returns its handle with the effect that runs it. The run effect only ends by
+ * interruption or by failing (a fenced write was rejected, or a defect); the host supervises it.
+ */
+export const make = Effect.fn("SessionActor.make")(function*(
+  sessionId: SessionId,
+  fence: Fence,
+  options: ActorOptions
+) {
+  const runtime = yield* SessionRuntime
+  const driver = yield* WhatsAppDriver
+  const mailbox = yield* Queue.dropping<Envelope>(options.mailboxCapacity)
+
+  const handle: SessionActorHandle = {
+    sessionId,
+    offer: (command) =>
+      Effect.gen(function*() {
+        const reply = yield* Deferred.make<unknown, CommandError>()
+        const accepted = yield* Queue.offer(mailbox, { command, reply })
+        return accepted ? Option.some(reply) : Option.none()
+      })
+  }
+
+  const run = Effect.gen(function*() {
+    const stored = yield* runtime.load(sessionId)
+    const startedAt = yield* monotonic
+    const state: LiveState = {
+      status: "connecting",
+      reason: "reconnecting",
+      connectedAt: null,
+      phoneNumber: Option.match(stored, { onNone: () => null, onSome: (r) => r.phoneNumber }),
+      lastActivityAt: Option.match(stored, { onNone: () => null, onSome: (r) => r.lastActivityAt }),
+      qr: null,
+      messagesSent: Option.match(stored, { onNone: () => 0, onSome: (r) => r.messagesSent }),
+      messagesReceived: Option.match(stored, { onNone: () => 0, onSome: (r) => r.messagesReceived }),
+      connectedMs: Option.match(stored, { onNone: () => 0, onSome: (r) => r.connectedMs }),
+      observedMs: Option.match(stored, { onNone: () => 0, onSome: (r) => r.observedMs }),
+      since: startedAt
+    }
+
+    /** Folds the time since the last accounting point into the totals. */
+    const account = Effect.map(monotonic, (now) => {
+      const elapsed = Math.max(0, now - state.since)
+      state.observedMs += elapsed
+      if (state.status === "connected") state.connectedMs += elapsed
+      state.since = now
+    })
+
+    const persist = Effect.gen(function*() {
+      yield* account
+      yield* runtime.save(fence, {
+        sessionId,
+        status: state.status,
+        reason: state.reason,
+        connectedAt: state.connectedAt,
+        phoneNumber: state.phoneNumber,
+        lastActivityAt: state.lastActivityAt,
+        messagesSent: state.messagesSent,
+        messagesReceived: state.messagesReceived,
+        connectedMs: state.connectedMs,
+        observedMs: state.observedMs
+      })
+    }).pipe(Effect.withSpan("SessionActor.persist"))
+
+    const transition = (status: SessionStatus, reason: SessionReason | null) =>
+      Effect.gen(function*() {
+        yield* account
+        const changed = state.status !== status || state.reason !== reason
+        state.status = status
+        state.reason = reason
+        if (status !== "connected") state.connectedAt = null
+        if (status !== "connecting") state.qr = null
+        if (changed) {
+          yield* Effect.logInfo("session status").pipe(Effect.annotateLogs({ status, reason: reason ?? "" }))
+          yield* persist
+        }
+      })
+
+    const onEvent = (event: SocketEvent) =>
+      Effect.gen(function*() {
+        switch (event._tag) {
+          case "Qr":
+            state.qr = event.qr
+            return yield* transition("connecting", "qr_pending")
+          case "Open":
+            yield* account
+            state.connectedAt = yield* wallClock
+            state.phoneNumber = event.phoneNumber
+            return yield* transition("connected", null).pipe(Effect.zipRight(persist))
+          case "MessageReceived":
+            state.messagesReceived++
+            state.lastActivityAt = event.timestamp
+            return
+          case "Receipt":
+          case "Closed":
+            return
+        }
+      })
+
+    const connectOnce = Effect.scoped(
+      Effect.gen(function*() {
+        const socket = yield* driver.connect({ sessionId, shard: fence.shard, epoch: fence.epoch })
+        // A stream that ends without a Closed event means the socket vanished: treat it as a lost connection.
+        const closed: { reason: CloseReason } = { reason: "connection_lost" }
+        yield* socket.events.pipe(
+          Stream.runForEach((event) => {
+            if (event._tag === "Closed") closed.reason = event.reason
+            return onEvent(event)
+          })
+        )
+        return closed.reason
+      })
+    ).pipe(
+      Effect.catchTag("DriverError", (error) =>
+        Effect.as(
+          Effect.logWarning("connect failed").pipe(Effect.annotateLogs({ error: error.message })),
+          "connection_lost" as const
+        ))
+    )
+
+    const connectionLoop = Effect.gen(function*() {
+      let delay: Duration.Duration | undefined
+      while (true) {
+        const reason = yield* connectOnce
+        const next = afterClose(reason)
+        if (state.status === "connected") delay = undefined
+        yield* transition(next.status, next.reason)
+        if (reason === "logged_out") yield* driver.forget(sessionId).pipe(Effect.ignore)
+        if (!next.retry) return yield* Effect.never
+        if (reason === "restart_required") continue
+        delay = yield* nextDelay(options.backoff, delay)
+        yield* Effect.sleep(delay)
+        yield* transition("connecting", "reconnecting")
+      }
+    })
+
+    const answer = (envelope: Envelope) =>
+      Effect.gen(function*() {
+        const { command } = envelope
+        switch (command._tag) {
+          case "GetStatus":
+            return yield* Deferred.succeed(envelope.reply, statusView(sessionId, state, yield* monotonic))
+          case "EnsureStarted":
+            return yield* Deferred.succeed(envelope.reply, undefined)
+        }
+      })
+
+    const mailboxLoop = Queue.take(mailbox).pipe(Effect.flatMap(answer), Effect.forever)
+    const periodicPersist = persist.pipe(Effect.delay(options.persistEvery), Effect.forever)
+
+    yield* Effect.annotateLogs(Effect.logDebug("actor started"), "sessionId", sessionId)
+    yield* transition("connecting", "reconnecting").pipe(Effect.zipRight(persist))
+    yield* Effect.all([connectionLoop, mailboxLoop, periodicPersist], { concurrency: "unbounded", discard: true })
+  }).pipe(
+    Effect.ensuring(
+      // Commands still queued when the actor stops are answered "not owner": the gateway retries them
+      // at whichever node runs the session next.
+      Queue.takeAll(mailbox).pipe(
+        Effect.flatMap((pending) =>
+          Effect.forEach(pending, (envelope) => Deferred.fail(envelope.reply, new NotOwner({ shard: fence.shard })), {
+            discard: true
+          })
+        )
+      )
+    ),
+    Effect.annotateLogs({ sessionId, shard: fence.shard }),
+    Effect.withSpan("SessionActor.run", { attributes: { sessionId } })
+  )
+
+  return { handle, run }
+})
+
+export const supervisionSchedule = Schedule.exponential("1 second", 2).pipe(
+  Schedule.union(Schedule.spaced("30 seconds")),
+  Schedule.jittered
+)

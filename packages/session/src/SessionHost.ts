@@ -1,0 +1,194 @@
+/**
+ * The per-node host of session actors. For every shard this node holds it advances the shard's fence in
+ * Postgres, starts an actor for each session of the shard whose desired state is running, answers
+ * `wa.rpc.<shard>` by handing commands to the actors' mailboxes, and stops everything when the shard goes.
+ */
+import { Nats } from "@wacluster/cluster/Nats"
+import { ShardLifecycle } from "@wacluster/cluster/ShardLeases"
+import type { SessionId } from "@wacluster/domain/Ids"
+import { encodeReply, rpcSubject, SessionBusy, SessionCommand, SessionUnknown } from "@wacluster/domain/Protocol"
+import type { CommandError } from "@wacluster/domain/Protocol"
+import { ShardNumber } from "@wacluster/domain/Shard"
+import type { Fence } from "@wacluster/store/Fence"
+import { type SessionRuntime } from "@wacluster/store/SessionRuntime"
+import { Sessions } from "@wacluster/store/Sessions"
+import { ShardFences } from "@wacluster/store/ShardFences"
+import { type WhatsAppDriver } from "@wacluster/whatsapp/WhatsAppDriver"
+import {
+  Cause,
+  Config,
+  Context,
+  Deferred,
+  Duration,
+  Effect,
+  Exit,
+  FiberMap,
+  Layer,
+  Option,
+  Schedule,
+  Schema
+} from "effect"
+import { defaultBackoff } from "./Backoff.js"
+import * as SessionActor from "./SessionActor.js"
+
+export interface HostOptions extends SessionActor.ActorOptions {
+  /** How long a command may wait for the actor's answer. */
+  readonly askTimeout: Duration.Duration
+  /** How often each held shard is rescanned for sessions that should run but do not. */
+  readonly rescanEvery: Duration.Duration
+}
+
+export const hostConfig: Config.Config<HostOptions> = Config.all({
+  mailboxCapacity: Config.integer("SESSION_MAILBOX").pipe(
+    Config.withDefault(256),
+    Config.withDescription("Commands a session actor may have queued before callers get 'busy'")
+  ),
+  backoff: Config.succeed(defaultBackoff),
+  persistEvery: Config.duration("SESSION_PERSIST_EVERY").pipe(
+    Config.withDefault(Duration.seconds(30)),
+    Config.withDescription("How often an actor saves its counters and uptime when nothing else happens")
+  ),
+  askTimeout: Config.duration("SESSION_ASK_TIMEOUT").pipe(
+    Config.withDefault(Duration.seconds(5)),
+    Config.withDescription("How long a command waits for the session actor's answer")
+  ),
+  rescanEvery: Config.duration("SHARD_RESCAN_EVERY").pipe(
+    Config.withDefault(Duration.seconds(10)),
+    Config.withDescription("How often a node looks for sessions of its shards that should run but do not")
+  )
+})
+
+const decodeCommand = Schema.decodeUnknown(Schema.parseJson(SessionCommand))
+
+export class SessionHost extends Context.Tag("@wacluster/session/SessionHost")<SessionHost, {
+  /** Session actors running on this node, per shard. */
+  readonly running: Effect.Effect<ReadonlyMap<number, number>>
+}>() {}
+
+export const make = Effect.fn("SessionHost.make")(function*(options: HostOptions) {
+  const nats = yield* Nats
+  const sessions = yield* Sessions
+  const fences = yield* ShardFences
+  const context = yield* Effect.context<SessionRuntime | WhatsAppDriver>()
+  const counts = new Map<number, number>()
+
+  const runShard = (shard: number, epoch: number) =>
+    Effect.gen(function*() {
+      const fence: Fence = { shard: ShardNumber.make(shard), epoch }
+      const current = yield* fences.advance(shard, epoch)
+      if (!current) {
+        // A newer epoch already fenced this shard: another node holds it; the lease will be lost shortly.
+        return yield* Effect.logWarning("shard fence is ahead of this lease; not starting its sessions")
+      }
+      const actors = new Map<SessionId, SessionActor.SessionActorHandle>()
+      const fibers = yield* FiberMap.make<SessionId>()
+      yield* Effect.addFinalizer(() => Effect.sync(() => counts.delete(shard)))
+
+      /** Starts the session's actor under supervision: a defect restarts it with backoff, alone. */
+      const start = (sessionId: SessionId) =>
+        Effect.gen(function*() {
+          if (actors.has(sessionId)) return
+          const actor = yield* SessionActor.make(sessionId, fence, options)
+          actors.set(sessionId, actor.handle)
+          counts.set(shard, actors.size)
+          const supervised = actor.run.pipe(
+            Effect.catchTag("StaleEpoch", (error) =>
+              Effect.logWarning("fenced out: another node owns this shard now").pipe(
+                Effect.annotateLogs({ current: String(error.current) })
+              )),
+            Effect.tapErrorCause((cause) =>
+              Cause.isInterruptedOnly(cause)
+                ? Effect.void
+                : Effect.logError("session actor failed; restarting", cause)
+            ),
+            Effect.retry(SessionActor.supervisionSchedule),
+            Effect.catchAllCause((cause) => Effect.logError("session actor gave up", cause)),
+            Effect.ensuring(Effect.sync(() => {
+              actors.delete(sessionId)
+              counts.set(shard, actors.size)
+            })),
+            Effect.provide(context)
+          )
+          yield* FiberMap.run(fibers, sessionId, supervised)
+        }).pipe(Effect.provide(context))
+
+      const scan = sessions.listRunningInShards([shard]).pipe(
+        Effect.flatMap((rows) => Effect.forEach(rows, (row) => start(row.id), { concurrency: 8, discard: true }))
+      )
+
+      /** The actor for a command, started on demand for a session created after the last scan. */
+      const actorFor = (sessionId: SessionId) =>
+        Effect.gen(function*() {
+          const known = actors.get(sessionId)
+          if (known !== undefined) return Option.some(known)
+          const record = yield* sessions.findById(sessionId)
+          if (Option.isNone(record) || record.value.shard !== shard || record.value.desiredState !== "running") {
+            return Option.none()
+          }
+          yield* start(sessionId)
+          return Option.fromNullable(actors.get(sessionId))
+        })
+
+      const ask = (command: SessionCommand): Effect.Effect<Exit.Exit<unknown, CommandError>> =>
+        Effect.gen(function*() {
+          const actor = yield* actorFor(command.sessionId)
+          if (Option.isNone(actor)) return Exit.fail(new SessionUnknown({ sessionId: command.sessionId }))
+          const reply = yield* actor.value.offer(command)
+          if (Option.isNone(reply)) return Exit.fail(new SessionBusy({ sessionId: command.sessionId }))
+          return yield* Deferred.await(reply.value).pipe(
+            Effect.timeoutFail({
+              duration: options.askTimeout,
+              onTimeout: () => new SessionBusy({ sessionId: command.sessionId })
+            }),
+            Effect.exit
+          )
+        }).pipe(
+          Effect.catchAll((error) => Effect.as(Effect.logError("command failed", error), Exit.die(error))),
+          Effect.withSpan("SessionHost.ask", { attributes: { command: command._tag, sessionId: command.sessionId } })
+        )
+
+      const serveRequest = (payload: Uint8Array) =>
+        decodeCommand(new TextDecoder().decode(payload)).pipe(
+          Effect.flatMap((command) =>
+            ask(command).pipe(
+              Effect.flatMap((exit) => encodeReply(command, exit)),
+              Effect.orElseSucceed(() =>
+                JSON.stringify({ _tag: "Failure", cause: { _tag: "Die", defect: "unencodable reply" } })
+              )
+            )
+          ),
+          Effect.catchAll((error) =>
+            Effect.as(
+              Effect.logWarning("malformed command", error),
+              JSON.stringify({ _tag: "Failure", cause: { _tag: "Die", defect: `malformed command: ${error.message}` } })
+            )
+          ),
+          Effect.map((text) => new TextEncoder().encode(text))
+        )
+
+      yield* scan
+      yield* nats.serve(rpcSubject(shard), serveRequest)
+      yield* scan.pipe(
+        Effect.catchAll((error) => Effect.logWarning("shard rescan failed", error)),
+        Effect.repeat(Schedule.spaced(options.rescanEvery)),
+        Effect.forkScoped
+      )
+      yield* Effect.logInfo("shard started").pipe(Effect.annotateLogs({ sessions: actors.size }))
+    }).pipe(
+      Effect.catchAll((error) => Effect.logError("could not start shard", error)),
+      Effect.annotateLogs({ shard, epoch })
+    )
+
+  return {
+    lifecycle: ShardLifecycle.of({ run: runShard }),
+    host: SessionHost.of({ running: Effect.sync(() => new Map(counts)) })
+  }
+})
+
+export const layer = (options: HostOptions) =>
+  Layer.effectContext(
+    Effect.map(make(options), ({ host, lifecycle }) =>
+      Context.make(ShardLifecycle, lifecycle).pipe(Context.add(SessionHost, host)))
+  )
+
+export const layerConfig = Layer.unwrapEffect(Effect.map(hostConfig, layer))

@@ -1,0 +1,94 @@
+/**
+ * Message history per session. Inserts are fenced: only the shard's owner records messages.
+ */
+import { SqlClient, SqlSchema } from "@effect/sql"
+import { MessageId, SessionId } from "@wacluster/domain/Ids"
+import { Context, Effect, Layer, Schema } from "effect"
+import { mapStoreError, orDieNoRow, type StaleEpoch, type StoreError } from "./Errors.js"
+import * as Fence from "./Fence.js"
+import { Int8 } from "./internal/Columns.js"
+
+export const MessageDirection = Schema.Literal("inbound", "outbound")
+export type MessageDirection = typeof MessageDirection.Type
+
+export class MessageRecord extends Schema.Class<MessageRecord>("@wacluster/store/MessageRecord")({
+  id: MessageId,
+  sessionId: SessionId,
+  direction: MessageDirection,
+  remoteJid: Schema.String,
+  body: Schema.Unknown,
+  status: Schema.String,
+  error: Schema.NullOr(Schema.String),
+  waMessageId: Schema.NullOr(Schema.String),
+  idempotencyKey: Schema.NullOr(Schema.String),
+  createdAt: Schema.DateFromSelf,
+  updatedAt: Schema.DateFromSelf
+}) {}
+
+export const NewMessage = Schema.Struct({
+  id: MessageId,
+  sessionId: SessionId,
+  direction: MessageDirection,
+  remoteJid: Schema.String,
+  /** Stored as jsonb, keys untouched. */
+  body: Schema.Unknown,
+  status: Schema.String,
+  error: Schema.optional(Schema.NullOr(Schema.String)),
+  waMessageId: Schema.optional(Schema.NullOr(Schema.String)),
+  idempotencyKey: Schema.optional(Schema.NullOr(Schema.String))
+})
+export type NewMessage = typeof NewMessage.Type
+
+export interface MessageCounts {
+  readonly sent: number
+  readonly received: number
+}
+
+export class Messages extends Context.Tag("@wacluster/store/Messages")<Messages, {
+  /**
+   * Records a message. False when it was already recorded (same id, or same idempotency key for the session),
+   * in which case nothing changed.
+   */
+  readonly insert: (fence: Fence.Fence, message: NewMessage) => Effect.Effect<boolean, StoreError | StaleEpoch>
+  /** Outbound (sent) and inbound (received) messages recorded for the session. */
+  readonly countBySession: (sessionId: SessionId) => Effect.Effect<MessageCounts, StoreError>
+}>() {}
+
+export const make = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+
+  const insert = (fence: Fence.Fence, message: NewMessage) =>
+    Fence.fenced(
+      sql,
+      fence,
+      (guard) =>
+        sql`INSERT INTO messages (id, session_id, direction, remote_jid, body, status, error, wa_message_id,
+          idempotency_key)
+        SELECT ${message.id}, ${message.sessionId}, ${message.direction}, ${message.remoteJid},
+          ${JSON.stringify(message.body)}::jsonb, ${message.status}, ${message.error ?? null},
+          ${message.waMessageId ?? null}, ${message.idempotencyKey ?? null}
+        WHERE ${guard}
+        ON CONFLICT DO NOTHING
+        RETURNING 1 AS inserted`
+    ).pipe(Effect.map((rows) => rows.length > 0))
+
+  const countBySession = SqlSchema.single({
+    Request: SessionId,
+    Result: Schema.Struct({ sent: Int8, received: Int8 }),
+    execute: (sessionId) =>
+      sql`SELECT count(*) FILTER (WHERE direction = 'outbound') AS sent,
+          count(*) FILTER (WHERE direction = 'inbound') AS received
+        FROM messages WHERE session_id = ${sessionId}`
+  })
+
+  return Messages.of({
+    insert: Effect.fn("Messages.insert")((fence, message) => insert(fence, message), mapStoreError("Messages.insert")),
+    countBySession: Effect.fn("Messages.countBySession")(
+      (sessionId) => countBySession(sessionId),
+      orDieNoRow,
+      mapStoreError("Messages.countBySession")
+    )
+  })
+})
+
+export const layer = Layer.effect(Messages, make)

@@ -1,0 +1,58 @@
+import { SqlClient } from "@effect/sql"
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Layer } from "effect"
+import * as Database from "../src/Database.js"
+import * as Migrations from "../src/Migrations.js"
+import { freshDatabase } from "./support.js"
+
+const tables = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const rows = yield* sql<{ tableName: string }>`
+    SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name`
+  return rows.map((row) => row.tableName)
+})
+
+describe("Migrations", () => {
+  it.scoped("creates the schema once; running again applies nothing", () =>
+    Effect.gen(function*() {
+      const url = yield* freshDatabase("migrate_twice")
+      const db = yield* Layer.build(Database.layerFromUrl(url))
+      const first = yield* Migrations.run.pipe(Effect.provide(db))
+      const second = yield* Migrations.run.pipe(Effect.provide(db))
+      assert.deepStrictEqual(first, [[1, "initial"]])
+      assert.deepStrictEqual(second, [])
+      assert.deepStrictEqual(yield* tables.pipe(Effect.provide(db)), [
+        "api_keys",
+        "auth_state",
+        "cluster_meta",
+        "effect_sql_migrations",
+        "messages",
+        "session_runtime",
+        "sessions",
+        "shard_fences",
+        "tenants"
+      ])
+    }), { timeout: 60_000 })
+
+  it.scoped(
+    "eight processes migrating an empty database at once all succeed, and one applies",
+    () =>
+      Effect.gen(function*() {
+        const url = yield* freshDatabase("migrate_concurrent")
+        // Each "process" has its own pool, so they race on separate connections as separate services would.
+        const results = yield* Effect.forEach(
+          Array.from({ length: 8 }, (_, i) => i),
+          (i) =>
+            Migrations.run.pipe(
+              Effect.provide(Database.layerFromUrl(url, { maxConnections: 2, applicationName: `migrator-${i}` }))
+            ),
+          { concurrency: "unbounded" }
+        )
+        assert.strictEqual(results.filter((applied) => applied.length > 0).length, 1)
+        assert.deepStrictEqual(results.flat(), [[1, "initial"]])
+        const db = yield* Layer.build(Database.layerFromUrl(url))
+        assert.include(yield* tables.pipe(Effect.provide(db)), "sessions")
+      }),
+    { timeout: 60_000 }
+  )
+})

@@ -1,0 +1,81 @@
+/**
+ * Makes every failure of the HTTP API one JSON shape, `{ "error": { "code", "message", "details"? } }`:
+ * the contract's own errors, but also what the framework raises before a handler runs (a body that is
+ * not JSON or does not match the schema, an unknown route, an oversized body) and defects (logged, 500).
+ */
+import { FileSystem, HttpApiBuilder, HttpIncomingMessage, HttpServerResponse } from "@effect/platform"
+import { HttpApiDecodeError } from "@effect/platform/HttpApiError"
+import { RequestError, RouteNotFound } from "@effect/platform/HttpServerError"
+import { WaclusterApi } from "@wacluster/domain/Api"
+import {
+  BadRequest,
+  InternalError,
+  NotFound,
+  PayloadTooLarge,
+  ServiceUnavailable,
+  Unauthorized
+} from "@wacluster/domain/ApiErrors"
+import { Cause, Effect, Option } from "effect"
+
+/** Request bodies above this size are refused with 413 before they are parsed. */
+export const MAX_BODY_BYTES = 1024 * 1024
+
+const body = (code: string, message: string, details?: unknown) => ({
+  error: details === undefined ? { code, message } : { code, message, details }
+})
+
+const respond = (status: number, code: string, message: string, details?: unknown, headers?: Record<string, string>) =>
+  HttpServerResponse.unsafeJson(body(code, message, details), { status, ...(headers ? { headers } : {}) })
+
+const fromDecodeError = (error: HttpApiDecodeError) => {
+  const problems = error.issues.map((issue) => {
+    const where = issue.path.length === 0 ? "request" : issue.path.map(String).join(".")
+    return `${where}: ${issue.message}`
+  })
+  return respond(400, "bad_request", problems.join("; ") || error.message, {
+    issues: error.issues.map((issue) => ({ path: issue.path.map(String), message: issue.message }))
+  })
+}
+
+const fromFailure = (failure: unknown) => {
+  if (failure instanceof BadRequest) return respond(400, "bad_request", failure.message, failure.details)
+  if (failure instanceof Unauthorized) return respond(401, "unauthorized", failure.message, failure.details)
+  if (failure instanceof NotFound) return respond(404, "not_found", failure.message, failure.details)
+  if (failure instanceof PayloadTooLarge) return respond(413, "payload_too_large", failure.message)
+  if (failure instanceof ServiceUnavailable) {
+    const retryAfter = failure.retryAfterSeconds ?? 2
+    return respond(503, "unavailable", failure.message, failure.details, { "retry-after": String(retryAfter) })
+  }
+  if (failure instanceof InternalError) return respond(500, "internal", failure.message)
+  if (failure instanceof HttpApiDecodeError) return fromDecodeError(failure)
+  if (failure instanceof RouteNotFound) {
+    return respond(
+      404,
+      "not_found",
+      `no route ${failure.request.method} ${failure.request.url}; see /cities, /sessions`
+    )
+  }
+  if (failure instanceof RequestError) {
+    const cause = failure.cause instanceof Error ? failure.cause.message : ""
+    if (cause.includes("maxBytes")) {
+      return respond(413, "payload_too_large", `the request body exceeds ${MAX_BODY_BYTES} bytes`)
+    }
+    return respond(400, "bad_request", "the request body is not valid JSON")
+  }
+  return undefined
+}
+
+export const layer = HttpApiBuilder.middleware(WaclusterApi, (app) =>
+  app.pipe(
+    HttpIncomingMessage.withMaxBodySize(Option.some(FileSystem.Size(MAX_BODY_BYTES))),
+    Effect.catchAllCause((cause) => {
+      const failure: Option.Option<unknown> = Cause.failureOption(cause)
+      const response = Option.isSome(failure) ? fromFailure(failure.value) : undefined
+      if (response !== undefined) return Effect.succeed(response)
+      if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
+      return Effect.as(
+        Effect.logError("unhandled error in request", cause),
+        respond(500, "internal", "an unexpected error occurred; it has been logged")
+      )
+    })
+  ))

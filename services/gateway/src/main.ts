@@ -1,0 +1,67 @@
+/**
+ * The gateway: stateless HTTP front door. Authenticates, does control-plane CRUD in Postgres and routes
+ * everything that touches a live session to the node owning it over NATS.
+ */
+import { HttpApiBuilder, HttpMiddleware, HttpServer } from "@effect/platform"
+import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
+import { ClusterConfig } from "@wacluster/cluster/ClusterConfig"
+import { Logging } from "@wacluster/cluster/Logging"
+import { Nats } from "@wacluster/cluster/Nats"
+import { Router } from "@wacluster/cluster/Router"
+import { WaclusterApi } from "@wacluster/domain/Api"
+import * as ApiKeys from "@wacluster/store/ApiKeys"
+import * as ClusterMeta from "@wacluster/store/ClusterMeta"
+import * as Database from "@wacluster/store/Database"
+import * as Migrations from "@wacluster/store/Migrations"
+import * as SessionRuntime from "@wacluster/store/SessionRuntime"
+import * as Sessions from "@wacluster/store/Sessions"
+import * as Tenants from "@wacluster/store/Tenants"
+import { Config, Effect, Layer } from "effect"
+import { createServer } from "node:http"
+import * as Auth from "./Auth.js"
+import * as ErrorResponses from "./ErrorResponses.js"
+import { CitiesLive, HealthLive } from "./http/Public.js"
+import { SessionsLive } from "./http/Sessions.js"
+import { SessionStatusLive } from "./http/SessionStatus.js"
+import { TenantsLive } from "./http/Tenants.js"
+
+const StoreLive = Layer.mergeAll(Tenants.layer, Sessions.layer, ApiKeys.layer, SessionRuntime.layer).pipe(
+  Layer.provideMerge(
+    Layer.effectDiscard(
+      Effect.flatMap(
+        ClusterMeta.ClusterMeta,
+        (meta) => Effect.flatMap(ClusterConfig, (config) => meta.ensureShards(config.shards))
+      )
+    ).pipe(Layer.provide(ClusterMeta.layer))
+  ),
+  Layer.provide(Migrations.layer),
+  Layer.provideMerge(Database.layer)
+)
+
+const ClusterLive = Router.layerConfig.pipe(Layer.provideMerge(Nats.layerConfig("gateway")))
+
+const ApiLive = HttpApiBuilder.api(WaclusterApi).pipe(
+  Layer.provide([HealthLive, CitiesLive, TenantsLive, SessionsLive, SessionStatusLive]),
+  Layer.provide(Auth.layer)
+)
+
+const ServerLive = NodeHttpServer.layerConfig(createServer, {
+  port: Config.port("PORT").pipe(Config.withDefault(8080), Config.withDescription("Gateway HTTP port")),
+  host: Config.string("HOST").pipe(Config.withDefault("0.0.0.0"), Config.withDescription("Gateway bind address"))
+})
+
+const HttpLive = HttpApiBuilder.serve(HttpMiddleware.logger).pipe(
+  Layer.provide(ErrorResponses.layer),
+  Layer.provide(ApiLive),
+  HttpServer.withLogAddress,
+  Layer.provide(ServerLive)
+)
+
+const MainLive = HttpLive.pipe(
+  Layer.provide(ClusterLive),
+  Layer.provide(StoreLive),
+  Layer.provide(ClusterConfig.layer),
+  Layer.provide(Logging.layer("gateway"))
+)
+
+NodeRuntime.runMain(Layer.launch(MainLive))

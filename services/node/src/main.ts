@@ -1,0 +1,90 @@
+/**
+ * A node: joins the cluster, takes its share of the shards and runs their session actors.
+ */
+import { HttpApiBuilder, HttpServer } from "@effect/platform"
+import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
+import { ClusterConfig } from "@wacluster/cluster/ClusterConfig"
+import { Logging } from "@wacluster/cluster/Logging"
+import { Membership } from "@wacluster/cluster/Membership"
+import { Nats } from "@wacluster/cluster/Nats"
+import { ShardLeases } from "@wacluster/cluster/ShardLeases"
+import { Health, NodeApi } from "@wacluster/domain/Api"
+import { NodeId } from "@wacluster/domain/Ids"
+import * as SessionHost from "@wacluster/session/SessionHost"
+import * as ClusterMeta from "@wacluster/store/ClusterMeta"
+import * as Database from "@wacluster/store/Database"
+import * as Migrations from "@wacluster/store/Migrations"
+import * as SessionRuntime from "@wacluster/store/SessionRuntime"
+import * as Sessions from "@wacluster/store/Sessions"
+import * as ShardFences from "@wacluster/store/ShardFences"
+import * as InProcessDriver from "@wacluster/whatsapp/InProcessDriver"
+import { Config, ConfigError, Effect, Either, Layer, ParseResult, Schema } from "effect"
+import { createServer } from "node:http"
+import { hostname } from "node:os"
+
+const VERSION = "0.1.0"
+
+const nodeIdConfig = Config.string("NODE_ID").pipe(
+  Config.withDefault(hostname().toLowerCase().replace(/[^a-z0-9-]/g, "-").slice(0, 63)),
+  Config.mapOrFail((raw) =>
+    Either.mapLeft(
+      Schema.decodeUnknownEither(NodeId)(raw),
+      (error) => ConfigError.InvalidData(["NODE_ID"], ParseResult.TreeFormatter.formatErrorSync(error))
+    )
+  ),
+  Config.withDescription("This node's id (lowercase letters, digits, dashes); unique in the cluster")
+)
+
+const StoreLive = Layer.mergeAll(Sessions.layer, SessionRuntime.layer, ShardFences.layer).pipe(
+  Layer.provideMerge(
+    Layer.effectDiscard(
+      Effect.flatMap(
+        ClusterMeta.ClusterMeta,
+        (meta) => Effect.flatMap(ClusterConfig, (config) => meta.ensureShards(config.shards))
+      )
+    ).pipe(Layer.provide(ClusterMeta.layer))
+  ),
+  Layer.provide(Migrations.layer),
+  Layer.provideMerge(Database.layer)
+)
+
+/** The WhatsApp implementation: the in-process network until the Baileys driver lands. */
+const DriverLive = InProcessDriver.layer()
+
+const ClusterLive = Layer.unwrapEffect(
+  Effect.map(nodeIdConfig, (nodeId) =>
+    ShardLeases.layer.pipe(
+      Layer.provide(SessionHost.layerConfig),
+      Layer.provideMerge(Membership.layer({ nodeId, version: VERSION }))
+    ))
+)
+
+const HttpLive = Layer.unwrapEffect(
+  Effect.map(nodeIdConfig, (nodeId) => {
+    const HealthLive = HttpApiBuilder.group(NodeApi, "health", (handlers) => {
+      const startedAt = Date.now()
+      return handlers.handle("healthz", () =>
+        Effect.succeed(
+          new Health({ status: "ok", service: "node", nodeId, uptimeSeconds: (Date.now() - startedAt) / 1000 })
+        ))
+    })
+    return HttpApiBuilder.serve().pipe(
+      Layer.provide(HttpApiBuilder.api(NodeApi).pipe(Layer.provide(HealthLive))),
+      HttpServer.withLogAddress,
+      Layer.provide(NodeHttpServer.layerConfig(createServer, {
+        port: Config.port("HTTP_PORT").pipe(Config.withDefault(8090), Config.withDescription("Node HTTP port")),
+        host: Config.string("HOST").pipe(Config.withDefault("0.0.0.0"), Config.withDescription("Node bind address"))
+      }))
+    )
+  })
+)
+
+const MainLive = Layer.mergeAll(ClusterLive, HttpLive).pipe(
+  Layer.provide(DriverLive),
+  Layer.provide(Nats.layerConfig("node")),
+  Layer.provide(StoreLive),
+  Layer.provide(ClusterConfig.layer),
+  Layer.provide(Logging.layer("node"))
+)
+
+NodeRuntime.runMain(Layer.launch(MainLive))
