@@ -5,7 +5,7 @@
  * the shard epoch; a stale epoch means another node owns the shard now, and the actor stops.
  */
 import type { SessionId } from "@wacluster/domain/Ids"
-import { NotOwner, SessionStatusView, StatusMetrics } from "@wacluster/domain/Protocol"
+import { NotOwner, SessionBusy, SessionStatusView, StatusMetrics } from "@wacluster/domain/Protocol"
 import type { CommandError, SessionCommand } from "@wacluster/domain/Protocol"
 import { healthOf } from "@wacluster/domain/Session"
 import type { SessionReason, SessionStatus } from "@wacluster/domain/Session"
@@ -46,9 +46,13 @@ export interface LiveState {
 
 export interface SessionActorHandle {
   readonly sessionId: SessionId
-  /** Queues a command; false when the mailbox is full. */
+  /**
+   * Queues a command and returns where its answer will appear. Fails with `SessionBusy` when the mailbox is
+   * full and with `NotOwner` once the actor has stopped (the caller retries at the next owner).
+   */
   readonly offer: (command: SessionCommand) => Effect.Effect<
-    Option.Option<Deferred.Deferred<unknown, CommandError>>
+    Deferred.Deferred<unknown, CommandError>,
+    SessionBusy | NotOwner
   >
 }
 
@@ -112,8 +116,12 @@ export const make = Effect.fn("SessionActor.make")(function*(
     offer: (command) =>
       Effect.gen(function*() {
         const reply = yield* Deferred.make<unknown, CommandError>()
-        const accepted = yield* Queue.offer(mailbox, { command, reply })
-        return accepted ? Option.some(reply) : Option.none()
+        if (yield* Queue.isShutdown(mailbox)) return yield* new NotOwner({ shard: fence.shard })
+        const accepted = yield* Queue.offer(mailbox, { command, reply }).pipe(
+          Effect.catchAllCause(() => new NotOwner({ shard: fence.shard }))
+        )
+        if (!accepted) return yield* new SessionBusy({ sessionId })
+        return reply
       })
   }
 
@@ -249,14 +257,15 @@ export const make = Effect.fn("SessionActor.make")(function*(
     yield* Effect.all([connectionLoop, mailboxLoop, periodicPersist], { concurrency: "unbounded", discard: true })
   }).pipe(
     Effect.ensuring(
-      // Commands still queued when the actor stops are answered "not owner": the gateway retries them
-      // at whichever node runs the session next.
+      // Commands still queued when the actor stops are answered "not owner", and the mailbox closes: the
+      // gateway retries them at whichever node runs the session next.
       Queue.takeAll(mailbox).pipe(
         Effect.flatMap((pending) =>
           Effect.forEach(pending, (envelope) => Deferred.fail(envelope.reply, new NotOwner({ shard: fence.shard })), {
             discard: true
           })
-        )
+        ),
+        Effect.zipRight(Queue.shutdown(mailbox))
       )
     ),
     Effect.annotateLogs({ sessionId, shard: fence.shard }),

@@ -133,9 +133,9 @@ export const make = Effect.fn("SessionHost.make")(function*(options: HostOptions
         Effect.gen(function*() {
           const actor = yield* actorFor(command.sessionId)
           if (Option.isNone(actor)) return Exit.fail(new SessionUnknown({ sessionId: command.sessionId }))
-          const reply = yield* actor.value.offer(command)
-          if (Option.isNone(reply)) return Exit.fail(new SessionBusy({ sessionId: command.sessionId }))
-          return yield* Deferred.await(reply.value).pipe(
+          const reply = yield* actor.value.offer(command).pipe(Effect.either)
+          if (reply._tag === "Left") return Exit.fail(reply.left)
+          return yield* Deferred.await(reply.right).pipe(
             Effect.timeoutFail({
               duration: options.askTimeout,
               onTimeout: () => new SessionBusy({ sessionId: command.sessionId })

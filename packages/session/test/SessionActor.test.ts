@@ -1,0 +1,211 @@
+import { describe, expect, it } from "@effect/vitest"
+import type { SessionId } from "@wacluster/domain/Ids"
+import { GetStatus, type SessionStatusView } from "@wacluster/domain/Protocol"
+import { ShardNumber } from "@wacluster/domain/Shard"
+import { SessionRuntime } from "@wacluster/store/SessionRuntime"
+import { ShardFences } from "@wacluster/store/ShardFences"
+import { seedSession, storeLayer } from "@wacluster/store/test/support"
+import * as InProcessDriver from "@wacluster/whatsapp/InProcessDriver"
+import { InProcessWhatsApp } from "@wacluster/whatsapp/InProcessDriver"
+import { WhatsAppDriver } from "@wacluster/whatsapp/WhatsAppDriver"
+import { Deferred, Duration, Effect, Exit, Fiber, Layer, Option, TestClock } from "effect"
+import { defaultBackoff } from "../src/Backoff.js"
+import * as SessionActor from "../src/SessionActor.js"
+
+const options: SessionActor.ActorOptions = {
+  mailboxCapacity: 8,
+  backoff: defaultBackoff,
+  persistEvery: Duration.seconds(30)
+}
+
+const TestLayer = Layer.mergeAll(
+  InProcessDriver.layer({ firstQrTimeout: "60 seconds", qrTimeout: "20 seconds", qrAttempts: 3 }),
+  storeLayer("session_actor")
+)
+
+/** Lets real I/O (Postgres) finish while the test clock stands still. */
+const settle = Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, 30)))
+
+const start = (shard = 1, epoch = 10) =>
+  Effect.gen(function*() {
+    const session = yield* seedSession({ shard })
+    yield* (yield* ShardFences).advance(shard, epoch)
+    const actor = yield* SessionActor.make(session.id, { shard: ShardNumber.make(shard), epoch }, options)
+    const fiber = yield* Effect.forkScoped(actor.run)
+    return { sessionId: session.id, handle: actor.handle, fiber }
+  })
+
+const status = (handle: SessionActor.SessionActorHandle) =>
+  Effect.gen(function*() {
+    const reply = yield* handle.offer(new GetStatus({ sessionId: handle.sessionId })).pipe(Effect.orDie)
+    return (yield* Deferred.await(reply)) as SessionStatusView
+  })
+
+/** Waits (on the real clock) until the actor reports the expected status. */
+const until = (handle: SessionActor.SessionActorHandle, check: (view: SessionStatusView) => boolean) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < 200; i++) {
+      const view = yield* status(handle)
+      if (check(view)) return view
+      yield* settle
+    }
+    return yield* Effect.dieMessage(`status never matched; last: ${JSON.stringify(yield* status(handle))}`)
+  })
+
+const qrOf = (sessionId: SessionId) =>
+  Effect.gen(function*() {
+    const network = yield* InProcessWhatsApp
+    for (let i = 0; i < 100; i++) {
+      const qr = yield* network.currentQr(sessionId)
+      if (Option.isSome(qr)) return qr.value
+      yield* settle
+    }
+    return yield* Effect.dieMessage("no QR code")
+  })
+
+const link = (sessionId: SessionId, phone = "628123456789") =>
+  Effect.gen(function*() {
+    const network = yield* InProcessWhatsApp
+    yield* network.scan(yield* qrOf(sessionId), phone)
+  })
+
+describe("SessionActor", () => {
+  it.layer(TestLayer, { timeout: 60_000 })((it) => {
+    it.scoped("shows QR codes while connecting and expires when none is scanned in time", () =>
+      Effect.gen(function*() {
+        const { handle, sessionId } = yield* start()
+        const first = yield* qrOf(sessionId)
+        const view = yield* until(handle, (v) => v.status === "connecting")
+        expect(view.health).toBe("degraded")
+        expect(view.connectedAt).toBeNull()
+
+        yield* TestClock.adjust("60 seconds")
+        yield* settle
+        expect(yield* qrOf(sessionId)).not.toBe(first)
+        yield* TestClock.adjust("20 seconds")
+        yield* settle
+        yield* TestClock.adjust("20 seconds")
+        const expired = yield* until(handle, (v) => v.status === "expired")
+        expect(expired.health).toBe("unhealthy")
+        // Expired is final until the tenant asks again: no new QR appears however long we wait.
+        yield* TestClock.adjust("10 minutes")
+        yield* settle
+        expect(Option.isNone(yield* (yield* InProcessWhatsApp).currentQr(sessionId))).toBe(true)
+        const saved = yield* (yield* SessionRuntime).load(sessionId)
+        expect(Option.map(saved, (r) => [r.status, r.reason])).toEqual(Option.some(["expired", "qr_timeout"]))
+      }))
+
+    it.scoped("connects after a scan (through WhatsApp's restart request) and persists it", () =>
+      Effect.gen(function*() {
+        const { handle, sessionId } = yield* start()
+        yield* link(sessionId, "628111222333")
+        const view = yield* until(handle, (v) => v.status === "connected")
+        expect(view.health).toBe("healthy")
+        expect(view.connectedAt).not.toBeNull()
+        yield* settle
+        const saved = Option.getOrThrow(yield* (yield* SessionRuntime).load(sessionId))
+        expect(saved.status).toBe("connected")
+        expect(saved.phoneNumber).toBe("628111222333")
+        expect(saved.epoch).toBe(10)
+      }))
+
+    it.scoped("reconnects after a drop with backoff, never holding two sockets, and counts uptime", () =>
+      Effect.gen(function*() {
+        const network = yield* InProcessWhatsApp
+        const { handle, sessionId } = yield* start()
+        yield* link(sessionId)
+        yield* until(handle, (v) => v.status === "connected")
+        yield* TestClock.adjust("90 seconds")
+
+        yield* network.drop(sessionId)
+        const down = yield* until(handle, (v) => v.status === "disconnected")
+        expect(down.health).toBe("unhealthy")
+        expect(yield* network.liveSockets).toBe(0)
+        yield* TestClock.adjust("10 seconds")
+        // Backoff: 1 s to 3 s for the first retry; 10 s of downtime then the reconnect.
+        const back = yield* until(handle, (v) => v.status === "connected")
+        expect(yield* network.liveSockets).toBe(1)
+        // 90 s connected, then down for the backoff delay (1-3 s), then connected again: of 100 s observed.
+        expect(back.metrics.uptime).toBeGreaterThanOrEqual(97)
+        expect(back.metrics.uptime).toBeLessThanOrEqual(99)
+      }))
+
+    it.scoped("stays disconnected/logged_out after the phone unlinks the device, without reconnecting", () =>
+      Effect.gen(function*() {
+        const network = yield* InProcessWhatsApp
+        const { handle, sessionId } = yield* start()
+        yield* link(sessionId)
+        yield* until(handle, (v) => v.status === "connected")
+        yield* network.logoutFromPhone(sessionId)
+        yield* until(handle, (v) => v.status === "disconnected")
+        yield* TestClock.adjust("10 minutes")
+        yield* settle
+        expect(yield* network.liveSockets).toBe(0)
+        const saved = Option.getOrThrow(yield* (yield* SessionRuntime).load(sessionId))
+        expect([saved.status, saved.reason]).toEqual(["disconnected", "logged_out"])
+      }))
+
+    it.scoped("does not fight a conflicting login: it stops as disconnected/conflict", () =>
+      Effect.gen(function*() {
+        const network = yield* InProcessWhatsApp
+        const driver = yield* WhatsAppDriver
+        const { handle, sessionId } = yield* start()
+        yield* link(sessionId)
+        yield* until(handle, (v) => v.status === "connected")
+        // Someone else logs in with this device.
+        yield* driver.connect({ sessionId, shard: 1, epoch: 99 })
+        yield* until(handle, (v) => v.status === "disconnected")
+        yield* TestClock.adjust("10 minutes")
+        yield* settle
+        expect(yield* network.liveSockets).toBe(1)
+        const saved = Option.getOrThrow(yield* (yield* SessionRuntime).load(sessionId))
+        expect([saved.status, saved.reason]).toEqual(["disconnected", "conflict"])
+      }))
+
+    it.scoped("counts inbound messages", () =>
+      Effect.gen(function*() {
+        const network = yield* InProcessWhatsApp
+        const { handle, sessionId } = yield* start()
+        yield* link(sessionId)
+        yield* until(handle, (v) => v.status === "connected")
+        yield* network.receive(sessionId, "628999000111@s.whatsapp.net", "hello")
+        yield* network.receive(sessionId, "628999000111@s.whatsapp.net", "again")
+        const view = yield* until(handle, (v) => v.metrics.messagesReceived === 2)
+        expect(view.metrics.messagesSent).toBe(0)
+      }))
+
+    it.scoped("stops when another node has fenced the shard, and answers queued commands 'not owner'", () =>
+      Effect.gen(function*() {
+        const network = yield* InProcessWhatsApp
+        const { fiber, handle, sessionId } = yield* start(3, 10)
+        yield* link(sessionId)
+        yield* until(handle, (v) => v.status === "connected")
+        yield* (yield* ShardFences).advance(3, 11)
+        // The next state change must be written with the old epoch, which is rejected.
+        yield* network.drop(sessionId)
+        const exit = yield* Fiber.await(fiber)
+        expect(Exit.isFailure(exit)).toBe(true)
+        expect(String(exit)).toContain("StaleEpoch")
+        const saved = Option.getOrThrow(yield* (yield* SessionRuntime).load(sessionId))
+        expect(saved.status).toBe("connected")
+        const refused = yield* Effect.flip(handle.offer(new GetStatus({ sessionId })))
+        expect(refused._tag).toBe("NotOwner")
+      }))
+
+    it.scoped("refuses commands beyond its mailbox with 'busy' instead of queueing without bound", () =>
+      Effect.gen(function*() {
+        const session = yield* seedSession({ shard: 5 })
+        yield* (yield* ShardFences).advance(5, 1)
+        // Built but not run: nothing drains the mailbox.
+        const actor = yield* SessionActor.make(session.id, { shard: ShardNumber.make(5), epoch: 1 }, {
+          ...options,
+          mailboxCapacity: 2
+        })
+        const command = new GetStatus({ sessionId: session.id })
+        yield* actor.handle.offer(command)
+        yield* actor.handle.offer(command)
+        const third = yield* Effect.flip(actor.handle.offer(command))
+        expect(third._tag).toBe("SessionBusy")
+      }))
+  })
+})

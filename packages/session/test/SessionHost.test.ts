@@ -1,0 +1,142 @@
+import { expect, layer } from "@effect/vitest"
+import { ClusterConfig } from "@wacluster/cluster/ClusterConfig"
+import { Membership } from "@wacluster/cluster/Membership"
+import { Nats } from "@wacluster/cluster/Nats"
+import { Router } from "@wacluster/cluster/Router"
+import { ShardLeases } from "@wacluster/cluster/ShardLeases"
+import { makeSessionId, NodeId, type SessionId } from "@wacluster/domain/Ids"
+import { EnsureStarted, GetStatus } from "@wacluster/domain/Protocol"
+import { shardOf } from "@wacluster/domain/Shard"
+import * as NatsServer from "@wacluster/infra/NatsServer"
+import { Sessions } from "@wacluster/store/Sessions"
+import { seedTenant, storeLayer } from "@wacluster/store/test/support"
+import * as InProcessDriver from "@wacluster/whatsapp/InProcessDriver"
+import { WhatsAppDriver } from "@wacluster/whatsapp/WhatsAppDriver"
+import { Duration, Effect, Layer, Redacted } from "effect"
+import { mkdtemp, rm } from "node:fs/promises"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { defaultBackoff } from "../src/Backoff.js"
+import * as SessionHost from "../src/SessionHost.js"
+
+const SHARDS = 8
+const config = ClusterConfig.layerWith({
+  shards: SHARDS,
+  heartbeat: Duration.millis(100),
+  nodeTtl: Duration.millis(500),
+  leaseTtl: Duration.millis(900)
+})
+
+/** Session ids whose driver connection dies with a defect, to prove one actor's crash stays its own. */
+const cursed = new Set<string>()
+let cursedConnects = 0
+
+/** The in-process driver, except that connecting a cursed session is a defect. */
+const FlakyDriver = Layer.effect(
+  WhatsAppDriver,
+  Effect.map(WhatsAppDriver, (driver) =>
+    WhatsAppDriver.of({
+      ...driver,
+      connect: (options) =>
+        cursed.has(options.sessionId)
+          ? Effect.sync(() => cursedConnects++).pipe(Effect.zipRight(Effect.dieMessage("boom: driver bug")))
+          : driver.connect(options)
+    }))
+).pipe(Layer.provide(InProcessDriver.layer()))
+
+const natsLayer = Layer.unwrapScoped(Effect.gen(function*() {
+  const dir = yield* Effect.acquireRelease(
+    Effect.promise(() => mkdtemp(join(tmpdir(), "wacluster-nats-"))),
+    (dir) => Effect.promise(() => rm(dir, { recursive: true, force: true }))
+  )
+  const server = yield* NatsServer.start({ dataDir: dir })
+  return Nats.layer({ url: Redacted.make(server.url), name: "test" })
+}))
+
+const NodeLayer = ShardLeases.layer.pipe(
+  Layer.provideMerge(SessionHost.layer({
+    mailboxCapacity: 16,
+    backoff: defaultBackoff,
+    persistEvery: Duration.seconds(30),
+    askTimeout: Duration.seconds(2),
+    rescanEvery: Duration.seconds(1)
+  })),
+  Layer.provideMerge(Membership.layer({ nodeId: NodeId.make("node-1"), version: "test" })),
+  Layer.provide(FlakyDriver)
+)
+
+const TestLayer = Layer.mergeAll(
+  NodeLayer,
+  Router.layer({ requestTimeout: Duration.seconds(1), budget: Duration.seconds(5) })
+).pipe(
+  Layer.provideMerge(natsLayer),
+  Layer.provideMerge(storeLayer("session_host")),
+  Layer.provideMerge(config)
+)
+
+const createSession = Effect.gen(function*() {
+  const tenant = yield* seedTenant()
+  const sessions = yield* Sessions
+  const id: SessionId = yield* makeSessionId
+  return yield* sessions.create({
+    id,
+    tenantId: tenant.id,
+    name: "Support",
+    city: "jakarta",
+    shard: shardOf(id, SHARDS)
+  })
+})
+
+layer(TestLayer, { timeout: 60_000, excludeTestServices: true })("SessionHost", (it) => {
+  it.effect("routes status requests to the owner's actor, starting it on demand", () =>
+    Effect.gen(function*() {
+      const router = yield* Router
+      const session = yield* createSession
+      const view = yield* router.send(new GetStatus({ sessionId: session.id }))
+      expect(view.sessionId).toBe(session.id)
+      expect(view.status).toBe("connecting")
+      expect(view.metrics).toEqual({ messagesSent: 0, messagesReceived: 0, uptime: 0 })
+      yield* router.send(new EnsureStarted({ sessionId: session.id }))
+    }))
+
+  it.effect("answers 'unknown' for a session the owner does not have", () =>
+    Effect.gen(function*() {
+      const router = yield* Router
+      const session = yield* createSession
+      yield* (yield* Sessions).delete(session.id)
+      const error = yield* Effect.flip(router.send(new GetStatus({ sessionId: session.id })))
+      expect(error._tag).toBe("SessionUnknown")
+    }))
+
+  it.effect("starts the sessions of a shard whose desired state is running, without being asked", () =>
+    Effect.gen(function*() {
+      const host = yield* SessionHost.SessionHost
+      const before = [...(yield* host.running).values()].reduce((a, b) => a + b, 0)
+      yield* createSession
+      yield* createSession
+      // The periodic rescan (every second here) finds them.
+      for (let i = 0; i < 100; i++) {
+        const now = [...(yield* host.running).values()].reduce((a, b) => a + b, 0)
+        if (now >= before + 2) return
+        yield* Effect.sleep("50 millis")
+      }
+      return yield* Effect.dieMessage("the new sessions were never started")
+    }))
+
+  it.effect("restarts an actor that hit a defect, alone: the other sessions keep answering", () =>
+    Effect.gen(function*() {
+      const router = yield* Router
+      const healthy = yield* createSession
+      const broken = yield* createSession
+      cursed.add(broken.id)
+      yield* router.send(new EnsureStarted({ sessionId: broken.id }))
+      for (let i = 0; i < 10; i++) {
+        const view = yield* router.send(new GetStatus({ sessionId: healthy.id }))
+        expect(view.status).toBe("connecting")
+        yield* Effect.sleep("200 millis")
+      }
+      // Supervision restarted the broken actor with backoff (1 s, 2 s, …): a few times, not a spin.
+      expect(cursedConnects).toBeGreaterThanOrEqual(2)
+      expect(cursedConnects).toBeLessThanOrEqual(5)
+    }))
+})
