@@ -9,7 +9,7 @@ export class Logging extends Context.Tag("@wacluster/cluster/Logging")<Logging, 
       Effect.gen(function*() {
         const level = yield* Config.logLevel("LOG_LEVEL").pipe(
           Config.withDefault(LogLevel.Info),
-          Config.withDescription("Minimum log level: All, Debug, Info, Warning, Error, None")
+          Config.withDescription("Minimum log level: Trace, Debug, Info, Warn, Error, Fatal, None")
         )
         const format = yield* Config.literal("pretty", "json", "logfmt")("LOG_FORMAT").pipe(
           Config.withDefault("logfmt"),

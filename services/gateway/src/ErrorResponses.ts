@@ -3,7 +3,13 @@
  * the contract's own errors, but also what the framework raises before a handler runs (a body that is
  * not JSON or does not match the schema, an unknown route, an oversized body) and defects (logged, 500).
  */
-import { FileSystem, HttpApiBuilder, HttpIncomingMessage, HttpServerResponse } from "@effect/platform"
+import {
+  FileSystem,
+  HttpApiBuilder,
+  HttpIncomingMessage,
+  HttpServerRequest,
+  HttpServerResponse
+} from "@effect/platform"
 import { HttpApiDecodeError } from "@effect/platform/HttpApiError"
 import { RequestError, RouteNotFound } from "@effect/platform/HttpServerError"
 import { WaclusterApi } from "@wacluster/domain/Api"
@@ -65,17 +71,30 @@ const fromFailure = (failure: unknown) => {
   return undefined
 }
 
-export const layer = HttpApiBuilder.middleware(WaclusterApi, (app) =>
-  app.pipe(
-    HttpIncomingMessage.withMaxBodySize(Option.some(FileSystem.Size(MAX_BODY_BYTES))),
-    Effect.catchAllCause((cause) => {
-      const failure: Option.Option<unknown> = Cause.failureOption(cause)
-      const response = Option.isSome(failure) ? fromFailure(failure.value) : undefined
-      if (response !== undefined) return Effect.succeed(response)
-      if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
-      return Effect.as(
-        Effect.logError("unhandled error in request", cause),
-        respond(500, "internal", "an unexpected error occurred; it has been logged")
+/** A declared body over the limit is refused before a byte of it is read (the client still gets the answer). */
+const declaredTooLarge = Effect.map(HttpServerRequest.HttpServerRequest, (request) => {
+  const length = Number(request.headers["content-length"] ?? "0")
+  return Number.isFinite(length) && length > MAX_BODY_BYTES
+})
+
+export const layer = HttpApiBuilder.middleware(
+  WaclusterApi,
+  (app) =>
+    Effect.flatMap(declaredTooLarge, (tooLarge) =>
+      tooLarge
+        ? Effect.succeed(respond(413, "payload_too_large", `the request body exceeds ${MAX_BODY_BYTES} bytes`))
+        : app).pipe(
+        HttpIncomingMessage.withMaxBodySize(Option.some(FileSystem.Size(MAX_BODY_BYTES))),
+        Effect.catchAllCause((cause) => {
+          if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
+          // Some framework errors (a body that is not JSON) arrive as defects: look at the failure or defect alike.
+          const failure: Option.Option<unknown> = Cause.failureOption(cause)
+          const response = fromFailure(Option.getOrElse(failure, () => Cause.squash(cause)))
+          if (response !== undefined) return Effect.succeed(response)
+          return Effect.as(
+            Effect.logError("unhandled error in request", cause),
+            respond(500, "internal", "an unexpected error occurred; it has been logged")
+          )
+        })
       )
-    })
-  ))
+)

@@ -16,7 +16,7 @@ import * as Migrations from "@wacluster/store/Migrations"
 import * as SessionRuntime from "@wacluster/store/SessionRuntime"
 import * as Sessions from "@wacluster/store/Sessions"
 import * as Tenants from "@wacluster/store/Tenants"
-import { Config, Effect, Layer } from "effect"
+import { Config, Effect, identity, Layer } from "effect"
 import { createServer } from "node:http"
 import * as Auth from "./Auth.js"
 import * as ErrorResponses from "./ErrorResponses.js"
@@ -50,7 +50,14 @@ const ServerLive = NodeHttpServer.layerConfig(createServer, {
   host: Config.string("HOST").pipe(Config.withDefault("0.0.0.0"), Config.withDescription("Gateway bind address"))
 })
 
-const HttpLive = HttpApiBuilder.serve(HttpMiddleware.logger).pipe(
+const accessLog = Config.boolean("ACCESS_LOG").pipe(
+  Config.withDefault(false),
+  Config.withDescription("Log every HTTP request (off by default: at thousands of requests a second it costs)")
+)
+
+const HttpLive = Layer.unwrapEffect(
+  Effect.map(accessLog, (enabled) => HttpApiBuilder.serve(enabled ? HttpMiddleware.logger : identity))
+).pipe(
   Layer.provide(ErrorResponses.layer),
   Layer.provide(ApiLive),
   HttpServer.withLogAddress,
@@ -64,4 +71,4 @@ const MainLive = HttpLive.pipe(
   Layer.provide(Logging.layer("gateway"))
 )
 
-NodeRuntime.runMain(Layer.launch(MainLive))
+NodeRuntime.runMain(Layer.launch(MainLive), { disablePrettyLogger: true })

@@ -87,4 +87,4 @@ const MainLive = Layer.mergeAll(ClusterLive, HttpLive).pipe(
   Layer.provide(Logging.layer("node"))
 )
 
-NodeRuntime.runMain(Layer.launch(MainLive))
+NodeRuntime.runMain(Layer.launch(MainLive), { disablePrettyLogger: true })

@@ -1,0 +1,49 @@
+/**
+ * Small helpers for calling a running gateway over plain HTTP, the way a tenant's code would.
+ */
+export interface Reply {
+  readonly status: number
+  readonly headers: Headers
+  readonly body: unknown
+}
+
+export const call = async (
+  base: string,
+  method: string,
+  path: string,
+  options: { readonly bearer?: string; readonly apiKey?: string; readonly json?: unknown; readonly raw?: string } = {}
+): Promise<Reply> => {
+  const headers: Record<string, string> = {}
+  if (options.bearer !== undefined) headers.authorization = `Bearer ${options.bearer}`
+  if (options.apiKey !== undefined) headers["x-api-key"] = options.apiKey
+  let body: string | undefined
+  if (options.json !== undefined || options.raw !== undefined) {
+    headers["content-type"] = "application/json"
+    body = options.raw ?? JSON.stringify(options.json)
+  }
+  const response = await fetch(`${base}${path}`, { method, headers, ...(body === undefined ? {} : { body }) })
+  const text = await response.text()
+  let parsed: unknown = text
+  try {
+    parsed = text === "" ? null : JSON.parse(text)
+  } catch {
+    // Not JSON: keep the text so the assertion shows it.
+  }
+  return { status: response.status, headers: response.headers, body: parsed }
+}
+
+/** Reads a nested field of a JSON reply without casts at every call site. */
+export const field = (value: unknown, ...path: ReadonlyArray<string | number>): unknown => {
+  let current: unknown = value
+  for (const key of path) {
+    if (current === null || typeof current !== "object") return undefined
+    current = (current as Record<string | number, unknown>)[key]
+  }
+  return current
+}
+
+export const text = (value: unknown, ...path: ReadonlyArray<string | number>): string => {
+  const found = field(value, ...path)
+  if (typeof found !== "string") throw new Error(`expected a string at ${path.join(".")}, got ${JSON.stringify(value)}`)
+  return found
+}
