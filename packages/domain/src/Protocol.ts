@@ -63,30 +63,30 @@ export type SessionCommand = typeof SessionCommand.Type
 
 export const SessionCommandJson = Schema.parseJson(SessionCommand)
 
-/** The reply to a command: its `Exit` as JSON, decoded with that command's own success and failure schemas. */
-const exitJson = <A, I, E, EI>(request: Schema.WithResult<A, I, E, EI, never>) =>
-  Schema.parseJson(Schema.exitSchema(request))
+/**
+ * The reply to a command: its `Exit` as JSON, with that command's own success and failure schemas. The codecs
+ * are built once per command type: building a schema per request would also defeat the parser's memoisation.
+ */
+const replyJson = <A, I>(success: Schema.Schema<A, I>) =>
+  Schema.parseJson(Schema.Exit({ success, failure: CommandError, defect: Schema.Defect }))
+
+const replies = {
+  GetStatus: {
+    decode: Schema.decodeUnknown(replyJson(SessionStatusView)),
+    encode: Schema.encodeUnknown(replyJson(SessionStatusView))
+  },
+  EnsureStarted: {
+    decode: Schema.decodeUnknown(replyJson(Schema.Void)),
+    encode: Schema.encodeUnknown(replyJson(Schema.Void))
+  }
+} satisfies Record<SessionCommand["_tag"], unknown>
 
 export const decodeReply = (
   command: SessionCommand,
   text: string
-): Effect.Effect<Exit.Exit<unknown, CommandError>, ParseResult.ParseError> => {
-  switch (command._tag) {
-    case "GetStatus":
-      return Schema.decodeUnknown(exitJson(command))(text)
-    case "EnsureStarted":
-      return Schema.decodeUnknown(exitJson(command))(text)
-  }
-}
+): Effect.Effect<Exit.Exit<unknown, CommandError>, ParseResult.ParseError> => replies[command._tag].decode(text)
 
 export const encodeReply = (
   command: SessionCommand,
   exit: Exit.Exit<unknown, CommandError>
-): Effect.Effect<string, ParseResult.ParseError> => {
-  switch (command._tag) {
-    case "GetStatus":
-      return Schema.encodeUnknown(exitJson(command))(exit)
-    case "EnsureStarted":
-      return Schema.encodeUnknown(exitJson(command))(exit)
-  }
-}
+): Effect.Effect<string, ParseResult.ParseError> => replies[command._tag].encode(exit)

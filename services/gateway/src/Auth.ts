@@ -6,10 +6,31 @@ import { Unauthorized } from "@wacluster/domain/ApiErrors"
 import { AdminAuth, SessionKeyAuth, TenantAuth } from "@wacluster/domain/Auth"
 import { ApiKeys } from "@wacluster/store/ApiKeys"
 import { Tenants } from "@wacluster/store/Tenants"
-import { Config, Effect, Layer, Option, Redacted } from "effect"
+import { Cache, Config, Duration, Effect, Exit, Layer, Option, Redacted } from "effect"
 import { API_KEY_PREFIX, hashSecret, looksLike, secretsEqual, TENANT_TOKEN_PREFIX } from "./Secrets.js"
 
 const refuse = (message: string) => Effect.fail(new Unauthorized({ message }))
+
+/**
+ * How long a gateway may reuse a credential lookup. At most one second, so a revoked key or a deleted session
+ * stops working on every gateway within a second without any invalidation message.
+ */
+const cacheTtl = Config.duration("CREDENTIAL_CACHE_TTL").pipe(
+  Config.withDefault(Duration.seconds(1)),
+  Config.validate({
+    message: "CREDENTIAL_CACHE_TTL must be at most 1 second (revocations must apply within 1 s)",
+    validation: (ttl) => Duration.lessThanOrEqualTo(ttl, Duration.seconds(1))
+  }),
+  Config.withDescription("How long a gateway reuses a key or token lookup (0 to 1 second)")
+)
+
+/** Lookups by secret hash, cached for `ttl` when they succeed (store failures are never cached). */
+const cachedLookup = <A, E>(ttl: Duration.Duration, lookup: (hash: Uint8Array) => Effect.Effect<A, E>) =>
+  Cache.makeWith({
+    capacity: 100_000,
+    lookup: (hashHex: string) => lookup(Buffer.from(hashHex, "hex")),
+    timeToLive: (exit) => Exit.isSuccess(exit) ? ttl : Duration.zero
+  }).pipe(Effect.map((cache) => (secret: string) => cache.get(Buffer.from(hashSecret(secret)).toString("hex"))))
 
 /** Store trouble while authenticating is logged and answered as a refusal, never as a leak of detail. */
 const orRefuse = <A, E>(effect: Effect.Effect<A, E>) =>
@@ -38,12 +59,13 @@ export const TenantAuthLive = Layer.effect(
   TenantAuth,
   Effect.gen(function*() {
     const tenants = yield* Tenants
+    const lookup = yield* cachedLookup(yield* cacheTtl, tenants.findByTokenHash)
     return TenantAuth.of({
       tenantToken: (token) => {
         const given = Redacted.value(token)
         if (given === "") return refuse("missing tenant token: send Authorization: Bearer <tenant token>")
         if (!looksLike(given, TENANT_TOKEN_PREFIX)) return refuse("invalid tenant token")
-        return orRefuse(tenants.findByTokenHash(hashSecret(given))).pipe(
+        return orRefuse(lookup(given)).pipe(
           Effect.flatMap(Option.match({
             onNone: () => refuse("invalid tenant token"),
             onSome: (tenant) => Effect.succeed({ tenantId: tenant.id })
@@ -58,12 +80,13 @@ export const SessionKeyAuthLive = Layer.effect(
   SessionKeyAuth,
   Effect.gen(function*() {
     const keys = yield* ApiKeys
+    const lookup = yield* cachedLookup(yield* cacheTtl, keys.findActiveByHash)
     return SessionKeyAuth.of({
       apiKey: (key) => {
         const given = Redacted.value(key)
         if (given === "") return refuse("missing API key: send the session's key in the x-api-key header")
         if (!looksLike(given, API_KEY_PREFIX)) return refuse("invalid API key")
-        return orRefuse(keys.findActiveByHash(hashSecret(given))).pipe(
+        return orRefuse(lookup(given)).pipe(
           Effect.flatMap(Option.match({
             onNone: () => refuse("invalid API key"),
             onSome: (active) =>
