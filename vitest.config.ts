@@ -14,6 +14,8 @@ export default defineConfig({
     hookTimeout: 120_000,
     teardownTimeout: 30_000,
     // Child processes and native sockets behave better in forked workers than in worker threads.
-    pool: "forks"
+    pool: "forks",
+    // Logs of passing tests are noise; a failing test still shows everything it printed.
+    silent: "passed-only"
   }
 })
