@@ -68,7 +68,9 @@ const MainLive = HttpLive.pipe(
   Layer.provide(ClusterLive),
   Layer.provide(StoreLive),
   Layer.provide(ClusterConfig.layer),
-  Layer.provide(Logging.layer("gateway"))
+  Layer.provide(Logging.layer("gateway")),
+  // No span exporter is configured yet, so spans would only cost time on every request (tens of µs each).
+  Layer.provide(Layer.setTracerEnabled(false))
 )
 
 NodeRuntime.runMain(Layer.launch(MainLive), { disablePrettyLogger: true })

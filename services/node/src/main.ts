@@ -84,7 +84,9 @@ const MainLive = Layer.mergeAll(ClusterLive, HttpLive).pipe(
   Layer.provide(Nats.layerConfig("node")),
   Layer.provide(StoreLive),
   Layer.provide(ClusterConfig.layer),
-  Layer.provide(Logging.layer("node"))
+  Layer.provide(Logging.layer("node")),
+  // No span exporter is configured yet, so spans would only cost time on every request (tens of µs each).
+  Layer.provide(Layer.setTracerEnabled(false))
 )
 
 NodeRuntime.runMain(Layer.launch(MainLive), { disablePrettyLogger: true })
