@@ -23,12 +23,10 @@ Stops everything on Ctrl-C. Details for tools are written to .data/cluster.json.
 
 Environment: NATS_URL / DATABASE_URL use an existing NATS / Postgres instead of private ones.`
 
-export type LaunchCommand = Data.TaggedEnum<{
-  Run: { readonly nodes: number; readonly port: number; readonly dataDir: string }
-  Help: {}
-  Simulate: {}
-}>
-export const LaunchCommand = Data.taggedEnum<LaunchCommand>()
+export type LaunchCommand =
+  | { readonly _tag: "Run"; readonly nodes: number; readonly port: number; readonly dataDir: string }
+  | { readonly _tag: "Help" }
+  | { readonly _tag: "Simulate" }
 
 export class UsageError extends Data.TaggedError("UsageError")<{ readonly problem: string }> {
   override get message() {
@@ -36,10 +34,10 @@ export class UsageError extends Data.TaggedError("UsageError")<{ readonly proble
   }
 }
 
-export class SimulateUnavailable extends Data.TaggedError("SimulateUnavailable")<{}> {
+export class SimulateUnavailable extends Data.TaggedError("SimulateUnavailable") {
   override get message() {
     return "--simulate arrives with wa-sim (packages/wa-sim), the WhatsApp simulator, which is not part of this " +
-      "build yet. Start without --simulate to use real WhatsApp."
+      "build yet. Start without --simulate: the nodes then run the in-process WhatsApp stand-in."
   }
 }
 
@@ -72,13 +70,18 @@ export const parseArgs = (argv: ReadonlyArray<string>): Either.Either<LaunchComm
     catch: (error) => new UsageError({ problem: error instanceof Error ? error.message : String(error) })
   })
   return Either.flatMap(parsed, (values): Either.Either<LaunchCommand, UsageError> => {
-    if (values.help) return Either.right(LaunchCommand.Help())
-    if (values.simulate) return Either.right(LaunchCommand.Simulate())
+    if (values.help) return Either.right({ _tag: "Help" })
+    if (values.simulate) return Either.right({ _tag: "Simulate" })
     return Either.all({
       nodes: positiveInt("--nodes", values.nodes, 2, 64),
       port: positiveInt("--port", values.port, 8080, 65535)
     }).pipe(
-      Either.map(({ nodes, port }) => LaunchCommand.Run({ nodes, port, dataDir: values["data-dir"] ?? defaultDataDir }))
+      Either.map(({ nodes, port }): LaunchCommand => ({
+        _tag: "Run",
+        nodes,
+        port,
+        dataDir: values["data-dir"] ?? defaultDataDir
+      }))
     )
   })
 }
@@ -240,5 +243,31 @@ export const run = Effect.fn("Launcher.run")(function*(options: RunOptions) {
   }
   yield* publishClusterInfo(options.dataDir, info)
   yield* announce(howToCall(info, options.dataDir))
-  return info
+  return { info, cluster }
+})
+
+export class ServiceDied extends Data.TaggedError("ServiceDied")<{
+  readonly service: string
+  readonly exitCode: number
+}> {
+  override get message() {
+    return `${this.service} exited on its own (code ${this.exitCode}), so the cluster was stopped. ` +
+      "Its log lines above say why."
+  }
+}
+
+/**
+ * `run`, then keep the cluster up until interrupted. A service that exits on its own ends it (failing with
+ * ServiceDied) rather than leaving a half cluster that looks healthy.
+ */
+export const serve = Effect.fn("Launcher.serve")(function*(options: RunOptions) {
+  const { cluster } = yield* run(options)
+  const services = [cluster.gateway.service, ...cluster.nodes.map((node) => node.service)]
+  // raceAll settles on the first success, so each racer succeeds with the death it saw.
+  const died = yield* Effect.raceAll(
+    services.map((service) =>
+      Effect.map(service.exited, (exitCode) => new ServiceDied({ service: service.name, exitCode }))
+    )
+  )
+  return yield* died
 })

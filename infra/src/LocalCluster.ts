@@ -66,8 +66,11 @@ export interface LocalCluster {
   readonly gateway: ClusterGateway
   /** The nodes running now (a fresh array on every read: addNode and stopNode change it). */
   readonly nodes: ReadonlyArray<ClusterNode>
-  /** Starts node-<next> and waits until it is healthy. */
-  readonly addNode: () => Effect.Effect<ClusterNode, Service.ServiceStartError>
+  /**
+   * Starts node-<next> (or `nodeId`, e.g. to restart a stopped node under its old id) and waits until it is
+   * healthy.
+   */
+  readonly addNode: (nodeId?: string) => Effect.Effect<ClusterNode, Service.ServiceStartError | NodeAlreadyRunning>
   /**
    * Stops a node with `signal` (SIGTERM: graceful; SIGKILL: a crash), SIGKILL after 10 s, and resolves with its
    * exit code. For pauses use `node.service.kill("SIGSTOP")`.
@@ -75,11 +78,20 @@ export interface LocalCluster {
   readonly stopNode: (nodeId: string, signal?: NodeJS.Signals) => Effect.Effect<number, UnknownNode>
 }
 
+export class NodeAlreadyRunning extends Data.TaggedError("NodeAlreadyRunning")<{ readonly nodeId: string }> {
+  override get message() {
+    return `${this.nodeId} is already running`
+  }
+}
+
 export class UnknownNode extends Data.TaggedError("UnknownNode")<{ readonly nodeId: string }> {
   override get message() {
     return `no running node ${this.nodeId}`
   }
 }
+
+/** Nodes start concurrently; list them as node-1, node-2, … whatever order they became healthy in. */
+const nodeIndex = (node: ClusterNode) => Number(node.nodeId.slice("node-".length))
 
 /** `SHARDS` and `LOG_LEVEL` defaults, then the caller's env, then the wiring nobody may override. */
 const serviceEnv = (
@@ -138,34 +150,38 @@ export const start = Effect.fn("LocalCluster.start")(function*(options: LocalClu
   const running = new Map<string, { readonly node: ClusterNode; readonly scope: Scope.CloseableScope }>()
   let nextIndex = 1
 
-  const startNode = Effect.gen(function*() {
-    const nodeId = `node-${nextIndex++}`
-    const port = yield* freePort
-    const httpUrl = `http://127.0.0.1:${port}`
-    const scope = yield* Scope.fork(servicesScope, ExecutionStrategy.sequential)
-    const service = yield* Service.start({
-      name: nodeId,
-      entry: options.nodeEntry ?? NODE_ENTRY,
-      env: serviceEnv(options, {
-        ...common,
-        NODE_ID: nodeId,
-        HTTP_PORT: String(port),
-        AUTH_STATE_KEY: secrets.authStateKey
-      }),
-      healthUrl: `${httpUrl}/healthz`,
-      output: options.logs,
-      prefixWidth,
-      startTimeout: options.startTimeout
-    }).pipe(
-      Scope.extend(scope),
-      Effect.onExit((exit) => (Exit.isFailure(exit) ? Scope.close(scope, exit) : Effect.void))
-    )
-    const node: ClusterNode = { nodeId, pid: service.pid, httpUrl, service }
-    running.set(nodeId, { node, scope })
-    return node
-  })
+  const startNode = (requestedId?: string) =>
+    Effect.gen(function*() {
+      if (requestedId !== undefined && running.has(requestedId)) {
+        return yield* new NodeAlreadyRunning({ nodeId: requestedId })
+      }
+      const nodeId = requestedId ?? `node-${nextIndex++}`
+      const port = yield* freePort
+      const httpUrl = `http://127.0.0.1:${port}`
+      const scope = yield* Scope.fork(servicesScope, ExecutionStrategy.sequential)
+      const service = yield* Service.start({
+        name: nodeId,
+        entry: options.nodeEntry ?? NODE_ENTRY,
+        env: serviceEnv(options, {
+          ...common,
+          NODE_ID: nodeId,
+          HTTP_PORT: String(port),
+          AUTH_STATE_KEY: secrets.authStateKey
+        }),
+        healthUrl: `${httpUrl}/healthz`,
+        output: options.logs,
+        prefixWidth,
+        startTimeout: options.startTimeout
+      }).pipe(
+        Scope.extend(scope),
+        Effect.onExit((exit) => (Exit.isFailure(exit) ? Scope.close(scope, exit) : Effect.void))
+      )
+      const node: ClusterNode = { nodeId, pid: service.pid, httpUrl, service }
+      running.set(nodeId, { node, scope })
+      return node
+    })
 
-  const [gateway] = yield* Effect.all([startGateway, ...Array.from({ length: options.nodes }, () => startNode)], {
+  const [gateway] = yield* Effect.all([startGateway, ...Array.from({ length: options.nodes }, () => startNode())], {
     concurrency: "unbounded"
   })
 
@@ -190,9 +206,9 @@ export const start = Effect.fn("LocalCluster.start")(function*(options: LocalClu
     postgres,
     gateway,
     get nodes() {
-      return Array.from(running.values(), (entry) => entry.node)
+      return Array.from(running.values(), (entry) => entry.node).sort((a, b) => nodeIndex(a) - nodeIndex(b))
     },
-    addNode: () => startNode.pipe(Effect.withSpan("LocalCluster.addNode")),
+    addNode: (nodeId) => startNode(nodeId).pipe(Effect.withSpan("LocalCluster.addNode")),
     stopNode
   }
   return cluster

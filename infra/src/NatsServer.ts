@@ -4,9 +4,11 @@
  */
 import { Data, Duration, Effect, Schedule } from "effect"
 import { mkdir } from "node:fs/promises"
+import { resolve } from "node:path"
 import { findBinary, natsSearchDirs } from "./Binaries.js"
 import { ensurePortFree, freePort, PortInUse } from "./FreePort.js"
 import { type OwnedProcess, releaseOnFailure, spawnOwned } from "./internal/ChildProcess.js"
+import { clearLeftovers } from "./internal/Leftovers.js"
 import { awaitReady, formatTail, httpOk } from "./internal/Readiness.js"
 
 export class NatsServerError extends Data.TaggedError("NatsServerError")<{
@@ -48,7 +50,15 @@ export const start = Effect.fn("NatsServer.start")(function*(options: NatsServer
     dirs: options.binDirs ?? natsSearchDirs()
   })
   const host = options.host ?? "127.0.0.1"
-  yield* Effect.promise(() => mkdir(options.dataDir, { recursive: true }))
+  const dataDir = resolve(options.dataDir)
+  yield* Effect.promise(() => mkdir(dataDir, { recursive: true }))
+  yield* clearLeftovers({
+    what: "nats-server",
+    binary: "nats-server",
+    args: ["-sd", dataDir],
+    dataDir,
+    signal: "SIGTERM"
+  })
   if (options.port !== undefined) yield* ensurePortFree(options.port, "nats-server")
 
   const attempt = releaseOnFailure(Effect.gen(function*() {
@@ -57,7 +67,7 @@ export const start = Effect.fn("NatsServer.start")(function*(options: NatsServer
     const owned = yield* spawnOwned({
       label: "nats-server",
       command: binary,
-      args: ["-a", host, "-p", String(port), "-m", String(monitorPort), "-js", "-sd", options.dataDir],
+      args: ["-a", host, "-p", String(port), "-m", String(monitorPort), "-js", "-sd", dataDir],
       onLine: options.onLine,
       stop: { signal: "SIGTERM", target: "process", grace: "5 seconds" }
     })

@@ -5,10 +5,11 @@
  */
 import { Duration, Effect, Schedule } from "effect"
 import { access } from "node:fs/promises"
-import { join } from "node:path"
+import { join, resolve } from "node:path"
 import { binDir, findBinary, postgresClientDirs, postgresSearchDirs } from "./Binaries.js"
 import { ensurePortFree, freePort, PortInUse } from "./FreePort.js"
 import { type OwnedProcess, releaseOnFailure, type RunAs, runCommand, spawnOwned } from "./internal/ChildProcess.js"
+import { clearLeftovers } from "./internal/Leftovers.js"
 import { prepareDataDir, resolveRunAs } from "./internal/PostgresAccount.js"
 import { PostgresError } from "./internal/PostgresError.js"
 import * as Psql from "./internal/Psql.js"
@@ -128,11 +129,19 @@ const serverArgs = (options: PostgresOptions, port: number): ReadonlyArray<strin
     : [])
 ]
 
-export const start = Effect.fn("Postgres.start")(function*(options: PostgresOptions) {
+export const start = Effect.fn("Postgres.start")(function*(given: PostgresOptions) {
+  const options: PostgresOptions = { ...given, dataDir: resolve(given.dataDir) }
   const binaries = yield* locateBinaries(options.binDirs)
   const runAs = yield* resolveRunAs
   yield* prepareDataDir(options.dataDir, runAs)
   if (!(yield* exists(join(options.dataDir, "PG_VERSION")))) yield* initdb(binaries, options, runAs)
+  yield* clearLeftovers({
+    what: "postgres",
+    binary: "postgres",
+    args: ["-D", options.dataDir],
+    dataDir: options.dataDir,
+    signal: "SIGINT"
+  })
   if (options.port !== undefined) yield* ensurePortFree(options.port, "postgres")
 
   const attempt = releaseOnFailure(Effect.gen(function*() {

@@ -4,30 +4,29 @@
  * errors and --simulate (not available yet), 1 for anything else.
  */
 import { NodeRuntime } from "@effect/platform-node"
-import { Cause, Console, Effect, Either, Exit, Layer, Logger, Option } from "effect"
+import { Cause, Console, Effect, Exit, Logger, Option } from "effect"
 import { PortInUse } from "./FreePort.js"
 import * as Launcher from "./Launcher.js"
 
 const program = Effect.gen(function*() {
-  const command = yield* Either.match(Launcher.parseArgs(process.argv.slice(2)), {
-    onLeft: (error) => Effect.fail(error),
-    onRight: (command) => Effect.succeed(command)
-  })
-  return yield* Launcher.LaunchCommand.$match(command, {
-    Help: () => Console.log(Launcher.usage),
-    Simulate: () => Effect.fail(new Launcher.SimulateUnavailable()),
-    Run: ({ dataDir, nodes, port }) =>
-      Layer.launch(Layer.scopedDiscard(Launcher.run({
-        dataDir,
-        nodes,
-        port,
+  const command = yield* Launcher.parseArgs(process.argv.slice(2))
+  switch (command._tag) {
+    case "Help":
+      return yield* Console.log(Launcher.usage)
+    case "Simulate":
+      return yield* new Launcher.SimulateUnavailable()
+    case "Run":
+      return yield* Effect.scoped(Launcher.serve({
+        dataDir: command.dataDir,
+        nodes: command.nodes,
+        port: command.port,
         natsUrl: process.env.NATS_URL || undefined,
         databaseUrl: process.env.DATABASE_URL || undefined,
         // Test seam: infra's own tests run the launcher against stand-in services.
         gatewayEntry: process.env.WACLUSTER_GATEWAY_ENTRY || undefined,
         nodeEntry: process.env.WACLUSTER_NODE_ENTRY || undefined
-      })))
-  })
+      }))
+  }
 })
 
 const exitCodeOf = (exit: Exit.Exit<unknown, unknown>): number => {
@@ -53,6 +52,18 @@ const hint = (error: unknown): string =>
   error instanceof PortInUse && error.wanted === "the gateway"
     ? "\nTo use another gateway port: pnpm start --port <port>"
     : ""
+
+// runMain stops listening after the first SIGINT/SIGTERM. Under tsx (`pnpm start`) a second one (tsx relays the
+// terminal's Ctrl-C) would then end this process mid-shutdown and orphan Postgres and nats-server, so we keep a
+// listener that only acknowledges. A closed terminal (SIGHUP) shuts down like Ctrl-C.
+let stopping = false
+const acknowledge = () => {
+  if (!stopping) process.stderr.write("\nStopping wacluster (services, then Postgres and nats-server) ...\n")
+  stopping = true
+}
+process.on("SIGINT", acknowledge)
+process.on("SIGTERM", acknowledge)
+process.once("SIGHUP", () => process.kill(process.pid, "SIGTERM"))
 
 NodeRuntime.runMain(program.pipe(report, Effect.provide(Logger.pretty)), {
   disableErrorReporting: true,

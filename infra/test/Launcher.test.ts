@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Either, Exit, Schedule, Scope } from "effect"
+import { Effect, Either, Exit, Fiber, Schedule, Scope } from "effect"
 import { access, readFile } from "node:fs/promises"
 import { createServer } from "node:net"
 import { join } from "node:path"
@@ -30,7 +30,7 @@ const runFake = (dataDir: string, output: Array<string>, options: Partial<Launch
       nodeEntry: FAKE,
       announce: (text) => Effect.sync(() => output.push(text)),
       ...options
-    }))
+    })).pipe(Effect.map(({ info }) => info))
 
 /** Occupies a port on 127.0.0.1 for the life of the scope. */
 const holdPort = Effect.acquireRelease(
@@ -61,16 +61,16 @@ const launch = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =
 describe("Launcher.parseArgs", () => {
   it("defaults to two nodes on port 8080 in .data/", () => {
     expect(Launcher.parseArgs([])).toEqual(
-      Either.right(Launcher.LaunchCommand.Run({ nodes: 2, port: 8080, dataDir: join(repoRoot, ".data") }))
+      Either.right({ _tag: "Run", nodes: 2, port: 8080, dataDir: join(repoRoot, ".data") })
     )
     expect(Launcher.parseArgs(["--nodes", "3", "--port", "9000", "--data-dir", "/tmp/x"])).toEqual(
-      Either.right(Launcher.LaunchCommand.Run({ nodes: 3, port: 9000, dataDir: "/tmp/x" }))
+      Either.right({ _tag: "Run", nodes: 3, port: 9000, dataDir: "/tmp/x" })
     )
   })
 
   it("recognises --help and --simulate, and rejects nonsense", () => {
-    expect(Launcher.parseArgs(["--help"])).toEqual(Either.right(Launcher.LaunchCommand.Help()))
-    expect(Launcher.parseArgs(["--simulate", "--nodes", "3"])).toEqual(Either.right(Launcher.LaunchCommand.Simulate()))
+    expect(Launcher.parseArgs(["--help"])).toEqual(Either.right({ _tag: "Help" }))
+    expect(Launcher.parseArgs(["--simulate", "--nodes", "3"])).toEqual(Either.right({ _tag: "Simulate" }))
     for (const bad of [["--nodes", "0"], ["--nodes", "two"], ["--port", "70000"], ["--bogus"], ["extra"]]) {
       const parsed = Launcher.parseArgs(bad)
       expect(Either.isLeft(parsed) && parsed.left._tag === "UsageError").toBe(true)
@@ -127,6 +127,34 @@ describe("Launcher.run", () => {
       expect(error._tag).toBe("PortInUse")
       expect(error.message).toContain(`Port ${held.port}`)
       expect(yield* exists(join(dataDir, "pg"))).toBe(false)
+    }))
+})
+
+describe("Launcher.serve", () => {
+  it.scopedLive("stops the cluster and fails when a service exits on its own", () =>
+    Effect.gen(function*() {
+      const dataDir = yield* tempDir
+      const port = yield* freePort
+      const serving = yield* Launcher.serve({
+        dataDir,
+        nodes: 2,
+        port,
+        logs: "quiet",
+        gatewayEntry: FAKE,
+        nodeEntry: FAKE,
+        announce: () => Effect.void
+      }).pipe(Effect.scoped, Effect.fork)
+      yield* exists(Launcher.clusterInfoPath(dataDir)).pipe(
+        Effect.repeat({ until: (found) => found, schedule: Schedule.spaced("100 millis") }),
+        Effect.timeout("60 seconds")
+      )
+      const info = yield* readInfo(dataDir)
+      const [crashing, surviving] = info.nodes
+      yield* Effect.sync(() => process.kill(crashing?.pid ?? 0, "SIGKILL"))
+      const exit = yield* Fiber.await(serving)
+      expect(exit).toEqual(Exit.fail(new Launcher.ServiceDied({ service: crashing?.nodeId ?? "", exitCode: 137 })))
+      expect(isAlive(surviving?.pid ?? 0)).toBe(false)
+      expect(yield* exists(Launcher.clusterInfoPath(dataDir))).toBe(false)
     }))
 })
 

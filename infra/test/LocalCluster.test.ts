@@ -94,6 +94,10 @@ describe("LocalCluster", () => {
       const unknown = yield* cluster.stopNode("node-1").pipe(Effect.flip)
       expect(unknown._tag).toBe("UnknownNode")
       expect((yield* cluster.addNode()).nodeId).toBe("node-3")
+      const restarted = yield* cluster.addNode("node-1")
+      expect((yield* envOf(restarted.httpUrl)).NODE_ID).toBe("node-1")
+      expect((yield* cluster.addNode("node-1").pipe(Effect.flip))._tag).toBe("NodeAlreadyRunning")
+      expect(cluster.nodes.map((node) => node.nodeId)).toEqual(["node-1", "node-3"])
     }))
 
   it.scopedLive("reuses the secrets and data of a previous run in the same data directory", () =>

@@ -38,3 +38,17 @@ export const pidsMentioning = (text: string) =>
 
 /** A scope the test can close early; the test's own scope still closes it if an assertion fails first. */
 export const childScope = Effect.flatMap(Effect.scope, (parent) => Scope.fork(parent, ExecutionStrategy.sequential))
+
+/** Pids of the live children of `parent` (from /proc/<pid>/stat, whose 4th field is the parent pid). */
+export const childrenOf = (parent: number) =>
+  Effect.promise(async () => {
+    const { readdir, readFile } = await import("node:fs/promises")
+    const found: Array<number> = []
+    for (const entry of await readdir("/proc")) {
+      if (!/^\d+$/.test(entry)) continue
+      const stat = await readFile(`/proc/${entry}/stat`, "utf8").catch(() => "")
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1])
+      if (ppid === parent) found.push(Number(entry))
+    }
+    return found
+  })

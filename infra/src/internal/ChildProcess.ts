@@ -1,12 +1,14 @@
 /**
  * The one place that touches `node:child_process`. Every long-lived process (nats-server, postgres, services) is
  * spawned here as the leader of its own process group, tied to a Scope, and stopped with a grace period followed
- * by SIGKILL of the whole group, so nothing it started outlives it.
+ * by SIGKILL of the whole group, so nothing it started outlives it. If this Node process dies without closing its
+ * scopes, the Watchdog stops them instead.
  */
 import { Data, Deferred, type Duration, Effect, ExecutionStrategy, Exit, Scope } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
 import { constants as osConstants } from "node:os"
 import { createInterface } from "node:readline"
+import * as Watchdog from "./Watchdog.js"
 
 export class SpawnError extends Data.TaggedError("SpawnError")<{
   readonly command: string
@@ -52,17 +54,6 @@ export interface OwnedProcess {
   readonly signal: (signal: NodeJS.Signals, target?: "process" | "group") => Effect.Effect<void>
   /** Sends `signal`, waits `grace`, then SIGKILLs the group; resolves with the exit code. */
   readonly stop: (signal?: NodeJS.Signals, grace?: Duration.DurationInput) => Effect.Effect<number>
-}
-
-/** Last-resort cleanup: groups still alive when this Node process exits (e.g. after an uncaught error). */
-const liveGroups = new Set<number>()
-let exitHookInstalled = false
-const installExitHook = () => {
-  if (exitHookInstalled) return
-  exitHookInstalled = true
-  process.once("exit", () => {
-    for (const pgid of liveGroups) signalQuietly(-pgid, "SIGKILL")
-  })
 }
 
 const signalQuietly = (pid: number, signal: NodeJS.Signals) => {
@@ -117,7 +108,7 @@ export const spawnOwned = (options: SpawnOptions): Effect.Effect<OwnedProcess, S
           resume(Effect.fail(new SpawnError({ command: options.command, cause })))
         })
         child.once("exit", (code, signal) => {
-          if (child.pid !== undefined) liveGroups.delete(child.pid)
+          if (child.pid !== undefined) Watchdog.unregister(child.pid)
           Deferred.unsafeDone(exited, Exit.succeed(exitCodeOf(code, signal)))
         })
         child.once("close", () => Deferred.unsafeDone(drained, Exit.void))
@@ -130,8 +121,7 @@ export const spawnOwned = (options: SpawnOptions): Effect.Effect<OwnedProcess, S
       if (pid === undefined) {
         return yield* new SpawnError({ command: options.command, cause: new Error("no pid after spawn") })
       }
-      installExitHook()
-      liveGroups.add(pid)
+      Watchdog.register(pid, options.stop.signal)
 
       const signal = (sig: NodeJS.Signals, target: "process" | "group" = "group") =>
         Effect.sync(() => signalQuietly(target === "group" ? -pid : pid, sig))
@@ -141,6 +131,8 @@ export const spawnOwned = (options: SpawnOptions): Effect.Effect<OwnedProcess, S
         Effect.gen(function*() {
           if (!(yield* Deferred.isDone(exited))) {
             yield* signal(sig, options.stop.target)
+            // A paused process (SIGSTOP in a chaos test) only sees the signal once resumed.
+            yield* signal("SIGCONT", options.stop.target)
             // Finalizers run uninterruptibly; the wait must be interruptible or the timeout could never fire.
             const graceful = yield* Effect.interruptible(awaitExit).pipe(Effect.timeout(grace), Effect.option)
             if (graceful._tag === "None") {
