@@ -109,10 +109,10 @@ export class ShardLeases extends Context.Tag("@wacluster/cluster/ShardLeases")<S
             if (yield* Ref.get(release)) {
               yield* bucket.delete(leaseKey(shard), yield* currentRevision(shard)).pipe(Effect.ignore)
             }
-            yield* Effect.logInfo("shard released").pipe(Effect.annotateLogs({ shard, epoch }))
+            yield* Effect.logDebug("shard released").pipe(Effect.annotateLogs({ shard, epoch }))
           })
         )
-        yield* Effect.logInfo("shard acquired").pipe(Effect.annotateLogs({ shard, epoch }))
+        yield* Effect.logDebug("shard acquired").pipe(Effect.annotateLogs({ shard, epoch }))
         yield* lifecycle.run(shard, epoch).pipe(Scope.extend(workScope))
         yield* renewLoop(shard, epoch, revision, acquiredAt).pipe(
           Effect.tapError((lost) =>
@@ -174,6 +174,7 @@ export class ShardLeases extends Context.Tag("@wacluster/cluster/ShardLeases")<S
       )
 
     let lastView = ""
+    let lastHeld = -1
     const reconcile = Effect.gen(function*() {
       const candidates = yield* membership.candidates
       const live = new Set((yield* membership.live).map((n) => n.entry.nodeId as string))
@@ -194,6 +195,10 @@ export class ShardLeases extends Context.Tag("@wacluster/cluster/ShardLeases")<S
         }
       }
       yield* Effect.forEach(toAcquire, (shard) => tryAcquire(shard, live), { concurrency: 16, discard: true })
+      if (held.size !== lastHeld) {
+        lastHeld = held.size
+        yield* Effect.logInfo(`holding ${held.size} of ${config.shards} shards`)
+      }
     }).pipe(Effect.withSpan("ShardLeases.reconcile"))
 
     // Let nodes that start together see each other before anyone takes shards.

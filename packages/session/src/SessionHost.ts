@@ -173,7 +173,7 @@ export const make = Effect.fn("SessionHost.make")(function*(options: HostOptions
         Effect.repeat(Schedule.spaced(options.rescanEvery)),
         Effect.forkScoped
       )
-      yield* Effect.logInfo("shard started").pipe(Effect.annotateLogs({ sessions: actors.size }))
+      yield* Effect.logDebug("shard started").pipe(Effect.annotateLogs({ sessions: actors.size }))
     }).pipe(
       Effect.catchAll((error) => Effect.logError("could not start shard", error)),
       Effect.annotateLogs({ shard, epoch })
