@@ -187,11 +187,9 @@ export class Nats extends Context.Tag("@wacluster/cluster/Nats")<Nats, {
 
     const request = (subject: string, payload: Uint8Array, timeout: Duration.DurationInput) =>
       Effect.tryPromise({
-        try: (signal) => {
-          const pending = connection.request(subject, payload, { timeout: Duration.toMillis(timeout) })
-          signal.addEventListener("abort", () => pending.catch(() => undefined))
-          return pending
-        },
+        // No abort signal: a request cannot be cancelled in NATS, it times out by itself (and Effect would
+        // allocate an AbortController per request).
+        try: () => connection.request(subject, payload, { timeout: Duration.toMillis(timeout) }),
         catch: (cause): NatsError | NoResponders | RequestTimeout => {
           if (cause instanceof RequestError && cause.isNoResponders()) return new NoResponders({ subject })
           if (cause instanceof TimeoutError) return new RequestTimeout({ subject })
