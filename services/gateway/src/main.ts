@@ -10,11 +10,10 @@ import { Nats } from "@wacluster/cluster/Nats"
 import { Router } from "@wacluster/cluster/Router"
 import { WaclusterApi } from "@wacluster/domain/Api"
 import * as ApiKeys from "@wacluster/store/ApiKeys"
-import * as ClusterMeta from "@wacluster/store/ClusterMeta"
 import * as Database from "@wacluster/store/Database"
-import * as Migrations from "@wacluster/store/Migrations"
 import * as SessionRuntime from "@wacluster/store/SessionRuntime"
 import * as Sessions from "@wacluster/store/Sessions"
+import * as Startup from "@wacluster/store/Startup"
 import * as Tenants from "@wacluster/store/Tenants"
 import { Config, Effect, identity, Layer } from "effect"
 import { createServer } from "node:http"
@@ -26,15 +25,7 @@ import { SessionStatusLive } from "./http/SessionStatus.js"
 import { TenantsLive } from "./http/Tenants.js"
 
 const StoreLive = Layer.mergeAll(Tenants.layer, Sessions.layer, ApiKeys.layer, SessionRuntime.layer).pipe(
-  Layer.provideMerge(
-    Layer.effectDiscard(
-      Effect.flatMap(
-        ClusterMeta.ClusterMeta,
-        (meta) => Effect.flatMap(ClusterConfig, (config) => meta.ensureShards(config.shards))
-      )
-    ).pipe(Layer.provide(ClusterMeta.layer))
-  ),
-  Layer.provide(Migrations.layer),
+  Layer.provideMerge(Layer.unwrapEffect(Effect.map(ClusterConfig, (config) => Startup.layer(config.shards)))),
   Layer.provideMerge(Database.layer)
 )
 

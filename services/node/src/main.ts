@@ -11,12 +11,11 @@ import { ShardLeases } from "@wacluster/cluster/ShardLeases"
 import { Health, NodeApi } from "@wacluster/domain/Api"
 import { NodeId } from "@wacluster/domain/Ids"
 import * as SessionHost from "@wacluster/session/SessionHost"
-import * as ClusterMeta from "@wacluster/store/ClusterMeta"
 import * as Database from "@wacluster/store/Database"
-import * as Migrations from "@wacluster/store/Migrations"
 import * as SessionRuntime from "@wacluster/store/SessionRuntime"
 import * as Sessions from "@wacluster/store/Sessions"
 import * as ShardFences from "@wacluster/store/ShardFences"
+import * as Startup from "@wacluster/store/Startup"
 import * as InProcessDriver from "@wacluster/whatsapp/InProcessDriver"
 import { Config, ConfigError, Effect, Either, Layer, ParseResult, Schema } from "effect"
 import { createServer } from "node:http"
@@ -36,15 +35,7 @@ const nodeIdConfig = Config.string("NODE_ID").pipe(
 )
 
 const StoreLive = Layer.mergeAll(Sessions.layer, SessionRuntime.layer, ShardFences.layer).pipe(
-  Layer.provideMerge(
-    Layer.effectDiscard(
-      Effect.flatMap(
-        ClusterMeta.ClusterMeta,
-        (meta) => Effect.flatMap(ClusterConfig, (config) => meta.ensureShards(config.shards))
-      )
-    ).pipe(Layer.provide(ClusterMeta.layer))
-  ),
-  Layer.provide(Migrations.layer),
+  Layer.provideMerge(Layer.unwrapEffect(Effect.map(ClusterConfig, (config) => Startup.layer(config.shards)))),
   Layer.provideMerge(Database.layer)
 )
 
