@@ -106,8 +106,7 @@ export const make = Effect.fn("SessionHost.make")(function*(options: HostOptions
             Effect.ensuring(Effect.sync(() => {
               actors.delete(sessionId)
               counts.set(shard, actors.size)
-            })),
-            Effect.provide(context)
+            }))
           )
           yield* FiberMap.run(fibers, sessionId, supervised)
         }).pipe(Effect.provide(context))
