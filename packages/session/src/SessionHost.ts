@@ -84,6 +84,10 @@ export const make = Effect.fn("SessionHost.make")(function*(options: HostOptions
       const fibers = yield* FiberMap.make<SessionId>()
       yield* Effect.addFinalizer(() => Effect.sync(() => counts.delete(shard)))
 
+      // The periodic scan and on-demand starts may race for one session: starts are serialised per shard, so a
+      // session never gets two actors (and so never two sockets).
+      const starting = yield* Effect.makeSemaphore(1)
+
       /** Starts the session's actor under supervision: a defect restarts it with backoff, alone. */
       const start = (sessionId: SessionId) =>
         Effect.gen(function*() {
@@ -104,12 +108,12 @@ export const make = Effect.fn("SessionHost.make")(function*(options: HostOptions
             Effect.retry(SessionActor.supervisionSchedule),
             Effect.catchAllCause((cause) => Effect.logError("session actor gave up", cause)),
             Effect.ensuring(Effect.sync(() => {
-              actors.delete(sessionId)
+              if (actors.get(sessionId) === actor.handle) actors.delete(sessionId)
               counts.set(shard, actors.size)
             }))
           )
-          yield* FiberMap.run(fibers, sessionId, supervised)
-        }).pipe(Effect.provide(context))
+          yield* FiberMap.run(fibers, sessionId, supervised, { onlyIfMissing: true })
+        }).pipe(starting.withPermits(1), Effect.provide(context))
 
       const scan = sessions.listRunningInShards([shard]).pipe(
         Effect.flatMap((rows) => Effect.forEach(rows, (row) => start(row.id), { concurrency: 8, discard: true }))

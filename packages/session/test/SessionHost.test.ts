@@ -30,6 +30,8 @@ const config = ClusterConfig.layerWith({
 /** Session ids whose driver connection dies with a defect, to prove one actor's crash stays its own. */
 const cursed = new Set<string>()
 let cursedConnects = 0
+/** Every connect per session, to check that a session never gets two actors. */
+const connects = new Map<string, number>()
 
 /** The in-process driver, except that connecting a cursed session is a defect. */
 const FlakyDriver = Layer.effect(
@@ -38,9 +40,13 @@ const FlakyDriver = Layer.effect(
     WhatsAppDriver.of({
       ...driver,
       connect: (options) =>
-        cursed.has(options.sessionId)
-          ? Effect.sync(() => cursedConnects++).pipe(Effect.zipRight(Effect.dieMessage("boom: driver bug")))
-          : driver.connect(options)
+        Effect.sync(() => connects.set(options.sessionId, (connects.get(options.sessionId) ?? 0) + 1)).pipe(
+          Effect.zipRight(
+            cursed.has(options.sessionId)
+              ? Effect.sync(() => cursedConnects++).pipe(Effect.zipRight(Effect.dieMessage("boom: driver bug")))
+              : driver.connect(options)
+          )
+        )
     }))
 ).pipe(Layer.provide(InProcessDriver.layer()))
 
@@ -97,6 +103,26 @@ layer(TestLayer, { timeout: 60_000, excludeTestServices: true })("SessionHost", 
       expect(view.status).toBe("connecting")
       expect(view.metrics).toEqual({ messagesSent: 0, messagesReceived: 0, uptime: 0 })
       yield* router.send(new EnsureStarted({ sessionId: session.id }))
+    }))
+
+  it.effect("starts one actor, never two, when many first commands for a new session arrive at once", () =>
+    Effect.gen(function*() {
+      const router = yield* Router
+      const session = yield* createSession
+      const views = yield* Effect.forEach(
+        Array.from(
+          { length: 12 },
+          (_, i) =>
+            i % 2 === 0 ? router.send(new GetStatus({ sessionId: session.id })) : router.send(
+              new EnsureStarted({ sessionId: session.id })
+            )
+        ),
+        (send) => send,
+        { concurrency: "unbounded" }
+      )
+      expect(views).toHaveLength(12)
+      yield* Effect.sleep("300 millis")
+      expect(connects.get(session.id)).toBe(1)
     }))
 
   it.effect("answers 'unknown' for a session the owner does not have", () =>
