@@ -21,7 +21,7 @@ import {
   ServiceUnavailable,
   Unauthorized
 } from "@wacluster/domain/ApiErrors"
-import { Cause, Effect, Option } from "effect"
+import { Cause, Effect, Option, Predicate } from "effect"
 
 /** Request bodies above this size are refused with 413 before they are parsed. */
 export const MAX_BODY_BYTES = 1024 * 1024
@@ -43,7 +43,8 @@ const fromDecodeError = (error: HttpApiDecodeError) => {
   })
 }
 
-const fromFailure = (failure: unknown) => {
+/** The JSON response for a failure or defect, or undefined when it is not one the API knows. */
+export const toResponse = (failure: unknown) => {
   if (failure instanceof BadRequest) return respond(400, "bad_request", failure.message, failure.details)
   if (failure instanceof Unauthorized) return respond(401, "unauthorized", failure.message, failure.details)
   if (failure instanceof NotFound) return respond(404, "not_found", failure.message, failure.details)
@@ -60,6 +61,10 @@ const fromFailure = (failure: unknown) => {
       "not_found",
       `no route ${failure.request.method} ${failure.request.url}; see /cities, /sessions`
     )
+  }
+  if (Predicate.isTagged(failure, "StoreError")) {
+    // Postgres is unreachable or failing: the request was fine, the caller should retry.
+    return respond(503, "unavailable", "storage is unavailable; retry shortly", undefined, { "retry-after": "2" })
   }
   if (failure instanceof RequestError) {
     const cause = failure.cause instanceof Error ? failure.cause.message : ""
@@ -89,12 +94,17 @@ export const layer = HttpApiBuilder.middleware(
           if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
           // Some framework errors (a body that is not JSON) arrive as defects: look at the failure or defect alike.
           const failure: Option.Option<unknown> = Cause.failureOption(cause)
-          const response = fromFailure(Option.getOrElse(failure, () => Cause.squash(cause)))
-          if (response !== undefined) return Effect.succeed(response)
-          return Effect.as(
-            Effect.logError("unhandled error in request", cause),
-            respond(500, "internal", "an unexpected error occurred; it has been logged")
-          )
+          const error = Option.getOrElse(failure, () => Cause.squash(cause))
+          const response = toResponse(error)
+          if (response === undefined) {
+            return Effect.as(
+              Effect.logError("unhandled error in request", cause),
+              respond(500, "internal", "an unexpected error occurred; it has been logged")
+            )
+          }
+          return Predicate.isTagged(error, "StoreError")
+            ? Effect.as(Effect.logWarning("storage unavailable", cause), response)
+            : Effect.succeed(response)
         })
       )
 )
