@@ -124,7 +124,10 @@ export class ShardLeases extends Context.Tag("@wacluster/cluster/ShardLeases")<S
         )
       }).pipe(Effect.scoped, Effect.ignore)
 
-    /** The revision this node last wrote for a held shard, read back before a release. */
+    /**
+     * The revision this node last wrote for a held shard, read back before a release: a renewal that timed out
+     * here may still have landed in NATS, so the renew loop's own revision can be stale. Releases are rare.
+     */
     const currentRevision = (shard: number) =>
       bucket.get(leaseKey(shard)).pipe(
         Effect.map((record) =>

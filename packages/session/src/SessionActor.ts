@@ -4,6 +4,7 @@
  * bounded mailbox, one at a time, through a Deferred. Every write it makes to Postgres is fenced with
  * the shard epoch; a stale epoch means another node owns the shard now, and the actor stops.
  */
+import { monotonicMillis } from "@wacluster/cluster/ClusterConfig"
 import type { SessionId } from "@wacluster/domain/Ids"
 import { NotOwner, SessionBusy, SessionStatusView, StatusMetrics } from "@wacluster/domain/Protocol"
 import type { CommandError, SessionCommand } from "@wacluster/domain/Protocol"
@@ -56,7 +57,6 @@ export interface SessionActorHandle {
   >
 }
 
-const monotonic = Effect.map(Effect.clockWith((clock) => clock.currentTimeNanos), (n) => Number(n / 1_000_000n))
 const wallClock = Effect.map(Effect.clockWith((clock) => clock.currentTimeMillis), (ms) => new Date(ms))
 
 /** Percentage of observed time spent connected, one decimal. */
@@ -127,7 +127,7 @@ export const make = Effect.fn("SessionActor.make")(function*(
 
   const run = Effect.gen(function*() {
     const stored = yield* runtime.load(sessionId)
-    const startedAt = yield* monotonic
+    const startedAt = yield* monotonicMillis
     const state: LiveState = {
       status: "connecting",
       reason: "reconnecting",
@@ -143,7 +143,7 @@ export const make = Effect.fn("SessionActor.make")(function*(
     }
 
     /** Folds the time since the last accounting point into the totals. */
-    const account = Effect.map(monotonic, (now) => {
+    const account = Effect.map(monotonicMillis, (now) => {
       const elapsed = Math.max(0, now - state.since)
       state.observedMs += elapsed
       if (state.status === "connected") state.connectedMs += elapsed
@@ -178,6 +178,7 @@ export const make = Effect.fn("SessionActor.make")(function*(
           yield* Effect.logInfo("session status").pipe(Effect.annotateLogs({ status, reason: reason ?? "" }))
           yield* persist
         }
+        return changed
       })
 
     const onEvent = (event: SocketEvent) =>
@@ -185,12 +186,15 @@ export const make = Effect.fn("SessionActor.make")(function*(
         switch (event._tag) {
           case "Qr":
             state.qr = event.qr
-            return yield* transition("connecting", "qr_pending")
+            yield* transition("connecting", "qr_pending")
+            return
           case "Open":
             yield* account
             state.connectedAt = yield* wallClock
             state.phoneNumber = event.phoneNumber
-            return yield* transition("connected", null).pipe(Effect.zipRight(persist))
+            // The phone number and connection time are news even if the status were not.
+            if (!(yield* transition("connected", null))) yield* persist
+            return
           case "MessageReceived":
             state.messagesReceived++
             state.lastActivityAt = event.timestamp
@@ -243,7 +247,7 @@ export const make = Effect.fn("SessionActor.make")(function*(
         const { command } = envelope
         switch (command._tag) {
           case "GetStatus":
-            return yield* Deferred.succeed(envelope.reply, statusView(sessionId, state, yield* monotonic))
+            return yield* Deferred.succeed(envelope.reply, statusView(sessionId, state, yield* monotonicMillis))
           case "EnsureStarted":
             return yield* Deferred.succeed(envelope.reply, undefined)
         }

@@ -70,7 +70,8 @@ export const make = Effect.fn("SessionHost.make")(function*(options: HostOptions
   const sessions = yield* Sessions
   const fences = yield* ShardFences
   const context = yield* Effect.context<SessionRuntime | WhatsAppDriver>()
-  const counts = new Map<number, number>()
+  /** The actors of every shard this node runs. */
+  const shardActors = new Map<number, ReadonlyMap<SessionId, SessionActor.SessionActorHandle>>()
 
   const runShard = (shard: number, epoch: number) =>
     Effect.gen(function*() {
@@ -82,7 +83,8 @@ export const make = Effect.fn("SessionHost.make")(function*(options: HostOptions
       }
       const actors = new Map<SessionId, SessionActor.SessionActorHandle>()
       const fibers = yield* FiberMap.make<SessionId>()
-      yield* Effect.addFinalizer(() => Effect.sync(() => counts.delete(shard)))
+      shardActors.set(shard, actors)
+      yield* Effect.addFinalizer(() => Effect.sync(() => shardActors.delete(shard)))
 
       // The periodic scan and on-demand starts may race for one session: starts are serialised per shard, so a
       // session never gets two actors (and so never two sockets).
@@ -94,7 +96,6 @@ export const make = Effect.fn("SessionHost.make")(function*(options: HostOptions
           if (actors.has(sessionId)) return
           const actor = yield* SessionActor.make(sessionId, fence, options)
           actors.set(sessionId, actor.handle)
-          counts.set(shard, actors.size)
           const supervised = actor.run.pipe(
             Effect.catchTag("StaleEpoch", (error) =>
               Effect.logWarning("fenced out: another node owns this shard now").pipe(
@@ -109,7 +110,6 @@ export const make = Effect.fn("SessionHost.make")(function*(options: HostOptions
             Effect.catchAllCause((cause) => Effect.logError("session actor gave up", cause)),
             Effect.ensuring(Effect.sync(() => {
               if (actors.get(sessionId) === actor.handle) actors.delete(sessionId)
-              counts.set(shard, actors.size)
             }))
           )
           yield* FiberMap.run(fibers, sessionId, supervised, { onlyIfMissing: true })
@@ -184,7 +184,9 @@ export const make = Effect.fn("SessionHost.make")(function*(options: HostOptions
 
   return {
     lifecycle: ShardLifecycle.of({ run: runShard }),
-    host: SessionHost.of({ running: Effect.sync(() => new Map(counts)) })
+    host: SessionHost.of({
+      running: Effect.sync(() => new Map(Array.from(shardActors, ([shard, actors]) => [shard, actors.size])))
+    })
   }
 })
 

@@ -33,6 +33,8 @@ const body = (code: string, message: string, details?: unknown) => ({
 const respond = (status: number, code: string, message: string, details?: unknown, headers?: Record<string, string>) =>
   HttpServerResponse.unsafeJson(body(code, message, details), { status, ...(headers ? { headers } : {}) })
 
+const tooLarge = () => respond(413, "payload_too_large", `the request body exceeds ${MAX_BODY_BYTES} bytes`)
+
 const fromDecodeError = (error: HttpApiDecodeError) => {
   const problems = error.issues.map((issue) => {
     const where = issue.path.length === 0 ? "request" : issue.path.map(String).join(".")
@@ -69,7 +71,7 @@ export const toResponse = (failure: unknown) => {
   if (failure instanceof RequestError) {
     const cause = failure.cause instanceof Error ? failure.cause.message : ""
     if (cause.includes("maxBytes")) {
-      return respond(413, "payload_too_large", `the request body exceeds ${MAX_BODY_BYTES} bytes`)
+      return tooLarge()
     }
     return respond(400, "bad_request", "the request body is not valid JSON")
   }
@@ -85,9 +87,9 @@ const declaredTooLarge = Effect.map(HttpServerRequest.HttpServerRequest, (reques
 export const layer = HttpApiBuilder.middleware(
   WaclusterApi,
   (app) =>
-    Effect.flatMap(declaredTooLarge, (tooLarge) =>
-      tooLarge
-        ? Effect.succeed(respond(413, "payload_too_large", `the request body exceeds ${MAX_BODY_BYTES} bytes`))
+    Effect.flatMap(declaredTooLarge, (declared) =>
+      declared
+        ? Effect.succeed(tooLarge())
         : app).pipe(
         HttpIncomingMessage.withMaxBodySize(Option.some(FileSystem.Size(MAX_BODY_BYTES))),
         Effect.catchAllCause((cause) => {

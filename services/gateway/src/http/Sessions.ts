@@ -84,7 +84,7 @@ export const SessionsLive = HttpApiBuilder.group(WaclusterApi, "sessions", (hand
           }).pipe(Effect.orDie)
           // Best effort, and brief: the owner also starts every running session of its shards by itself.
           yield* router.send(new EnsureStarted({ sessionId: id })).pipe(
-            Effect.timeoutFail({ duration: "1 second", onTimeout: () => ({ _tag: "Timeout" as const }) }),
+            Effect.timeout("1 second"),
             Effect.catchAll((error) =>
               Effect.logInfo("session recorded; its owner will start it when it takes the shard").pipe(
                 Effect.annotateLogs({ sessionId: id, why: error._tag })
