@@ -14,12 +14,15 @@ import type { Fence } from "@wacluster/store/Fence"
 import { SessionRuntime } from "@wacluster/store/SessionRuntime"
 import { WhatsAppDriver } from "@wacluster/whatsapp/WhatsAppDriver"
 import type { CloseReason, SocketEvent } from "@wacluster/whatsapp/WhatsAppDriver"
-import { DateTime, Deferred, type Duration, Effect, Option, Queue, Schedule, Stream } from "effect"
+import { DateTime, Deferred, Duration, Effect, Option, Queue, Schedule, Stream } from "effect"
 import { type BackoffPolicy, nextDelay } from "./Backoff.js"
+import { makeWindow, type RestartIntensityPolicy } from "./RestartIntensity.js"
 
 export interface ActorOptions {
   readonly mailboxCapacity: number
   readonly backoff: BackoffPolicy
+  /** More restarts than this within the window park the session as `disconnected/failing`. */
+  readonly intensity: RestartIntensityPolicy
   /** How often counters and uptime are saved even when nothing changes. */
   readonly persistEvery: Duration.Duration
 }
@@ -226,6 +229,29 @@ export const make = Effect.fn("SessionActor.make")(function*(
         ))
     )
 
+    const restarts = makeWindow(options.intensity)
+
+    /** Waits before the next connect: backoff, or a long park when the session keeps failing. */
+    const pause = (previous: Duration.Duration | undefined) =>
+      Effect.gen(function*() {
+        if (!restarts.record(yield* monotonicMillis)) {
+          const delay = yield* nextDelay(options.backoff, previous)
+          yield* Effect.sleep(delay)
+          return delay
+        }
+        yield* transition("disconnected", "failing")
+        yield* Effect.logWarning("session keeps failing; parked before the next attempt").pipe(
+          Effect.annotateLogs({
+            restarts: options.intensity.maxRestarts + 1,
+            within: Duration.format(options.intensity.within),
+            parkedFor: Duration.format(options.intensity.parkFor)
+          })
+        )
+        yield* Effect.sleep(options.intensity.parkFor)
+        restarts.reset()
+        return undefined
+      })
+
     const connectionLoop = Effect.gen(function*() {
       let delay: Duration.Duration | undefined
       while (true) {
@@ -236,8 +262,7 @@ export const make = Effect.fn("SessionActor.make")(function*(
         if (reason === "logged_out") yield* driver.forget(sessionId).pipe(Effect.ignore)
         if (!next.retry) return yield* Effect.never
         if (reason === "restart_required") continue
-        delay = yield* nextDelay(options.backoff, delay)
-        yield* Effect.sleep(delay)
+        delay = yield* pause(delay)
         yield* transition("connecting", "reconnecting")
       }
     })

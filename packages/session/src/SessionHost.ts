@@ -29,6 +29,7 @@ import {
   Schema
 } from "effect"
 import { defaultBackoff } from "./Backoff.js"
+import { defaultIntensity } from "./RestartIntensity.js"
 import * as SessionActor from "./SessionActor.js"
 
 export interface HostOptions extends SessionActor.ActorOptions {
@@ -44,6 +45,20 @@ export const hostConfig: Config.Config<HostOptions> = Config.all({
     Config.withDescription("Commands a session actor may have queued before callers get 'busy'")
   ),
   backoff: Config.succeed(defaultBackoff),
+  intensity: Config.all({
+    maxRestarts: Config.integer("SESSION_RESTART_LIMIT").pipe(
+      Config.withDefault(defaultIntensity.maxRestarts),
+      Config.withDescription("Socket restarts allowed within SESSION_RESTART_WINDOW before a session is parked")
+    ),
+    within: Config.duration("SESSION_RESTART_WINDOW").pipe(
+      Config.withDefault(defaultIntensity.within),
+      Config.withDescription("The window in which socket restarts are counted")
+    ),
+    parkFor: Config.duration("SESSION_PARK_FOR").pipe(
+      Config.withDefault(defaultIntensity.parkFor),
+      Config.withDescription("How long a session that keeps failing waits (disconnected/failing) before trying again")
+    )
+  }),
   persistEvery: Config.duration("SESSION_PERSIST_EVERY").pipe(
     Config.withDefault(Duration.seconds(30)),
     Config.withDescription("How often an actor saves its counters and uptime when nothing else happens")

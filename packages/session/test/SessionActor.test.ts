@@ -10,11 +10,13 @@ import { InProcessWhatsApp } from "@wacluster/whatsapp/InProcessDriver"
 import { WhatsAppDriver } from "@wacluster/whatsapp/WhatsAppDriver"
 import { Deferred, Duration, Effect, Exit, Fiber, Layer, Option, TestClock } from "effect"
 import { defaultBackoff } from "../src/Backoff.js"
+import { defaultIntensity } from "../src/RestartIntensity.js"
 import * as SessionActor from "../src/SessionActor.js"
 
 const options: SessionActor.ActorOptions = {
   mailboxCapacity: 8,
   backoff: defaultBackoff,
+  intensity: defaultIntensity,
   persistEvery: Duration.seconds(30)
 }
 
@@ -128,6 +130,52 @@ describe("SessionActor", () => {
         // 90 s connected, then down for the backoff delay (1-3 s), then connected again: of 100 s observed.
         expect(back.metrics.uptime).toBeGreaterThanOrEqual(97)
         expect(back.metrics.uptime).toBeLessThanOrEqual(99)
+      }))
+
+    it.scoped("parks a session that keeps failing as disconnected/failing, then tries again after the park", () =>
+      Effect.gen(function*() {
+        const network = yield* InProcessWhatsApp
+        const { handle, sessionId } = yield* start()
+        yield* link(sessionId)
+        yield* until(handle, (v) => v.status === "connected")
+        // Ten drops within five minutes are restarted with backoff (1-3 s after a connected socket).
+        for (let restart = 1; restart <= defaultIntensity.maxRestarts; restart++) {
+          yield* network.drop(sessionId)
+          yield* until(handle, (v) => v.status === "disconnected")
+          yield* TestClock.adjust("5 seconds")
+          yield* until(handle, (v) => v.status === "connected")
+        }
+        // The eleventh is one too many: parked, no socket, and it says why.
+        yield* network.drop(sessionId)
+        yield* until(handle, (v) => v.status === "disconnected")
+        yield* settle
+        const parked = Option.getOrThrow(yield* (yield* SessionRuntime).load(sessionId))
+        expect([parked.status, parked.reason]).toEqual(["disconnected", "failing"])
+        yield* TestClock.adjust("14 minutes")
+        yield* settle
+        expect(yield* network.liveSockets).toBe(0)
+        expect((yield* status(handle)).status).toBe("disconnected")
+        // After the park it tries again, with a clean history.
+        yield* TestClock.adjust("1 minute")
+        yield* until(handle, (v) => v.status === "connected")
+        expect(yield* network.liveSockets).toBe(1)
+      }))
+
+    it.scoped("counts restarts in a sliding window: drops spread over time never park the session", () =>
+      Effect.gen(function*() {
+        const network = yield* InProcessWhatsApp
+        const { handle, sessionId } = yield* start()
+        yield* link(sessionId)
+        yield* until(handle, (v) => v.status === "connected")
+        // Fifteen drops, one a minute: at most five in any five minutes.
+        for (let restart = 1; restart <= 15; restart++) {
+          yield* network.drop(sessionId)
+          yield* until(handle, (v) => v.status === "disconnected")
+          yield* TestClock.adjust("1 minute")
+          yield* until(handle, (v) => v.status === "connected")
+        }
+        const saved = Option.getOrThrow(yield* (yield* SessionRuntime).load(sessionId))
+        expect(saved.status).toBe("connected")
       }))
 
     it.scoped("stays disconnected/logged_out after the phone unlinks the device, without reconnecting", () =>

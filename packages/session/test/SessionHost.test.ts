@@ -17,6 +17,7 @@ import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { defaultBackoff } from "../src/Backoff.js"
+import { defaultIntensity } from "../src/RestartIntensity.js"
 import * as SessionHost from "../src/SessionHost.js"
 
 const SHARDS = 8
@@ -63,6 +64,7 @@ const NodeLayer = ShardLeases.layer.pipe(
   Layer.provideMerge(SessionHost.layer({
     mailboxCapacity: 16,
     backoff: defaultBackoff,
+    intensity: defaultIntensity,
     persistEvery: Duration.seconds(30),
     askTimeout: Duration.seconds(2),
     rescanEvery: Duration.seconds(1)
