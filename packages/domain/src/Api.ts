@@ -6,16 +6,17 @@ import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "
 import { Schema } from "effect"
 import {
   BadRequestJson,
+  ConflictJson,
   InternalErrorJson,
   NotFoundJson,
   PayloadTooLargeJson,
   ServiceUnavailableJson,
   UnauthorizedJson
 } from "./ApiErrors.js"
-import { AdminAuth, SessionKeyAuth, TenantAuth } from "./Auth.js"
+import { AdminAuth, SessionAccess, SessionKeyAuth, TenantAuth } from "./Auth.js"
 import { City, Continent } from "./Cities.js"
 import { ApiKeyId, SessionId, TenantId } from "./Ids.js"
-import { SessionStatusView } from "./Protocol.js"
+import { QrCode, SessionStatusView } from "./Protocol.js"
 import { SessionName, SessionReason, SessionStatus } from "./Session.js"
 
 export class Health extends Schema.Class<Health>("Health")({
@@ -122,6 +123,30 @@ export class SessionStatusApi extends HttpApiGroup.make("sessionStatus")
   .annotate(OpenApi.Description, "Session-scoped calls with the session's API key (x-api-key)")
 {}
 
+export const QrFormat = Schema.Literal("png", "svg", "raw").annotations({
+  description: "png (image/png, the default), svg (image/svg+xml) or raw (JSON with the QR string)"
+})
+export type QrFormat = typeof QrFormat.Type
+
+export class SessionAccessApi extends HttpApiGroup.make("sessionAccess")
+  .add(
+    HttpApiEndpoint.get("qr")`/sessions/${sessionIdParam}/qr`
+      .setUrlParams(Schema.Struct({ format: Schema.optional(QrFormat) }))
+      .addSuccess(QrCode)
+      .addError(NotFoundJson)
+      .addError(ConflictJson)
+      .addError(ServiceUnavailableJson)
+      .annotate(
+        OpenApi.Description,
+        "The QR code to link the session (WhatsApp > Linked devices > Link a device), answered by the node that " +
+          "runs it. 409 when the session shows none: connected, expired (reconnect it for a new one), or about " +
+          "to log in with saved credentials."
+      )
+  )
+  .middleware(SessionAccess)
+  .annotate(OpenApi.Description, "Session calls with the session's API key (x-api-key) or the tenant token")
+{}
+
 export class CityList extends Schema.Class<CityList>("CityList")({
   count: Schema.NonNegativeInt,
   cities: Schema.Array(City)
@@ -145,6 +170,7 @@ export class WaclusterApi extends HttpApi.make("wacluster")
   .add(TenantsApi)
   .add(SessionsApi)
   .add(SessionStatusApi)
+  .add(SessionAccessApi)
   .addError(BadRequestJson)
   .addError(UnauthorizedJson)
   .addError(NotFoundJson)

@@ -53,6 +53,15 @@ export const UnauthorizedJson = onTheWire(
 export class NotFound extends Schema.TaggedError<NotFound>()("NotFound", errorFields) {}
 export const NotFoundJson = onTheWire(NotFound, "NotFound", "not_found", 404, "No such resource for these credentials")
 
+export class Conflict extends Schema.TaggedError<Conflict>()("Conflict", errorFields) {}
+export const ConflictJson = onTheWire(
+  Conflict,
+  "Conflict",
+  "conflict",
+  409,
+  "The resource is not in a state that allows this request"
+)
+
 export class PayloadTooLarge extends Schema.TaggedError<PayloadTooLarge>()("PayloadTooLarge", errorFields) {}
 export const PayloadTooLargeJson = onTheWire(
   PayloadTooLarge,

@@ -35,3 +35,22 @@ export class SessionKeyAuth extends HttpApiMiddleware.Tag<SessionKeyAuth>()("@wa
   provides: CurrentApiKey,
   security: { apiKey: HttpApiSecurity.apiKey({ in: "header", key: "x-api-key" }) }
 }) {}
+
+export class CurrentCaller extends Context.Tag("@wacluster/domain/CurrentCaller")<CurrentCaller, {
+  readonly tenantId: TenantId
+  /** Set when the caller used a session's API key: it may only touch that session. */
+  readonly sessionId: SessionId | null
+}>() {}
+
+/**
+ * Routes a tenant manages and a session's key may also call: the session's API key in `x-api-key`, or the
+ * tenant token as `Authorization: Bearer <tenant token>`.
+ */
+export class SessionAccess extends HttpApiMiddleware.Tag<SessionAccess>()("@wacluster/domain/SessionAccess", {
+  failure: UnauthorizedJson,
+  provides: CurrentCaller,
+  security: {
+    apiKey: HttpApiSecurity.apiKey({ in: "header", key: "x-api-key" }),
+    tenantToken: HttpApiSecurity.bearer
+  }
+}) {}

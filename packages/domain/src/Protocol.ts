@@ -5,7 +5,7 @@
  */
 import { type Effect, type Exit, type ParseResult, Schema } from "effect"
 import { SessionId } from "./Ids.js"
-import { SessionHealth, SessionStatus } from "./Session.js"
+import { SessionHealth, SessionReason, SessionStatus } from "./Session.js"
 import { ShardNumber } from "./Shard.js"
 
 export const rpcSubject = (shard: number): string => `wa.rpc.${shard}`
@@ -58,7 +58,24 @@ export class EnsureStarted extends Schema.TaggedRequest<EnsureStarted>()("Ensure
   payload: { sessionId: SessionId }
 }) {}
 
-export const SessionCommand = Schema.Union(GetStatus, EnsureStarted)
+/** The QR code a session shows while it waits to be linked, if any. */
+export class QrCode extends Schema.Class<QrCode>("QrCode")({
+  sessionId: SessionId,
+  status: SessionStatus,
+  reason: Schema.NullOr(SessionReason),
+  qr: Schema.NullOr(Schema.String).annotations({
+    description: "the string to encode as a QR code and scan from WhatsApp > Linked devices; null when none is shown"
+  }),
+  expiresAt: Schema.NullOr(Schema.DateTimeUtc).annotations({ description: "when WhatsApp replaces this code" })
+}) {}
+
+export class GetQr extends Schema.TaggedRequest<GetQr>()("GetQr", {
+  failure: CommandError,
+  success: QrCode,
+  payload: { sessionId: SessionId }
+}) {}
+
+export const SessionCommand = Schema.Union(GetStatus, EnsureStarted, GetQr)
 export type SessionCommand = typeof SessionCommand.Type
 
 export const SessionCommandJson = Schema.parseJson(SessionCommand)
@@ -78,6 +95,10 @@ const replies = {
   EnsureStarted: {
     decode: Schema.decodeUnknown(replyJson(Schema.Void)),
     encode: Schema.encodeUnknown(replyJson(Schema.Void))
+  },
+  GetQr: {
+    decode: Schema.decodeUnknown(replyJson(QrCode)),
+    encode: Schema.encodeUnknown(replyJson(QrCode))
   }
 } satisfies Record<SessionCommand["_tag"], unknown>
 

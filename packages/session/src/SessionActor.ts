@@ -6,7 +6,7 @@
  */
 import { monotonicMillis } from "@wacluster/cluster/ClusterConfig"
 import type { SessionId } from "@wacluster/domain/Ids"
-import { NotOwner, SessionBusy, SessionStatusView, StatusMetrics } from "@wacluster/domain/Protocol"
+import { NotOwner, QrCode, SessionBusy, SessionStatusView, StatusMetrics } from "@wacluster/domain/Protocol"
 import type { CommandError, SessionCommand } from "@wacluster/domain/Protocol"
 import { healthOf } from "@wacluster/domain/Session"
 import type { SessionReason, SessionStatus } from "@wacluster/domain/Session"
@@ -39,6 +39,7 @@ export interface LiveState {
   phoneNumber: string | null
   lastActivityAt: Date | null
   qr: string | null
+  qrExpiresAt: Date | null
   messagesSent: number
   messagesReceived: number
   /** Accumulated over the session's life (persisted), up to `since`. */
@@ -138,6 +139,7 @@ export const make = Effect.fn("SessionActor.make")(function*(
       phoneNumber: Option.match(stored, { onNone: () => null, onSome: (r) => r.phoneNumber }),
       lastActivityAt: Option.match(stored, { onNone: () => null, onSome: (r) => r.lastActivityAt }),
       qr: null,
+      qrExpiresAt: null,
       messagesSent: Option.match(stored, { onNone: () => 0, onSome: (r) => r.messagesSent }),
       messagesReceived: Option.match(stored, { onNone: () => 0, onSome: (r) => r.messagesReceived }),
       connectedMs: Option.match(stored, { onNone: () => 0, onSome: (r) => r.connectedMs }),
@@ -176,7 +178,11 @@ export const make = Effect.fn("SessionActor.make")(function*(
         state.status = status
         state.reason = reason
         if (status !== "connected") state.connectedAt = null
-        if (status !== "connecting") state.qr = null
+        // A QR code is only good while the session waits for a scan.
+        if (reason !== "qr_pending") {
+          state.qr = null
+          state.qrExpiresAt = null
+        }
         if (changed) {
           yield* Effect.logInfo("session status").pipe(Effect.annotateLogs({ status, reason: reason ?? "" }))
           yield* persist
@@ -189,6 +195,7 @@ export const make = Effect.fn("SessionActor.make")(function*(
         switch (event._tag) {
           case "Qr":
             state.qr = event.qr
+            state.qrExpiresAt = event.expiresAt
             yield* transition("connecting", "qr_pending")
             return
           case "Open":
@@ -275,6 +282,17 @@ export const make = Effect.fn("SessionActor.make")(function*(
             return yield* Deferred.succeed(envelope.reply, statusView(sessionId, state, yield* monotonicMillis))
           case "EnsureStarted":
             return yield* Deferred.succeed(envelope.reply, undefined)
+          case "GetQr":
+            return yield* Deferred.succeed(
+              envelope.reply,
+              new QrCode({
+                sessionId,
+                status: state.status,
+                reason: state.reason,
+                qr: state.qr,
+                expiresAt: state.qrExpiresAt === null ? null : DateTime.unsafeFromDate(state.qrExpiresAt)
+              })
+            )
         }
       })
 

@@ -3,10 +3,11 @@
  * Every refusal is the same 401 shape and never tells whether a session exists.
  */
 import { Unauthorized } from "@wacluster/domain/ApiErrors"
-import { AdminAuth, SessionKeyAuth, TenantAuth } from "@wacluster/domain/Auth"
+import { AdminAuth, SessionAccess, SessionKeyAuth, TenantAuth } from "@wacluster/domain/Auth"
+import type { ApiKeyId, SessionId, TenantId } from "@wacluster/domain/Ids"
 import { ApiKeys } from "@wacluster/store/ApiKeys"
 import { Tenants } from "@wacluster/store/Tenants"
-import { Cache, Config, Duration, Effect, Exit, Layer, Option, Redacted } from "effect"
+import { Cache, Config, Context, Duration, Effect, Exit, Layer, Option, Redacted } from "effect"
 import { API_KEY_PREFIX, hashSecret, looksLike, secretsEqual, TENANT_TOKEN_PREFIX } from "./Secrets.js"
 
 const refuse = (message: string) => Effect.fail(new Unauthorized({ message }))
@@ -55,38 +56,39 @@ export const AdminAuthLive = Layer.effect(
   })
 )
 
-export const TenantAuthLive = Layer.effect(
-  TenantAuth,
+/** The tenant and key lookups, with their caches, shared by every middleware that accepts them. */
+class Credentials extends Context.Tag("@wacluster/gateway/Credentials")<Credentials, {
+  readonly tenant: (token: string, missing: string) => Effect.Effect<{ readonly tenantId: TenantId }, Unauthorized>
+  readonly apiKey: (key: string, missing: string) => Effect.Effect<{
+    readonly keyId: ApiKeyId
+    readonly sessionId: SessionId
+    readonly tenantId: TenantId
+  }, Unauthorized>
+}>() {}
+
+const CredentialsLive = Layer.effect(
+  Credentials,
   Effect.gen(function*() {
+    const ttl = yield* cacheTtl
     const tenants = yield* Tenants
-    const lookup = yield* cachedLookup(yield* cacheTtl, tenants.findByTokenHash)
-    return TenantAuth.of({
-      tenantToken: (token) => {
-        const given = Redacted.value(token)
-        if (given === "") return refuse("missing tenant token: send Authorization: Bearer <tenant token>")
+    const keys = yield* ApiKeys
+    const tenantLookup = yield* cachedLookup(ttl, tenants.findByTokenHash)
+    const keyLookup = yield* cachedLookup(ttl, keys.findActiveByHash)
+    return Credentials.of({
+      tenant: (given, missing) => {
+        if (given === "") return refuse(missing)
         if (!looksLike(given, TENANT_TOKEN_PREFIX)) return refuse("invalid tenant token")
-        return orRefuse(lookup(given)).pipe(
+        return orRefuse(tenantLookup(given)).pipe(
           Effect.flatMap(Option.match({
             onNone: () => refuse("invalid tenant token"),
             onSome: (tenant) => Effect.succeed({ tenantId: tenant.id })
           }))
         )
-      }
-    })
-  })
-)
-
-export const SessionKeyAuthLive = Layer.effect(
-  SessionKeyAuth,
-  Effect.gen(function*() {
-    const keys = yield* ApiKeys
-    const lookup = yield* cachedLookup(yield* cacheTtl, keys.findActiveByHash)
-    return SessionKeyAuth.of({
-      apiKey: (key) => {
-        const given = Redacted.value(key)
-        if (given === "") return refuse("missing API key: send the session's key in the x-api-key header")
+      },
+      apiKey: (given, missing) => {
+        if (given === "") return refuse(missing)
         if (!looksLike(given, API_KEY_PREFIX)) return refuse("invalid API key")
-        return orRefuse(lookup(given)).pipe(
+        return orRefuse(keyLookup(given)).pipe(
           Effect.flatMap(Option.match({
             onNone: () => refuse("invalid API key"),
             onSome: (active) =>
@@ -98,4 +100,45 @@ export const SessionKeyAuthLive = Layer.effect(
   })
 )
 
-export const layer = Layer.mergeAll(AdminAuthLive, TenantAuthLive, SessionKeyAuthLive)
+export const TenantAuthLive = Layer.effect(
+  TenantAuth,
+  Effect.map(Credentials, (credentials) =>
+    TenantAuth.of({
+      tenantToken: (token) =>
+        credentials.tenant(Redacted.value(token), "missing tenant token: send Authorization: Bearer <tenant token>")
+    }))
+)
+
+export const SessionKeyAuthLive = Layer.effect(
+  SessionKeyAuth,
+  Effect.map(Credentials, (credentials) =>
+    SessionKeyAuth.of({
+      apiKey: (key) =>
+        credentials.apiKey(Redacted.value(key), "missing API key: send the session's key in the x-api-key header")
+    }))
+)
+
+/** Either credential; the key is tried first, and a key binds the caller to its own session. */
+export const SessionAccessLive = Layer.effect(
+  SessionAccess,
+  Effect.map(Credentials, (credentials) => {
+    const missing = "missing credentials: send the session's API key in x-api-key, " +
+      "or the tenant token as Authorization: Bearer <tenant token>"
+    return SessionAccess.of({
+      apiKey: (key) =>
+        Effect.map(credentials.apiKey(Redacted.value(key), missing), (active) => ({
+          tenantId: active.tenantId,
+          sessionId: active.sessionId
+        })),
+      tenantToken: (token) =>
+        Effect.map(credentials.tenant(Redacted.value(token), missing), ({ tenantId }) => ({
+          tenantId,
+          sessionId: null
+        }))
+    })
+  })
+)
+
+export const layer = Layer.mergeAll(AdminAuthLive, TenantAuthLive, SessionKeyAuthLive, SessionAccessLive).pipe(
+  Layer.provide(CredentialsLive)
+)

@@ -15,6 +15,7 @@ import { RequestError, RouteNotFound } from "@effect/platform/HttpServerError"
 import { WaclusterApi } from "@wacluster/domain/Api"
 import {
   BadRequest,
+  Conflict,
   InternalError,
   NotFound,
   PayloadTooLarge,
@@ -50,6 +51,7 @@ export const toResponse = (failure: unknown) => {
   if (failure instanceof BadRequest) return respond(400, "bad_request", failure.message, failure.details)
   if (failure instanceof Unauthorized) return respond(401, "unauthorized", failure.message, failure.details)
   if (failure instanceof NotFound) return respond(404, "not_found", failure.message, failure.details)
+  if (failure instanceof Conflict) return respond(409, "conflict", failure.message, failure.details)
   if (failure instanceof PayloadTooLarge) return respond(413, "payload_too_large", failure.message)
   if (failure instanceof ServiceUnavailable) {
     const retryAfter = failure.retryAfterSeconds ?? 2

@@ -20,9 +20,11 @@ import { createServer } from "node:http"
 import * as Auth from "./Auth.js"
 import * as ErrorResponses from "./ErrorResponses.js"
 import { CitiesLive, HealthLive } from "./http/Public.js"
+import { SessionAccessLive } from "./http/SessionAccess.js"
 import { SessionsLive } from "./http/Sessions.js"
 import { SessionStatusLive } from "./http/SessionStatus.js"
 import { TenantsLive } from "./http/Tenants.js"
+import { QrImages } from "./QrImages.js"
 
 const StoreLive = Layer.mergeAll(Tenants.layer, Sessions.layer, ApiKeys.layer, SessionRuntime.layer).pipe(
   Layer.provideMerge(Layer.unwrapEffect(Effect.map(ClusterConfig, (config) => Startup.layer(config.shards)))),
@@ -32,8 +34,8 @@ const StoreLive = Layer.mergeAll(Tenants.layer, Sessions.layer, ApiKeys.layer, S
 const ClusterLive = Router.layerConfig.pipe(Layer.provideMerge(Nats.layerConfig("gateway")))
 
 const ApiLive = HttpApiBuilder.api(WaclusterApi).pipe(
-  Layer.provide([HealthLive, CitiesLive, TenantsLive, SessionsLive, SessionStatusLive]),
-  Layer.provide(Auth.layer)
+  Layer.provide([HealthLive, CitiesLive, TenantsLive, SessionsLive, SessionStatusLive, SessionAccessLive]),
+  Layer.provide([Auth.layer, QrImages.layer])
 )
 
 const ServerLive = NodeHttpServer.layerConfig(createServer, {

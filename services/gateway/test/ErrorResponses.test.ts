@@ -2,7 +2,7 @@ import { HttpServerRequest } from "@effect/platform"
 import { HttpApiDecodeError } from "@effect/platform/HttpApiError"
 import { RequestError, RouteNotFound } from "@effect/platform/HttpServerError"
 import { describe, expect, it } from "@effect/vitest"
-import { BadRequest, NotFound, ServiceUnavailable, Unauthorized } from "@wacluster/domain/ApiErrors"
+import { BadRequest, Conflict, NotFound, ServiceUnavailable, Unauthorized } from "@wacluster/domain/ApiErrors"
 import { StoreError } from "@wacluster/store/Errors"
 import { toResponse } from "../src/ErrorResponses.js"
 
@@ -28,6 +28,11 @@ describe("error responses", () => {
     })
     expect(answer(new Unauthorized({ message: "no" }))?.status).toBe(401)
     expect(answer(new NotFound({ message: "none" }))?.json).toEqual({ error: { code: "not_found", message: "none" } })
+    expect(answer(new Conflict({ message: "connected", details: { status: "connected" } }))).toEqual({
+      status: 409,
+      retryAfter: undefined,
+      json: { error: { code: "conflict", message: "connected", details: { status: "connected" } } }
+    })
     const unavailable = answer(new ServiceUnavailable({ message: "later", retryAfterSeconds: 5 }))
     expect([unavailable?.status, unavailable?.retryAfter]).toEqual([503, "5"])
   })

@@ -5,12 +5,10 @@
 import { HttpApiBuilder } from "@effect/platform"
 import { Router } from "@wacluster/cluster/Router"
 import { WaclusterApi } from "@wacluster/domain/Api"
-import { NotFound, ServiceUnavailable } from "@wacluster/domain/ApiErrors"
 import { CurrentApiKey } from "@wacluster/domain/Auth"
 import { GetStatus } from "@wacluster/domain/Protocol"
 import { Effect } from "effect"
-
-const notFound = (sessionId: string) => new NotFound({ message: `no session ${sessionId} for this API key` })
+import { routingErrors, sessionNotFound } from "./Routing.js"
 
 export const SessionStatusLive = HttpApiBuilder.group(
   WaclusterApi,
@@ -21,24 +19,9 @@ export const SessionStatusLive = HttpApiBuilder.group(
       return handlers.handle("status", ({ path }) =>
         Effect.gen(function*() {
           const key = yield* CurrentApiKey
-          if (key.sessionId !== path.sessionId) return yield* notFound(path.sessionId)
+          if (key.sessionId !== path.sessionId) return yield* sessionNotFound(path.sessionId)
           return yield* router.send(new GetStatus({ sessionId: path.sessionId })).pipe(
-            Effect.catchTags({
-              SessionUnknown: () => notFound(path.sessionId),
-              SessionBusy: () =>
-                new ServiceUnavailable({ message: "the session is busy; retry shortly", retryAfterSeconds: 1 }),
-              NotOwner: () => new ServiceUnavailable({ message: "the session is moving between nodes; retry shortly" }),
-              OwnerUnavailable: (error) =>
-                Effect.zipRight(
-                  Effect.logWarning("no owner answered").pipe(
-                    Effect.annotateLogs({ shard: error.shard, attempts: error.attempts, lastError: error.lastError })
-                  ),
-                  new ServiceUnavailable({
-                    message: "the node running this session did not answer; retry shortly",
-                    retryAfterSeconds: 2
-                  })
-                )
-            })
+            routingErrors(path.sessionId)
           )
         }))
     })

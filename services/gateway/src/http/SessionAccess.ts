@@ -1,0 +1,98 @@
+/**
+ * Session routes a tenant token or the session's own key may call. A key reaches only its session; a tenant
+ * only its own sessions; anything else is the same 404 as a session that does not exist.
+ */
+import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
+import { Router } from "@wacluster/cluster/Router"
+import { WaclusterApi } from "@wacluster/domain/Api"
+import { Conflict, InternalError } from "@wacluster/domain/ApiErrors"
+import { CurrentCaller } from "@wacluster/domain/Auth"
+import type { SessionId } from "@wacluster/domain/Ids"
+import { GetQr, type QrCode } from "@wacluster/domain/Protocol"
+import { Sessions } from "@wacluster/store/Sessions"
+import { DateTime, Effect, Option } from "effect"
+import { QrImages } from "../QrImages.js"
+import { routingErrors, sessionNotFound } from "./Routing.js"
+
+/** Why a session shows no QR code, in words a tenant can act on. */
+const noQr = (code: QrCode) => {
+  const details = { status: code.status, reason: code.reason }
+  switch (code.status) {
+    case "connected":
+      return new Conflict({ message: "the session is connected: there is no QR code to scan", details })
+    case "expired":
+      return new Conflict({ message: "the QR code expired: reconnect the session to get a new one", details })
+    case "disconnected":
+      return new Conflict({
+        message: `the session is disconnected (${code.reason ?? "unknown"}): reconnect it first`,
+        details
+      })
+    case "connecting":
+      return new Conflict({
+        message: "no QR code yet: the session is connecting (it may log in with saved credentials); retry shortly",
+        details
+      })
+  }
+}
+
+export const SessionAccessLive = HttpApiBuilder.group(
+  WaclusterApi,
+  "sessionAccess",
+  (handlers) =>
+    Effect.gen(function*() {
+      const router = yield* Router
+      const sessions = yield* Sessions
+      const images = yield* QrImages
+
+      /** The caller may act on this session: its own key, or a tenant that owns it. */
+      const authorize = (sessionId: SessionId) =>
+        Effect.gen(function*() {
+          const caller = yield* CurrentCaller
+          if (caller.sessionId !== null) {
+            if (caller.sessionId !== sessionId) return yield* sessionNotFound(sessionId)
+            return
+          }
+          const record = yield* sessions.findById(sessionId).pipe(
+            Effect.catchTag("StoreError", (error) =>
+              Effect.zipRight(
+                Effect.logError("session lookup failed", error),
+                new InternalError({ message: "the session could not be looked up; retry shortly" })
+              ))
+          )
+          if (Option.isNone(record) || record.value.tenantId !== caller.tenantId) {
+            return yield* sessionNotFound(sessionId)
+          }
+        })
+
+      return handlers.handle("qr", ({ path, urlParams }) =>
+        Effect.gen(function*() {
+          yield* authorize(path.sessionId)
+          const code = yield* router.send(new GetQr({ sessionId: path.sessionId })).pipe(
+            routingErrors(path.sessionId)
+          )
+          if (code.qr === null) return yield* noQr(code)
+          const format = urlParams.format ?? "png"
+          if (format === "raw") return code
+          const headers = {
+            "cache-control": "no-store",
+            ...(code.expiresAt === null ? {} : { expires: DateTime.toDateUtc(code.expiresAt).toUTCString() })
+          }
+          const rendered = format === "png"
+            ? Effect.map(
+              images.png(code.qr),
+              (png) => HttpServerResponse.uint8Array(png, { contentType: "image/png", headers })
+            )
+            : Effect.map(
+              images.svg(code.qr),
+              (svg) => HttpServerResponse.text(svg, { contentType: "image/svg+xml", headers })
+            )
+          return yield* rendered.pipe(
+            Effect.catchTag("QrRenderError", (error) =>
+              Effect.zipRight(
+                Effect.logError("QR code could not be drawn", error.cause),
+                new InternalError({ message: "the QR code could not be drawn" })
+              ))
+          )
+        }))
+    })
+)
