@@ -12,6 +12,7 @@ import { PgMigrator } from "@effect/sql-pg"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Effect, Layer } from "effect"
 import { migration0001 } from "./internal/migration0001.js"
+import { migration0002 } from "./internal/migration0002.js"
 
 /** Advisory lock key for migrations ("wacl" in ASCII); any process of any version uses the same one. */
 const LOCK_KEY = 0x7761636c
@@ -21,7 +22,8 @@ const TABLE = "effect_sql_migrations"
 const migrate = PgMigrator.make({})
 
 const loader = PgMigrator.fromRecord({
-  "0001_initial": migration0001
+  "0001_initial": migration0001,
+  "0002_proxy_sticky": migration0002
 })
 
 /** Applies pending migrations; returns those it applied (empty when the database was up to date). */

@@ -23,7 +23,9 @@ export const RuntimeState = Schema.Struct({
   messagesSent: Counter,
   messagesReceived: Counter,
   connectedMs: Counter,
-  observedMs: Counter
+  observedMs: Counter,
+  /** The sticky token of the session's proxy (its residential exit); null without a proxy. */
+  proxySticky: Schema.NullOr(Schema.String)
 })
 export type RuntimeState = typeof RuntimeState.Type
 
@@ -39,6 +41,7 @@ export class RuntimeRecord extends Schema.Class<RuntimeRecord>("@wacluster/store
   messagesReceived: Int8,
   connectedMs: Int8,
   observedMs: Int8,
+  proxySticky: Schema.NullOr(Schema.String),
   epoch: Int8,
   updatedAt: Schema.DateFromSelf
 }) {}
@@ -73,15 +76,16 @@ export const make = Effect.gen(function*() {
       Effect.flatMap((s) =>
         Fence.fenced(sql, fence, (guard) =>
           sql`INSERT INTO session_runtime (session_id, status, reason, connected_at, phone_number, last_activity_at,
-              messages_sent, messages_received, connected_ms, observed_ms, epoch, updated_at)
+              messages_sent, messages_received, connected_ms, observed_ms, proxy_sticky, epoch, updated_at)
             SELECT ${s.sessionId}, ${s.status}, ${s.reason}, ${s.connectedAt}, ${s.phoneNumber}, ${s.lastActivityAt},
-              ${s.messagesSent}, ${s.messagesReceived}, ${s.connectedMs}, ${s.observedMs}, ${fence.epoch}, now()
+              ${s.messagesSent}, ${s.messagesReceived}, ${s.connectedMs}, ${s.observedMs}, ${s.proxySticky}, ${fence.epoch}, now()
             WHERE ${guard}
             ON CONFLICT (session_id) DO UPDATE SET
               status = excluded.status, reason = excluded.reason, connected_at = excluded.connected_at,
               phone_number = excluded.phone_number, last_activity_at = excluded.last_activity_at,
               messages_sent = excluded.messages_sent, messages_received = excluded.messages_received,
               connected_ms = excluded.connected_ms, observed_ms = excluded.observed_ms,
+              proxy_sticky = excluded.proxy_sticky,
               epoch = excluded.epoch, updated_at = excluded.updated_at
             RETURNING 1 AS saved`)
       ),

@@ -74,7 +74,8 @@ layer(storeLayer("cascade"), { timeout: 60_000, excludeTestServices: true })("Se
             messagesSent: 0,
             messagesReceived: 0,
             connectedMs: 0,
-            observedMs: 0
+            observedMs: 0,
+            proxySticky: "Ab12Cd34Ef56"
           })
           yield* (yield* AuthState.AuthState).set(f, s.id, [{ key: "creds", value: new Uint8Array([1]) }])
           yield* (yield* Messages.Messages).insert(f, {

@@ -18,7 +18,8 @@ const state = (sessionId: SessionRuntime.RuntimeState["sessionId"], messagesSent
   messagesSent,
   messagesReceived: 2,
   connectedMs: 1_000,
-  observedMs: 5_000
+  observedMs: 5_000,
+  proxySticky: "Ab12Cd34Ef56"
 })
 
 const fence = (shard: number, epoch: number): Fence => ({ shard: ShardNumber.make(shard), epoch })
