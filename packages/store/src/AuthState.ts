@@ -22,6 +22,10 @@ export class AuthState extends Context.Tag("@wacluster/store/AuthState")<AuthSta
     sessionId: SessionId,
     keys: ReadonlyArray<string>
   ) => Effect.Effect<ReadonlyMap<string, Uint8Array>, StoreError | AuthDecryptError>
+  /** Every key of the session, decrypted, in one query: the whole state a session needs at connect. */
+  readonly getAll: (
+    sessionId: SessionId
+  ) => Effect.Effect<ReadonlyMap<string, Uint8Array>, StoreError | AuthDecryptError>
   /** Writes and deletes (value null) in one fenced statement; for a key given twice the last entry wins. */
   readonly set: (
     fence: Fence.Fence,
@@ -38,6 +42,15 @@ export const make = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   const cipher = yield* AuthCipher
 
+  const decrypt = (sessionId: SessionId, rows: typeof Rows.Type) =>
+    Effect.gen(function*() {
+      const values = new Map<string, Uint8Array>()
+      for (const row of rows) {
+        values.set(row.key, yield* cipher.decrypt(sessionId, row.key, row.value))
+      }
+      return values as ReadonlyMap<string, Uint8Array>
+    })
+
   const get = (sessionId: SessionId, keys: ReadonlyArray<string>) =>
     Effect.gen(function*() {
       if (keys.length === 0) return new Map<string, Uint8Array>()
@@ -45,14 +58,18 @@ export const make = Effect.gen(function*() {
         WHERE session_id = ${sessionId} AND key = ANY(${keys}::text[])`.pipe(
         Effect.flatMap(Schema.decodeUnknown(Rows))
       )
-      const values = new Map<string, Uint8Array>()
-      for (const row of rows) {
-        values.set(row.key, yield* cipher.decrypt(sessionId, row.key, row.value))
-      }
-      return values as ReadonlyMap<string, Uint8Array>
+      return yield* decrypt(sessionId, rows)
     }).pipe(
       mapStoreError("AuthState.get"),
       Effect.withSpan("AuthState.get", { attributes: { sessionId, keys: keys.length } })
+    )
+
+  const getAll = (sessionId: SessionId) =>
+    sql`SELECT key, value FROM auth_state WHERE session_id = ${sessionId}`.pipe(
+      Effect.flatMap(Schema.decodeUnknown(Rows)),
+      Effect.flatMap((rows) => decrypt(sessionId, rows)),
+      mapStoreError("AuthState.getAll"),
+      Effect.withSpan("AuthState.getAll", { attributes: { sessionId } })
     )
 
   const set = (fence: Fence.Fence, sessionId: SessionId, entries: ReadonlyArray<AuthStateEntry>) =>
@@ -103,7 +120,7 @@ export const make = Effect.gen(function*() {
         Effect.withSpan("AuthState.clear", { attributes: { sessionId } })
       )
 
-  return AuthState.of({ get, set, clear })
+  return AuthState.of({ get, getAll, set, clear })
 })
 
 export const layer = Layer.effect(AuthState, make)

@@ -70,6 +70,39 @@ layer(storeLayer("auth_state"), { timeout: 60_000, excludeTestServices: true })(
       assert.strictEqual((yield* auth.get(session.id, ["creds", "pre-key-2"])).size, 0)
     }))
 
+  it.effect("getAll loads every key of one session, decrypted, and nothing of another", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const auth = yield* AuthState.AuthState
+      const a = yield* ownedSession
+      const b = yield* ownedSession
+      assert.strictEqual((yield* auth.getAll(a.session.id)).size, 0)
+
+      yield* auth.set(a.fence, a.session.id, [
+        { key: "creds", value: text("A's credentials") },
+        { key: "pre-key/1", value: text("one") },
+        { key: "session/628123.0", value: new Uint8Array([0, 255, 1]) },
+        { key: "gone", value: text("soon deleted") }
+      ])
+      yield* auth.set(a.fence, a.session.id, [{ key: "gone", value: null }])
+      yield* auth.set(b.fence, b.session.id, [{ key: "creds", value: text("B's credentials") }])
+
+      const all = yield* auth.getAll(a.session.id)
+      assert.deepStrictEqual(
+        decoded(new Map([...all].filter(([key]) => key !== "session/628123.0"))),
+        { creds: "A's credentials", "pre-key/1": "one" }
+      )
+      assert.deepStrictEqual([...(all.get("session/628123.0") ?? [])], [0, 255, 1])
+      assert.deepStrictEqual(decoded(yield* auth.getAll(b.session.id)), { creds: "B's credentials" })
+
+      // One row that does not decrypt fails the whole load instead of silently dropping that key.
+      yield* sql`UPDATE auth_state SET value = set_byte(value, 30, get_byte(value, 30) # 1)
+        WHERE session_id = ${a.session.id} AND key = 'pre-key/1'`
+      const error = yield* Effect.flip(auth.getAll(a.session.id))
+      assert.strictEqual(error._tag, "AuthDecryptError")
+      assert.deepInclude(error, { key: "pre-key/1" })
+    }))
+
   it.effect("a tampered row, or one moved to another key or session, does not decrypt", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient

@@ -1,0 +1,240 @@
+/**
+ * Baileys' auth state (credentials and signal keys) kept in Postgres through `AuthState`, served from memory.
+ *
+ * Rows: key `creds` holds the `AuthenticationCreds`; key `<type>/<id>` holds one signal key, for example
+ * `pre-key/12`, `session/628123456789.0` or `app-state-sync-key/AAAAAB3x`. No signal key type contains a `/`,
+ * so the first `/` separates type and id. Values are UTF-8 JSON written with Baileys' `BufferJSON.replacer`,
+ * exactly as its own `useMultiFileAuthState` writes files; `AuthState` encrypts them.
+ *
+ * Reads: the whole state loads with one `getAll` when the session opens; after that Baileys reads memory only.
+ * Writes are write-behind: a change is applied to memory at once (later reads see it) and recorded as pending.
+ * A fiber in the caller's scope writes everything pending in one fenced `AuthState.set` every `flushEvery`,
+ * immediately when the device becomes linked (losing that write would force a new QR scan), and a last time
+ * when the scope closes. A flush rejected with `StaleEpoch` fails `failure`: this node no longer owns the
+ * session and must close its socket. Other store failures are retried with the pending writes kept; they fail
+ * `failure` only when the store stays unavailable for `retryFor`.
+ */
+import type { SessionId } from "@wacluster/domain/Ids"
+import type { AuthDecryptError } from "@wacluster/store/AuthCipher"
+import { AuthState, type AuthStateEntry } from "@wacluster/store/AuthState"
+import { type StaleEpoch, StoreError } from "@wacluster/store/Errors"
+import type { Fence } from "@wacluster/store/Fence"
+import type {
+  AuthenticationCreds,
+  AuthenticationState,
+  SignalDataSet,
+  SignalDataTypeMap,
+  SignalKeyStore
+} from "@whiskeysockets/baileys"
+import { BufferJSON, initAuthCreds, proto } from "@whiskeysockets/baileys"
+import { Clock, Deferred, Duration, Effect, Either, Exit, Queue, type Scope } from "effect"
+
+/** The open auth state of one session, for one socket's lifetime. */
+export interface SessionAuth {
+  /** For `makeWASocket({ auth })`. Baileys adds its own transaction layer on top of `keys`. */
+  readonly state: AuthenticationState
+  /** Call on Baileys' `creds.update` (after Baileys has applied the update to `state.creds`). */
+  readonly saveCreds: () => void
+  /** Stored credentials with a linked `me` existed at open: this session logs in without a QR. */
+  readonly registered: boolean
+  /** Writes every pending change in one fenced statement; on failure the changes stay pending. */
+  readonly flush: Effect.Effect<void, StoreError | StaleEpoch>
+  /**
+   * Fails once the write-behind gives up: at once on `StaleEpoch` (from any flush), or with the `StoreError`
+   * of a store that stayed unavailable for `retryFor`. Never succeeds; race the socket against it.
+   */
+  readonly failure: Effect.Effect<never, StoreError | StaleEpoch>
+  /** Logged out: drops pending writes, stops writing, and wipes the stored state (fenced). */
+  readonly forget: Effect.Effect<void, StoreError | StaleEpoch>
+}
+
+export interface OpenOptions {
+  /** How often pending writes are flushed. Default 1 second. */
+  readonly flushEvery?: Duration.DurationInput
+  /** How long the write-behind retries an unavailable store before failing `failure`. Default 30 seconds. */
+  readonly retryFor?: Duration.DurationInput
+}
+
+/** The row key of the credentials. */
+export const CREDS_KEY = "creds"
+
+/** The row key of one signal key. */
+export const keyOf = (type: keyof SignalDataTypeMap, id: string): string => `${type}/${id}`
+
+const encoder = new TextEncoder()
+const decoder = new TextDecoder()
+
+const serialize = (value: unknown): Uint8Array => encoder.encode(JSON.stringify(value, BufferJSON.replacer))
+
+// JSON that Baileys' own values produced; `BufferJSON.reviver` turns the encoded buffers back into Buffers.
+const deserialize = (bytes: Uint8Array): unknown => JSON.parse(decoder.decode(bytes), BufferJSON.reviver)
+
+const revive = <T extends keyof SignalDataTypeMap>(type: T, bytes: Uint8Array): SignalDataTypeMap[T] => {
+  const value = deserialize(bytes)
+  // The row key names the type; protobuf values need their class back (as useMultiFileAuthState does).
+  return (type === "app-state-sync-key" && typeof value === "object" && value !== null
+    ? proto.Message.AppStateSyncKeyData.fromObject(value)
+    : value) as SignalDataTypeMap[T]
+}
+
+const isLinked = (creds: AuthenticationCreds): boolean => creds.me?.id !== undefined
+
+const parseCreds = (sessionId: SessionId, bytes: Uint8Array) =>
+  Effect.try({
+    try: () => deserialize(bytes) as AuthenticationCreds,
+    catch: (cause) => new StoreError({ message: `stored credentials of session ${sessionId} are not JSON`, cause })
+  })
+
+/** The first retries come quickly (a linking write should not wait a full interval), then every `flushEvery`. */
+const retryDelay = (flushEvery: Duration.Duration, failures: number): Duration.Duration =>
+  Duration.min(flushEvery, Duration.millis(100 * 2 ** Math.min(failures - 1, 10)))
+
+export const open = Effect.fn("BaileysAuthState.open")(function*(
+  sessionId: SessionId,
+  fence: Fence,
+  options: OpenOptions = {}
+): Effect.fn.Return<SessionAuth, StoreError | AuthDecryptError, Scope.Scope | AuthState> {
+  const store = yield* AuthState
+  const flushEvery = Duration.decode(options.flushEvery ?? "1 second")
+  const retryFor = Duration.toMillis(Duration.decode(options.retryFor ?? "30 seconds"))
+
+  // Baileys calls the key store and saveCreds from plain JavaScript; these maps are only touched in synchronous
+  // blocks, so no lock is needed between Baileys and a flush: a flush takes the whole pending map in one step.
+  const cache = new Map(yield* store.getAll(sessionId))
+  const storedCreds = cache.get(CREDS_KEY)
+  const creds = storedCreds === undefined ? initAuthCreds() : yield* parseCreds(sessionId, storedCreds)
+  const registered = storedCreds !== undefined && isLinked(creds)
+  let pending = new Map<string, Uint8Array | null>()
+  let linked = registered
+  let forgotten = false
+  let stale = false
+
+  const failed = yield* Deferred.make<never, StoreError | StaleEpoch>()
+  const wake = yield* Queue.dropping<void>(1)
+  // One flush at a time: two batches written concurrently could commit in the wrong order.
+  const writing = yield* Effect.makeSemaphore(1)
+
+  const record = (key: string, value: Uint8Array | null) => {
+    if (value === null) cache.delete(key)
+    else cache.set(key, value)
+    if (!forgotten) pending.set(key, value)
+  }
+
+  // A failed batch goes back under the changes made while it was in flight, which are newer.
+  const restore = (batch: ReadonlyMap<string, Uint8Array | null>) => {
+    if (forgotten) return
+    for (const [key, value] of batch) {
+      if (!pending.has(key)) pending.set(key, value)
+    }
+  }
+
+  const flush: Effect.Effect<void, StoreError | StaleEpoch> = writing.withPermits(1)(Effect.suspend(() => {
+    if (pending.size === 0) return Effect.void
+    const batch = pending
+    pending = new Map()
+    const entries: Array<AuthStateEntry> = Array.from(batch, ([key, value]) => ({ key, value }))
+    return store.set(fence, sessionId, entries).pipe(
+      // Also on interruption: the statement may not have run, and writing it again is harmless.
+      Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : Effect.sync(() => restore(batch))),
+      Effect.tapErrorTag("StaleEpoch", (error) =>
+        Effect.suspend(() => {
+          stale = true
+          return Deferred.fail(failed, error)
+        })),
+      Effect.withSpan("BaileysAuthState.flush", { attributes: { sessionId, entries: entries.length } })
+    )
+  }))
+
+  const keys: SignalKeyStore = {
+    get: async <T extends keyof SignalDataTypeMap>(type: T, ids: Array<string>) => {
+      const found: { [id: string]: SignalDataTypeMap[T] } = {}
+      for (const id of ids) {
+        const bytes = cache.get(keyOf(type, id))
+        if (bytes !== undefined) found[id] = revive(type, bytes)
+      }
+      return found
+    },
+    set: async (data: SignalDataSet) => {
+      for (const type of Object.keys(data) as Array<keyof SignalDataTypeMap>) {
+        for (const [id, value] of Object.entries(data[type] ?? {})) {
+          // Serialised now: Baileys may keep mutating the object after handing it over.
+          record(keyOf(type, id), value === null || value === undefined ? null : serialize(value))
+        }
+      }
+    },
+    clear: async () => {
+      for (const key of [...cache.keys()]) {
+        if (key !== CREDS_KEY) record(key, null)
+      }
+    }
+  }
+
+  const saveCreds = () => {
+    record(CREDS_KEY, serialize(creds))
+    const nowLinked = isLinked(creds)
+    if (nowLinked && !linked) Queue.unsafeOffer(wake, undefined)
+    linked = nowLinked
+  }
+
+  const forget = writing.withPermits(1)(Effect.suspend(() => {
+    forgotten = true
+    pending = new Map()
+    cache.clear()
+    return store.clear(sessionId, fence)
+  })).pipe(Effect.withSpan("BaileysAuthState.forget", { attributes: { sessionId } }))
+
+  const writeBehind = Effect.gen(function*() {
+    let failures = 0
+    let failingSince = 0
+    while (true) {
+      yield* Effect.race(
+        Effect.sleep(failures === 0 ? flushEvery : retryDelay(flushEvery, failures)),
+        Queue.take(wake)
+      )
+      const result = yield* Effect.either(flush)
+      if (Either.isRight(result)) {
+        failures = 0
+        continue
+      }
+      const error = result.left
+      // `flush` has already failed `failed`; a stale owner must not keep trying.
+      if (error._tag === "StaleEpoch") return
+      const now = yield* Clock.currentTimeMillis
+      if (failures === 0) failingSince = now
+      failures += 1
+      if (now - failingSince >= retryFor) return yield* Deferred.fail(failed, error)
+      yield* Effect.logWarning("Auth state flush failed; pending writes kept for a retry").pipe(
+        Effect.annotateLogs({ failures, error: error.message })
+      )
+    }
+  })
+
+  // Added before the writer is forked, so it runs after the writer has been interrupted.
+  // A stale owner's final write would be rejected too; it is skipped.
+  yield* Effect.addFinalizer(() =>
+    stale ? Effect.void : flush.pipe(
+      Effect.catchAll((error) =>
+        Effect.logWarning("Final auth state flush failed; unsaved changes are lost").pipe(
+          Effect.annotateLogs({ sessionId, error: error.message, pending: pending.size })
+        )
+      )
+    )
+  )
+  yield* Effect.forkScoped(writeBehind)
+
+  return {
+    state: { creds, keys },
+    saveCreds,
+    registered,
+    flush,
+    failure: Deferred.await(failed),
+    forget
+  }
+}, (effect, sessionId) => Effect.annotateLogs(effect, { sessionId }))
+
+/** Wipes a session's stored auth state (after a logout or a delete). Fenced when a fence is given. */
+export const forget = (
+  sessionId: SessionId,
+  fence?: Fence
+): Effect.Effect<void, StoreError | StaleEpoch, AuthState> =>
+  Effect.flatMap(AuthState, (store) => store.clear(sessionId, fence))
