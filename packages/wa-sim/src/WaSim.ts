@@ -1,0 +1,163 @@
+/**
+ * wa-sim: a WhatsApp Web server on 127.0.0.1 that real, unmodified Baileys connects to (`waWebSocketUrl: sim.url`
+ * after pinning `rootPublicKey` as `WA_CERT_DETAILS.PUBLIC_KEY`), plus a control API acting as the phone and the
+ * network. Closing the scope closes every socket and both servers.
+ */
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import type * as HttpServer from "@effect/platform/HttpServer"
+import { Curve } from "@whiskeysockets/baileys"
+import { Context, Effect, Layer, type Scope } from "effect"
+import { createServer } from "node:http"
+import { makeServerIdentity } from "./internal/certificates.js"
+import { startChatServer } from "./internal/ChatServer.js"
+import * as ControlApi from "./internal/ControlApi.js"
+import { Messenger, type SentMessage } from "./internal/Messenger.js"
+import * as Phone from "./internal/phone.js"
+import { type PendingQr, Registry, type Stats } from "./internal/Registry.js"
+import { makeStanzaHandler } from "./internal/stanzas.js"
+import * as StateFile from "./internal/StateFile.js"
+import { simError, WaSimError } from "./WaSimError.js"
+
+export type { PendingQr, SentMessage, Stats }
+
+export interface WaSimOptions {
+  /** Port of the WebSocket server; 0 (the default) picks a free one. */
+  readonly port?: number
+  /** Port of the control API; 0 (the default) picks a free one. */
+  readonly controlPort?: number
+  /** Linked devices and the root key are kept in this JSON file across restarts. */
+  readonly stateFile?: string
+  /**
+   * How long the QR codes of one registration can be scanned. Default 160 s: the life of Baileys' whole set of
+   * codes at its defaults (60 s for the first, 20 s for each of the five others).
+   */
+  readonly qrTtlMs?: number
+  /** How many QR refs a registering client gets (Baileys shows one after the other). Default 6. */
+  readonly qrRefs?: number
+  /** How long a scan waits for the client to confirm the pairing. Default 10 s. */
+  readonly pairingTimeoutMs?: number
+  /**
+   * A connection that sends nothing for this long is cut as if its TCP connection were lost (Baileys pings every
+   * `keepAliveIntervalMs`, 30 s by default). Default 90 s; 0 never cuts.
+   */
+  readonly idleTimeoutMs?: number
+  /** Where unexpected protocol errors go (a client that sends garbage, a failed state-file write). */
+  readonly onError?: (error: unknown) => void
+}
+
+export interface DeviceInfo {
+  readonly jid: string
+  readonly lid: string
+  readonly phoneNumber: string
+  readonly platform: string
+  readonly linkedAt: string
+  readonly live: boolean
+}
+
+export interface WaSim {
+  /** `ws://127.0.0.1:<port>/ws/chat` */
+  readonly url: string
+  /** `http://127.0.0.1:<controlPort>` */
+  readonly controlUrl: string
+  /** Hex of the root public key clients must pin as `WA_CERT_DETAILS.PUBLIC_KEY`. */
+  readonly rootPublicKey: string
+  readonly stats: Effect.Effect<Stats>
+  readonly devices: Effect.Effect<ReadonlyArray<DeviceInfo>>
+  readonly pendingQrs: Effect.Effect<ReadonlyArray<PendingQr>>
+  /** Scans the QR string a client shows, linking it to the account of `phoneNumber` (digits, E.164 without +). */
+  readonly scan: (qr: string, phoneNumber: string) => Effect.Effect<{ readonly jid: string }, WaSimError>
+  /** Unlinks the device: its live socket gets 401, and so does every later login. */
+  readonly logout: (jid: string) => Effect.Effect<void, WaSimError>
+  /** Its live socket gets 440 (replaced); the device stays linked. Succeeds with whether a socket was live. */
+  readonly conflict: (jid: string) => Effect.Effect<boolean, WaSimError>
+  /** Destroys its live socket's TCP connection, no stream error. Succeeds with whether a socket was live. */
+  readonly drop: (jid: string) => Effect.Effect<boolean, WaSimError>
+  /** A 1:1 text from the phone number `from` to the device (delivered now, or on its next login). */
+  readonly sendText: (jid: string, from: string, text: string) => Effect.Effect<{ readonly id: string }, WaSimError>
+  /** What the device sent to contacts, oldest first. */
+  readonly sentMessages: (jid: string) => Effect.Effect<ReadonlyArray<SentMessage>, WaSimError>
+  /** The contact's receipt for a message the device sent. */
+  readonly receipt: (jid: string, messageId: string, status: "delivered" | "read") => Effect.Effect<void, WaSimError>
+}
+
+export const WaSim = Context.GenericTag<WaSim>("@wacluster/wa-sim/WaSim")
+
+const HOST = "127.0.0.1"
+
+/** Runs a piece of the sim's synchronous or Promise core, turning anything thrown into a WaSimError. */
+const attempt = <A>(operation: string, run: () => A | Promise<A>): Effect.Effect<A, WaSimError> =>
+  Effect.tryPromise({
+    try: async () => run(),
+    catch: (error) => error instanceof WaSimError ? error : simError("internal_error", String(error), error)
+  }).pipe(Effect.withSpan(`WaSim.${operation}`))
+
+export const make = (options: WaSimOptions = {}): Effect.Effect<WaSim, WaSimError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const onError = options.onError ?? (() => undefined)
+    const snapshot = options.stateFile ? yield* StateFile.load(options.stateFile) : undefined
+    const registry = new Registry(snapshot?.root ?? Curve.generateKeyPair(), snapshot)
+    if (options.stateFile) {
+      const writer = StateFile.makeWriter(options.stateFile, () => registry.snapshot(), onError)
+      registry.onChange(writer.schedule)
+      // A fresh root key is written at once, so a client that pinned it can still connect after a restart.
+      if (!snapshot) writer.schedule()
+      yield* Effect.addFinalizer(() => Effect.sync(writer.flush))
+    }
+    const messenger = new Messenger(registry, onError)
+    registry.onUnlink((jid) => messenger.forget(jid))
+    const identity = makeServerIdentity(registry.root)
+    const chat = yield* Effect.acquireRelease(
+      Effect.tryPromise({
+        try: () =>
+          startChatServer(HOST, options.port ?? 0, options.idleTimeoutMs ?? 90_000, {
+            identity,
+            registry,
+            qrRefs: options.qrRefs ?? 6,
+            qrTtlMs: options.qrTtlMs ?? 160_000,
+            onStanza: makeStanzaHandler(registry, messenger),
+            onError
+          }),
+        catch: (cause) => simError("startup_failed", `cannot listen on ${HOST}:${options.port ?? 0}`, cause)
+      }),
+      (server) => Effect.promise(server.close)
+    )
+    const pairingTimeoutMs = options.pairingTimeoutMs ?? 10_000
+    const control = yield* NodeHttpServer.make(() => createServer(), { port: options.controlPort ?? 0, host: HOST })
+      .pipe(
+        Effect.mapError((cause) =>
+          simError("startup_failed", `cannot listen on ${HOST}:${options.controlPort ?? 0}`, cause)
+        )
+      )
+
+    const sim: WaSim = {
+      url: `ws://${HOST}:${chat.port}/ws/chat`,
+      controlUrl: controlUrlOf(control.address),
+      rootPublicKey: Buffer.from(registry.root.public).toString("hex"),
+      stats: Effect.sync(() => registry.stats()),
+      devices: Effect.sync(() =>
+        registry.listDevices().map((device) => ({
+          jid: device.jid,
+          lid: device.lid,
+          phoneNumber: device.phoneNumber,
+          platform: device.platform,
+          linkedAt: new Date(device.linkedAt).toISOString(),
+          live: device.live
+        }))
+      ),
+      pendingQrs: Effect.sync(() => registry.pendingQrs(Date.now())),
+      scan: (qr, phoneNumber) => attempt("scan", () => Phone.scan(registry, qr, phoneNumber, pairingTimeoutMs)),
+      logout: (jid) => attempt("logout", () => Phone.logout(registry, jid)),
+      conflict: (jid) => attempt("conflict", () => Phone.conflict(registry, jid)),
+      drop: (jid) => attempt("drop", () => Phone.drop(registry, jid)),
+      sendText: (jid, from, text) => attempt("sendText", () => messenger.sendText(jid, from, text)),
+      sentMessages: (jid) => attempt("sentMessages", () => messenger.sentBy(jid)),
+      receipt: (jid, messageId, status) => attempt("receipt", () => messenger.receiptFor(jid, messageId, status))
+    }
+    yield* control.serve(ControlApi.app(sim))
+    return sim
+  })
+
+const controlUrlOf = (address: HttpServer.Address): string =>
+  address._tag === "TcpAddress" ? `http://${HOST}:${address.port}` : `http+unix://${address.path}`
+
+export const layer = (options: WaSimOptions = {}): Layer.Layer<WaSim, WaSimError> => Layer.scoped(WaSim, make(options))

@@ -1,0 +1,215 @@
+/**
+ * The sim's memory: accounts, linked devices, connections waiting for a QR scan, and which socket is live for which
+ * device. It enforces WhatsApp's rule of one live socket per device (a new login replaces the old socket with a 440)
+ * and counts every overlap, which is what tests of invariant 1 read.
+ */
+import { Curve, type KeyPair } from "@whiskeysockets/baileys"
+import { randomInt } from "node:crypto"
+import type { Account, Device, KeyBundle, Snapshot } from "./model.js"
+import type { BinaryNode } from "./nodes.js"
+
+/** What the registry needs from a chat connection. */
+export interface ChatSocket {
+  readonly id: number
+  /** Not closed or closing on either side. */
+  readonly isOpen: boolean
+  send(stanza: BinaryNode): void
+  /** Sends a last stanza (stream error or failure) and closes the connection. */
+  closeWith(stanza: BinaryNode): void
+  /** Destroys the TCP connection without a goodbye. */
+  terminate(): void
+  /** Sends an iq from the server and resolves with the client's answer. */
+  request(build: (id: string) => BinaryNode, timeoutMs: number): Promise<BinaryNode>
+}
+
+/** A new device that registered and shows QR codes until someone scans one. */
+export interface PendingRegistration {
+  readonly socket: ChatSocket
+  readonly refs: ReadonlyArray<string>
+  readonly noiseKey: Buffer
+  readonly keys: KeyBundle
+  readonly platform: string
+  readonly createdAt: number
+  readonly expiresAt: number
+}
+
+export interface PendingQr {
+  readonly ref: string
+  /** `ref,base64(noise key),base64(identity key)`: the QR string up to the adv secret, which only the client has. */
+  readonly qrPrefix: string
+  readonly expiresAt: number
+}
+
+export interface Stats {
+  readonly devices: number
+  readonly liveSockets: number
+  readonly overlaps: number
+}
+
+const randomLidUser = (): string => `${randomInt(100_000, 999_999)}${randomInt(100_000_000, 999_999_999)}`
+
+export class Registry {
+  private readonly accounts = new Map<string, Account>()
+  private readonly accountsByLid = new Map<string, Account>()
+  private readonly devices = new Map<string, Device>()
+  private readonly pendingBySocket = new Map<number, PendingRegistration>()
+  private readonly pendingByRef = new Map<string, PendingRegistration>()
+  private readonly live = new Map<string, ChatSocket>()
+  private readonly liveDevice = new Map<number, string>()
+  private overlaps = 0
+  private readonly changeListeners: Array<() => void> = []
+  private readonly unlinkListeners: Array<(jid: string) => void> = []
+
+  constructor(readonly root: KeyPair, snapshot?: Snapshot) {
+    for (const account of snapshot?.accounts ?? []) {
+      this.accounts.set(account.phoneNumber, account)
+      this.accountsByLid.set(account.lidUser, account)
+    }
+    for (const device of snapshot?.devices ?? []) this.devices.set(device.jid, device)
+  }
+
+  snapshot(): Snapshot {
+    return { root: this.root, accounts: [...this.accounts.values()], devices: [...this.devices.values()] }
+  }
+
+  /** Called after every change that belongs in the state file. */
+  onChange(listener: () => void): void {
+    this.changeListeners.push(listener)
+  }
+
+  /** Called after a device is unlinked, whoever unlinked it (the phone, or the client logging itself out). */
+  onUnlink(listener: (jid: string) => void): void {
+    this.unlinkListeners.push(listener)
+  }
+
+  private changed(): void {
+    for (const listener of this.changeListeners) listener()
+  }
+
+  stats(): Stats {
+    let liveSockets = 0
+    for (const socket of this.live.values()) if (socket.isOpen) liveSockets += 1
+    return { devices: this.devices.size, liveSockets, overlaps: this.overlaps }
+  }
+
+  listDevices(): ReadonlyArray<Device & { readonly live: boolean }> {
+    return [...this.devices.values()].map((device) => ({
+      ...device,
+      live: this.live.get(device.jid)?.isOpen === true
+    }))
+  }
+
+  device(jid: string): Device | undefined {
+    return this.devices.get(jid)
+  }
+
+  devicesOf(phoneNumber: string): ReadonlyArray<Device> {
+    return [...this.devices.values()].filter((device) => device.phoneNumber === phoneNumber)
+  }
+
+  account(phoneNumber: string): Account | undefined {
+    return this.accounts.get(phoneNumber)
+  }
+
+  accountByLid(lidUser: string): Account | undefined {
+    return this.accountsByLid.get(lidUser)
+  }
+
+  /** The phone behind a number, created on first use (its first scan or first message). */
+  ensureAccount(phoneNumber: string): Account {
+    const existing = this.accounts.get(phoneNumber)
+    if (existing) return existing
+    const account: Account = {
+      phoneNumber,
+      lidUser: randomLidUser(),
+      identity: Curve.generateKeyPair(),
+      nextDeviceId: 1,
+      createdAt: Date.now()
+    }
+    this.accounts.set(phoneNumber, account)
+    this.accountsByLid.set(account.lidUser, account)
+    this.changed()
+    return account
+  }
+
+  allocateDeviceId(account: Account): number {
+    const id = account.nextDeviceId
+    account.nextDeviceId += 1
+    this.changed()
+    return id
+  }
+
+  link(device: Device): void {
+    this.devices.set(device.jid, device)
+    this.changed()
+  }
+
+  /** Unlinks a device; its live socket, if any, is returned so the caller can tell it. */
+  unlink(jid: string): ChatSocket | undefined {
+    if (!this.devices.delete(jid)) return undefined
+    const socket = this.live.get(jid)
+    if (socket) this.release(socket)
+    this.changed()
+    for (const listener of this.unlinkListeners) listener(jid)
+    return socket
+  }
+
+  liveSocket(jid: string): ChatSocket | undefined {
+    return this.live.get(jid)
+  }
+
+  /**
+   * Marks `socket` as the live socket of `device`. A socket still open for it is an overlap: it is counted and
+   * returned, no longer live, for the caller to close with a conflict — as WhatsApp replaces the older login. One
+   * whose close has begun (a close frame on its way) is not counted: its owner already let go of it.
+   */
+  authenticate(device: Device, socket: ChatSocket): ChatSocket | undefined {
+    const previous = this.live.get(device.jid)
+    if (previous) {
+      if (previous.isOpen) this.overlaps += 1
+      this.liveDevice.delete(previous.id)
+    }
+    this.live.set(device.jid, socket)
+    this.liveDevice.set(socket.id, device.jid)
+    return previous
+  }
+
+  /** The socket is closing or closed: it is live no more and its QR codes can no longer be scanned. */
+  release(socket: ChatSocket): void {
+    const jid = this.liveDevice.get(socket.id)
+    if (jid !== undefined) {
+      this.liveDevice.delete(socket.id)
+      if (this.live.get(jid) === socket) this.live.delete(jid)
+    }
+    this.removePending(socket.id)
+  }
+
+  addPending(pending: PendingRegistration): void {
+    this.pendingBySocket.set(pending.socket.id, pending)
+    for (const ref of pending.refs) this.pendingByRef.set(ref, pending)
+  }
+
+  removePending(socketId: number): PendingRegistration | undefined {
+    const pending = this.pendingBySocket.get(socketId)
+    if (!pending) return undefined
+    this.pendingBySocket.delete(socketId)
+    for (const ref of pending.refs) this.pendingByRef.delete(ref)
+    return pending
+  }
+
+  /** The registration a QR ref belongs to, if it is still waiting and has not expired. */
+  pendingByQrRef(ref: string, now: number): PendingRegistration | undefined {
+    const pending = this.pendingByRef.get(ref)
+    return pending && pending.expiresAt > now ? pending : undefined
+  }
+
+  pendingQrs(now: number): ReadonlyArray<PendingQr> {
+    const qrs: Array<PendingQr> = []
+    for (const pending of this.pendingBySocket.values()) {
+      if (pending.expiresAt <= now) continue
+      const keys = `${pending.noiseKey.toString("base64")},${pending.keys.identityKey.toString("base64")}`
+      for (const ref of pending.refs) qrs.push({ ref, qrPrefix: `${ref},${keys}`, expiresAt: pending.expiresAt })
+    }
+    return qrs
+  }
+}
