@@ -50,6 +50,16 @@ export class Messages extends Context.Tag("@wacluster/store/Messages")<Messages,
    * in which case nothing changed.
    */
   readonly insert: (fence: Fence.Fence, message: NewMessage) => Effect.Effect<boolean, StoreError | StaleEpoch>
+  /**
+   * A receipt for an outbound message, by WhatsApp's message id. Statuses only move forward
+   * (sent → delivered → read); false when no such message exists or it is already at or past `status`.
+   */
+  readonly recordReceipt: (
+    fence: Fence.Fence,
+    sessionId: SessionId,
+    waMessageId: string,
+    status: "delivered" | "read"
+  ) => Effect.Effect<boolean, StoreError | StaleEpoch>
   /** Outbound (sent) and inbound (received) messages recorded for the session. */
   readonly countBySession: (sessionId: SessionId) => Effect.Effect<MessageCounts, StoreError>
 }>() {}
@@ -72,6 +82,18 @@ export const make = Effect.gen(function*() {
         RETURNING 1 AS inserted`
     ).pipe(Effect.map((rows) => rows.length > 0))
 
+  const recordReceipt = (fence: Fence.Fence, sessionId: SessionId, waMessageId: string, status: "delivered" | "read") =>
+    Fence.fenced(
+      sql,
+      fence,
+      (guard) =>
+        sql`UPDATE messages SET status = ${status}, updated_at = now()
+        WHERE session_id = ${sessionId} AND wa_message_id = ${waMessageId} AND direction = 'outbound'
+          AND status IN ${sql.in(status === "read" ? ["queued", "sent", "delivered"] : ["queued", "sent"])}
+          AND ${guard}
+        RETURNING 1 AS updated`
+    ).pipe(Effect.map((rows) => rows.length > 0))
+
   const countBySession = SqlSchema.single({
     Request: SessionId,
     Result: Schema.Struct({ sent: Int8, received: Int8 }),
@@ -83,6 +105,10 @@ export const make = Effect.gen(function*() {
 
   return Messages.of({
     insert: Effect.fn("Messages.insert")((fence, message) => insert(fence, message), mapStoreError("Messages.insert")),
+    recordReceipt: Effect.fn("Messages.recordReceipt")(
+      (fence, sessionId, waMessageId, status) => recordReceipt(fence, sessionId, waMessageId, status),
+      mapStoreError("Messages.recordReceipt")
+    ),
     countBySession: Effect.fn("Messages.countBySession")(
       (sessionId) => countBySession(sessionId),
       orDieNoRow,

@@ -13,6 +13,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import { Effect, Layer } from "effect"
 import { migration0001 } from "./internal/migration0001.js"
 import { migration0002 } from "./internal/migration0002.js"
+import { migration0003 } from "./internal/migration0003.js"
 
 /** Advisory lock key for migrations ("wacl" in ASCII); any process of any version uses the same one. */
 const LOCK_KEY = 0x7761636c
@@ -23,7 +24,8 @@ const migrate = PgMigrator.make({})
 
 const loader = PgMigrator.fromRecord({
   "0001_initial": migration0001,
-  "0002_proxy_sticky": migration0002
+  "0002_proxy_sticky": migration0002,
+  "0003_messages_wa_id": migration0003
 })
 
 /** Applies pending migrations; returns those it applied (empty when the database was up to date). */
