@@ -24,20 +24,18 @@ Stops everything on Ctrl-C. Details for tools are written to .data/cluster.json.
 Environment: NATS_URL / DATABASE_URL use an existing NATS / Postgres instead of private ones.`
 
 export type LaunchCommand =
-  | { readonly _tag: "Run"; readonly nodes: number; readonly port: number; readonly dataDir: string }
+  | {
+    readonly _tag: "Run"
+    readonly nodes: number
+    readonly port: number
+    readonly dataDir: string
+    readonly simulate: boolean
+  }
   | { readonly _tag: "Help" }
-  | { readonly _tag: "Simulate" }
 
 export class UsageError extends Data.TaggedError("UsageError")<{ readonly problem: string }> {
   override get message() {
     return `${this.problem}\n\n${usage}`
-  }
-}
-
-export class SimulateUnavailable extends Data.TaggedError("SimulateUnavailable") {
-  override get message() {
-    return "--simulate arrives with wa-sim (packages/wa-sim), the WhatsApp simulator, which is not part of this " +
-      "build yet. Start without --simulate: the nodes then run the in-process WhatsApp stand-in."
   }
 }
 
@@ -71,7 +69,6 @@ export const parseArgs = (argv: ReadonlyArray<string>): Either.Either<LaunchComm
   })
   return Either.flatMap(parsed, (values): Either.Either<LaunchCommand, UsageError> => {
     if (values.help) return Either.right({ _tag: "Help" })
-    if (values.simulate) return Either.right({ _tag: "Simulate" })
     return Either.all({
       nodes: positiveInt("--nodes", values.nodes, 2, 64),
       port: positiveInt("--port", values.port, 8080, 65535)
@@ -80,7 +77,8 @@ export const parseArgs = (argv: ReadonlyArray<string>): Either.Either<LaunchComm
         _tag: "Run",
         nodes,
         port,
-        dataDir: values["data-dir"] ?? defaultDataDir
+        dataDir: values["data-dir"] ?? defaultDataDir,
+        simulate: values.simulate
       }))
     )
   })
@@ -166,6 +164,9 @@ export interface ClusterInfo {
   readonly adminToken: string
   readonly tenantToken: string
   readonly nodes: ReadonlyArray<{ readonly nodeId: string; readonly pid: number }>
+  /** With --simulate: the WhatsApp simulator's WebSocket endpoint and its control API (the virtual phone). */
+  readonly waSimUrl?: string
+  readonly waSimControlUrl?: string
 }
 
 export const clusterInfoPath = (dataDir: string): string => join(dataDir, "cluster.json")
@@ -196,9 +197,25 @@ Tokens and URLs are in ${where}.
   # the reply has session.id and apiKey.key; the session's own calls use that key
   curl ${gw}/sessions/<session.id>/status -H "x-api-key: <apiKey.key>"
 
+  # the QR code to link it (PNG; ?format=raw for the string, ?format=svg)
+  curl ${gw}/sessions/<session.id>/qr -H "x-api-key: <apiKey.key>" -o qr.png
+${info.waSimControlUrl === undefined ? "" : simulatorHowTo(gw, info.waSimControlUrl)}
 Press Ctrl-C to stop the cluster.
 `
 }
+
+const simulatorHowTo = (gw: string, control: string) => `
+  # WhatsApp is simulated (wa-sim); its control API plays the phone. Scan the raw QR string as a phone would:
+  QR=$(curl -s "${gw}/sessions/<session.id>/qr?format=raw" -H "x-api-key: <apiKey.key>" \\
+    | node -pe 'JSON.parse(require("fs").readFileSync(0, "utf8")).qr')
+  curl -X POST ${control}/scan -H 'content-type: application/json' \\
+    -d "{\\"qr\\":\\"$QR\\",\\"phoneNumber\\":\\"6281234567890\\"}"
+  # then: a text from a contact, a dropped connection, a logout on the phone
+  curl -X POST ${control}/devices/<jid>/messages -H 'content-type: application/json' \\
+    -d '{"from":"628111222333","text":"hello"}'
+  curl -X POST ${control}/devices/<jid>/drop
+  curl ${control}/stats
+`
 
 export interface RunOptions {
   readonly dataDir: string
@@ -209,6 +226,8 @@ export interface RunOptions {
   readonly logs?: "inherit" | "quiet" | undefined
   readonly gatewayEntry?: string | undefined
   readonly nodeEntry?: string | undefined
+  /** Runs wa-sim and points the nodes at it. */
+  readonly simulate?: boolean | undefined
   /** Where progress and the how-to block go; stdout by default. */
   readonly announce?: ((text: string) => Effect.Effect<void>) | undefined
 }
@@ -216,7 +235,10 @@ export interface RunOptions {
 /** Starts the cluster, ensures the default tenant, publishes cluster.json and prints how to use it. */
 export const run = Effect.fn("Launcher.run")(function*(options: RunOptions) {
   const announce = options.announce ?? Console.log
-  yield* announce(`Starting wacluster (${options.nodes} node(s), gateway port ${options.port}) ...`)
+  yield* announce(
+    `Starting wacluster (${options.nodes} node(s), gateway port ${options.port}` +
+      `${options.simulate === true ? ", WhatsApp simulated by wa-sim" : ""}) ...`
+  )
   const cluster = yield* LocalCluster.start({
     dataDir: options.dataDir,
     nodes: options.nodes,
@@ -225,7 +247,8 @@ export const run = Effect.fn("Launcher.run")(function*(options: RunOptions) {
     databaseUrl: options.databaseUrl,
     logs: options.logs ?? "inherit",
     gatewayEntry: options.gatewayEntry,
-    nodeEntry: options.nodeEntry
+    nodeEntry: options.nodeEntry,
+    simulate: options.simulate
   })
   const tenantToken = yield* ensureDefaultTenant({
     dataDir: options.dataDir,
@@ -239,7 +262,8 @@ export const run = Effect.fn("Launcher.run")(function*(options: RunOptions) {
     databaseUrl: cluster.databaseUrl,
     adminToken: cluster.adminToken,
     tenantToken,
-    nodes: cluster.nodes.map(({ nodeId, pid }) => ({ nodeId, pid }))
+    nodes: cluster.nodes.map(({ nodeId, pid }) => ({ nodeId, pid })),
+    ...(cluster.waSim === undefined ? {} : { waSimUrl: cluster.waSim.url, waSimControlUrl: cluster.waSim.controlUrl })
   }
   yield* publishClusterInfo(options.dataDir, info)
   yield* announce(howToCall(info, options.dataDir))
@@ -262,7 +286,11 @@ export class ServiceDied extends Data.TaggedError("ServiceDied")<{
  */
 export const serve = Effect.fn("Launcher.serve")(function*(options: RunOptions) {
   const { cluster } = yield* run(options)
-  const services = [cluster.gateway.service, ...cluster.nodes.map((node) => node.service)]
+  const services = [
+    cluster.gateway.service,
+    ...cluster.nodes.map((node) => node.service),
+    ...(cluster.waSim === undefined ? [] : [cluster.waSim.service])
+  ]
   // raceAll settles on the first success, so each racer succeeds with the death it saw.
   const died = yield* Effect.raceAll(
     services.map((service) =>

@@ -13,6 +13,7 @@ import * as Service from "./Service.js"
 
 export const GATEWAY_ENTRY = "services/gateway/src/main.ts"
 export const NODE_ENTRY = "services/node/src/main.ts"
+export const WA_SIM_ENTRY = "packages/wa-sim/src/main.ts"
 /** The database the cluster uses on a private Postgres. */
 export const DATABASE_NAME = "wacluster"
 
@@ -37,6 +38,11 @@ export interface LocalClusterOptions {
   /** Entry files, relative to the repo root; default to the real services. */
   readonly gatewayEntry?: string | undefined
   readonly nodeEntry?: string | undefined
+  /**
+   * Runs wa-sim (the WhatsApp simulator) as its own process and points the nodes at it; its linked devices are
+   * kept in `<dataDir>/wa-sim.json`. Without it the nodes connect to WhatsApp itself.
+   */
+  readonly simulate?: boolean | undefined
   readonly startTimeout?: Duration.DurationInput | undefined
 }
 
@@ -53,6 +59,16 @@ export interface ClusterGateway {
   readonly service: Service.ServiceProcess
 }
 
+export interface ClusterWaSim {
+  readonly pid: number
+  /** The WhatsApp WebSocket endpoint the nodes use. */
+  readonly url: string
+  /** The simulator's control API: the phone and the network (scan, messages, drops, logouts). */
+  readonly controlUrl: string
+  readonly rootPublicKey: string
+  readonly service: Service.ServiceProcess
+}
+
 export interface LocalCluster {
   readonly dataDir: string
   readonly gatewayUrl: string
@@ -64,6 +80,7 @@ export interface LocalCluster {
   readonly natsServer: NatsServer.NatsServer | undefined
   readonly postgres: Postgres.PostgresServer | undefined
   readonly gateway: ClusterGateway
+  readonly waSim: ClusterWaSim | undefined
   /** The nodes running now (a fresh array on every read: addNode and stopNode change it). */
   readonly nodes: ReadonlyArray<ClusterNode>
   /**
@@ -123,8 +140,52 @@ export const start = Effect.fn("LocalCluster.start")(function*(options: LocalClu
 
   // Services stop in parallel when the cluster closes; each node also has its own scope for stopNode.
   const clusterScope = yield* Effect.scope
-  const servicesScope = yield* Scope.fork(clusterScope, ExecutionStrategy.parallel)
   const prefixWidth = Math.max(7, `node-${options.nodes}`.length)
+  const startWaSim = Effect.gen(function*() {
+    const [port, controlPort] = [yield* freePort, yield* freePort]
+    const controlUrl = `http://127.0.0.1:${controlPort}`
+    const service = yield* Service.start({
+      name: "wa-sim",
+      entry: WA_SIM_ENTRY,
+      env: {
+        WA_SIM_PORT: String(port),
+        WA_SIM_CONTROL_PORT: String(controlPort),
+        WA_SIM_STATE_FILE: join(options.dataDir, "wa-sim.json"),
+        LOG_LEVEL: options.env?.LOG_LEVEL ?? "Info"
+      },
+      healthUrl: `${controlUrl}/healthz`,
+      output: options.logs,
+      prefixWidth,
+      startTimeout: options.startTimeout
+    }).pipe(Scope.extend(clusterScope))
+    const health = yield* Effect.tryPromise({
+      try: () => fetch(`${controlUrl}/healthz`).then((response) => response.json() as Promise<unknown>),
+      catch: (cause) => new Service.ServiceStartError({ service: "wa-sim", reason: String(cause), logTail: [] })
+    })
+    const rootPublicKey = typeof health === "object" && health !== null && "rootPublicKey" in health &&
+        typeof health.rootPublicKey === "string"
+      ? health.rootPublicKey
+      : yield* new Service.ServiceStartError({
+        service: "wa-sim",
+        reason: "its /healthz did not give the root public key",
+        logTail: []
+      })
+    const waSim: ClusterWaSim = {
+      pid: service.pid,
+      url: `ws://127.0.0.1:${port}/ws/chat`,
+      controlUrl,
+      rootPublicKey,
+      service
+    }
+    return waSim
+  })
+  // Started before the services' scope is forked, so it closes after them: nodes never see it vanish first.
+  const waSim = options.simulate === true ? yield* startWaSim : undefined
+  const whatsApp: Record<string, string> = waSim === undefined
+    ? {}
+    : { WA_WEBSOCKET_URL: waSim.url, WA_ROOT_PUBLIC_KEY: waSim.rootPublicKey }
+
+  const servicesScope = yield* Scope.fork(clusterScope, ExecutionStrategy.parallel)
   const common = {
     HOST: "127.0.0.1",
     DATABASE_URL: databaseUrl,
@@ -166,7 +227,8 @@ export const start = Effect.fn("LocalCluster.start")(function*(options: LocalClu
           ...common,
           NODE_ID: nodeId,
           HTTP_PORT: String(port),
-          AUTH_STATE_KEY: secrets.authStateKey
+          AUTH_STATE_KEY: secrets.authStateKey,
+          ...whatsApp
         }),
         healthUrl: `${httpUrl}/healthz`,
         output: options.logs,
@@ -205,6 +267,7 @@ export const start = Effect.fn("LocalCluster.start")(function*(options: LocalClu
     natsServer,
     postgres,
     gateway,
+    waSim,
     get nodes() {
       return Array.from(running.values(), (entry) => entry.node).sort((a, b) => nodeIndex(a) - nodeIndex(b))
     },

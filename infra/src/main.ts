@@ -1,7 +1,7 @@
 /**
  * `pnpm start`: the local cluster launcher. Runs until SIGINT/SIGTERM (runMain interrupts the fiber), then the
  * scope closes: services first, then Postgres and nats-server. Exit codes: 0 after a normal stop, 2 for usage
- * errors and --simulate (not available yet), 1 for anything else.
+ * errors, 1 for anything else.
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { Cause, Console, Effect, Exit, Logger, Option } from "effect"
@@ -13,13 +13,12 @@ const program = Effect.gen(function*() {
   switch (command._tag) {
     case "Help":
       return yield* Console.log(Launcher.usage)
-    case "Simulate":
-      return yield* new Launcher.SimulateUnavailable()
     case "Run":
       return yield* Effect.scoped(Launcher.serve({
         dataDir: command.dataDir,
         nodes: command.nodes,
         port: command.port,
+        simulate: command.simulate,
         natsUrl: process.env.NATS_URL || undefined,
         databaseUrl: process.env.DATABASE_URL || undefined,
         // Test seam: infra's own tests run the launcher against stand-in services.
@@ -33,7 +32,7 @@ const exitCodeOf = (exit: Exit.Exit<unknown, unknown>): number => {
   if (Exit.isSuccess(exit) || Cause.isInterruptedOnly(exit.cause)) return 0
   return Option.match(Cause.failureOption(exit.cause), {
     onNone: () => 1,
-    onSome: (error) => error instanceof Launcher.UsageError || error instanceof Launcher.SimulateUnavailable ? 2 : 1
+    onSome: (error) => error instanceof Launcher.UsageError ? 2 : 1
   })
 }
 

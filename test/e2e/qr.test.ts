@@ -2,7 +2,7 @@
  * `GET /sessions/{sessionId}/qr` through the gateway: the owner node hands over the QR string, the gateway draws
  * it. The PNG is decoded back with a real QR reader and must give exactly the raw string.
  */
-import jsQR from "jsqr"
+import jsqr from "jsqr"
 import { PNG } from "pngjs"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type Fixture, startCluster } from "../support/ClusterFixture.js"
@@ -64,7 +64,7 @@ describe("QR codes through the API", () => {
     expect(png.status).toBe(200)
     expect(png.type).toBe("image/png")
     const image = PNG.sync.read(Buffer.from(png.body))
-    const decoded = jsQR(new Uint8ClampedArray(image.data), image.width, image.height)
+    const decoded = jsqr.default(new Uint8ClampedArray(image.data), image.width, image.height)
     const current = text(await rawQr(session.id, { apiKey: session.key }), "qr")
     expect([qr, current]).toContain(decoded?.data)
 

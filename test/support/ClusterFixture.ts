@@ -1,18 +1,27 @@
 /**
- * A real local cluster for a test file: private nats-server, a fresh database on the test Postgres, one gateway
- * and N nodes as child processes. Started once per file, stopped (no process left) when the file ends.
+ * A real local cluster for a test file: private nats-server, a fresh database on the test Postgres, wa-sim as
+ * WhatsApp, one gateway and N nodes as child processes. Started once per file, stopped (no process left) when the
+ * file ends.
  */
+import { ClusterConfig } from "@wacluster/cluster/ClusterConfig"
 import { Nats } from "@wacluster/cluster/Nats"
+import { Router } from "@wacluster/cluster/Router"
 import { leaseKey, LeaseValue, SHARDS_BUCKET } from "@wacluster/cluster/ShardLeases"
+import type { SessionCommand } from "@wacluster/domain/Protocol"
 import * as LocalCluster from "@wacluster/infra/LocalCluster"
-import { Context, Effect, Exit, Layer, Option, Redacted, Schema, Scope } from "effect"
+import { Context, Duration, Effect, Exit, Layer, Option, Redacted, Schema, Scope } from "effect"
 import { chmod, mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { freshDatabase } from "./TestDatabase.js"
+import { type WaSimControl, waSimControl } from "./WaSimControl.js"
 
 export interface Fixture {
   readonly cluster: LocalCluster.LocalCluster
+  /** wa-sim's control API: the phone and the network. */
+  readonly sim: WaSimControl
+  /** Sends a command to the session's owner over NATS, as the gateway does. */
+  readonly command: <C extends SessionCommand>(command: C) => Promise<Exit.Exit<unknown, unknown>>
   /** Which node holds each shard's lease right now, read from NATS KV. */
   readonly owners: (shards: number) => Promise<ReadonlyMap<number, string>>
   readonly stop: () => Promise<void>
@@ -24,6 +33,7 @@ export const startCluster = async (options: {
   readonly nodes: number
   readonly env?: Readonly<Record<string, string>>
 }): Promise<Fixture> => {
+  // Nodes always talk to wa-sim in tests: WhatsApp itself is not reachable (and must never be contacted).
   const scope = Effect.runSync(Scope.make())
   const run = <A, E>(effect: Effect.Effect<A, E, Scope.Scope>) => Effect.runPromise(Scope.extend(effect, scope))
   try {
@@ -36,6 +46,7 @@ export const startCluster = async (options: {
       nodes: options.nodes,
       databaseUrl,
       logs: "quiet",
+      simulate: true,
       env: { LOG_LEVEL: "Warn", ...options.env }
     }))
     const context = await run(Layer.build(Nats.layer({ url: Redacted.make(cluster.natsUrl), name: "e2e-observer" })))
@@ -52,7 +63,23 @@ export const startCluster = async (options: {
         }
         return map
       }))
-    return { cluster, owners, stop: () => Effect.runPromise(Scope.close(scope, Exit.void)) }
+    const routing = await run(Layer.build(
+      Router.layer({ requestTimeout: Duration.seconds(2), budget: Duration.seconds(8) }).pipe(
+        Layer.provide(Layer.succeedContext(context)),
+        Layer.provide(ClusterConfig.layerWith({ shards: Number(options.env?.SHARDS ?? "256") }))
+      )
+    ))
+    const router = Context.get(routing, Router)
+    const command = <C extends SessionCommand>(sent: C) =>
+      Effect.runPromise(Effect.exit(router.send(sent)) as Effect.Effect<Exit.Exit<unknown, unknown>>)
+    if (cluster.waSim === undefined) throw new Error("the test cluster runs without wa-sim")
+    return {
+      cluster,
+      sim: waSimControl(cluster.waSim.controlUrl),
+      command,
+      owners,
+      stop: () => Effect.runPromise(Scope.close(scope, Exit.void))
+    }
   } catch (error) {
     await Effect.runPromise(Scope.close(scope, Exit.void))
     throw error

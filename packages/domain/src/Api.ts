@@ -19,11 +19,20 @@ import { ApiKeyId, SessionId, TenantId } from "./Ids.js"
 import { QrCode, SessionStatusView } from "./Protocol.js"
 import { SessionName, SessionReason, SessionStatus } from "./Session.js"
 
+export class ProcessMemory extends Schema.Class<ProcessMemory>("ProcessMemory")({
+  rssBytes: Schema.Number,
+  heapUsedBytes: Schema.Number,
+  externalBytes: Schema.Number
+}) {}
+
 export class Health extends Schema.Class<Health>("Health")({
   status: Schema.Literal("ok"),
   service: Schema.Literal("gateway", "node"),
   nodeId: Schema.optional(Schema.String),
-  uptimeSeconds: Schema.Number
+  uptimeSeconds: Schema.Number,
+  /** Nodes: how many session actors run here, and the process's memory (density at a glance). */
+  sessions: Schema.optional(Schema.NonNegativeInt),
+  memory: Schema.optional(ProcessMemory)
 }) {}
 
 export class HealthApi extends HttpApiGroup.make("health")
@@ -141,6 +150,17 @@ export class SessionAccessApi extends HttpApiGroup.make("sessionAccess")
         "The QR code to link the session (WhatsApp > Linked devices > Link a device), answered by the node that " +
           "runs it. 409 when the session shows none: connected, expired (reconnect it for a new one), or about " +
           "to log in with saved credentials."
+      )
+  )
+  .add(
+    HttpApiEndpoint.post("reconnect")`/sessions/${sessionIdParam}/reconnect`
+      .addSuccess(SessionStatusView, { status: 202 })
+      .addError(NotFoundJson)
+      .addError(ServiceUnavailableJson)
+      .annotate(
+        OpenApi.Description,
+        "Reconnects a session that is not connected, at once (no waiting out a backoff). A session that was " +
+          "logged out or whose QR codes expired shows a new QR code; one with valid credentials logs in again."
       )
   )
   .middleware(SessionAccess)

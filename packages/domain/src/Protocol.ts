@@ -4,7 +4,7 @@
  * encoded with `Schema.exitSchema`, so both sides share one typed contract.
  */
 import { type Effect, type Exit, type ParseResult, Schema } from "effect"
-import { SessionId } from "./Ids.js"
+import { MessageId, SessionId } from "./Ids.js"
 import { SessionHealth, SessionReason, SessionStatus } from "./Session.js"
 import { ShardNumber } from "./Shard.js"
 
@@ -75,7 +75,50 @@ export class GetQr extends Schema.TaggedRequest<GetQr>()("GetQr", {
   payload: { sessionId: SessionId }
 }) {}
 
-export const SessionCommand = Schema.Union(GetStatus, EnsureStarted, GetQr)
+/**
+ * Reconnect a session that is not connected: at once, without waiting out a backoff or a park; with a new QR
+ * code when it was logged out or its QR codes expired. A connected session is left alone.
+ */
+export class Reconnect extends Schema.TaggedRequest<Reconnect>()("Reconnect", {
+  failure: CommandError,
+  success: SessionStatusView,
+  payload: { sessionId: SessionId }
+}) {}
+
+/** The session has no live WhatsApp connection to send with. */
+export class NotConnected extends Schema.TaggedError<NotConnected>()("NotConnected", {
+  sessionId: SessionId,
+  status: SessionStatus,
+  reason: Schema.NullOr(SessionReason)
+}) {}
+
+/** WhatsApp did not take the message. */
+export class SendFailed extends Schema.TaggedError<SendFailed>()("SendFailed", {
+  sessionId: SessionId,
+  message: Schema.String
+}) {}
+
+export const SendError = Schema.Union(SessionUnknown, NotOwner, SessionBusy, NotConnected, SendFailed)
+export type SendError = typeof SendError.Type
+
+export class SentText extends Schema.Class<SentText>("SentText")({
+  messageId: MessageId,
+  waMessageId: Schema.String
+}) {}
+
+/** Sends a text now over the live socket (the durable queue in front of it belongs to the tenant API). */
+export class SendText extends Schema.TaggedRequest<SendText>()("SendText", {
+  failure: SendError,
+  success: SentText,
+  payload: {
+    sessionId: SessionId,
+    /** E.164 digits or a WhatsApp JID. */
+    to: Schema.String,
+    text: Schema.String
+  }
+}) {}
+
+export const SessionCommand = Schema.Union(GetStatus, EnsureStarted, GetQr, Reconnect, SendText)
 export type SessionCommand = typeof SessionCommand.Type
 
 export const SessionCommandJson = Schema.parseJson(SessionCommand)
@@ -84,8 +127,10 @@ export const SessionCommandJson = Schema.parseJson(SessionCommand)
  * The reply to a command: its `Exit` as JSON, with that command's own success and failure schemas. The codecs
  * are built once per command type: building a schema per request would also defeat the parser's memoisation.
  */
-const replyJson = <A, I>(success: Schema.Schema<A, I>) =>
-  Schema.parseJson(Schema.Exit({ success, failure: CommandError, defect: Schema.Defect }))
+const replyJson = <A, I, E = CommandError, EI = typeof CommandError.Encoded>(
+  success: Schema.Schema<A, I>,
+  failure: Schema.Schema<E, EI> = CommandError as unknown as Schema.Schema<E, EI>
+) => Schema.parseJson(Schema.Exit({ success, failure, defect: Schema.Defect }))
 
 const replies = {
   GetStatus: {
@@ -99,15 +144,24 @@ const replies = {
   GetQr: {
     decode: Schema.decodeUnknown(replyJson(QrCode)),
     encode: Schema.encodeUnknown(replyJson(QrCode))
+  },
+  Reconnect: {
+    decode: Schema.decodeUnknown(replyJson(SessionStatusView)),
+    encode: Schema.encodeUnknown(replyJson(SessionStatusView))
+  },
+  SendText: {
+    decode: Schema.decodeUnknown(replyJson(SentText, SendError)),
+    encode: Schema.encodeUnknown(replyJson(SentText, SendError))
   }
 } satisfies Record<SessionCommand["_tag"], unknown>
 
 export const decodeReply = (
   command: SessionCommand,
   text: string
-): Effect.Effect<Exit.Exit<unknown, CommandError>, ParseResult.ParseError> => replies[command._tag].decode(text)
+): Effect.Effect<Exit.Exit<unknown, CommandError | SendError>, ParseResult.ParseError> =>
+  replies[command._tag].decode(text)
 
 export const encodeReply = (
   command: SessionCommand,
-  exit: Exit.Exit<unknown, CommandError>
+  exit: Exit.Exit<unknown, CommandError | SendError>
 ): Effect.Effect<string, ParseResult.ParseError> => replies[command._tag].encode(exit)

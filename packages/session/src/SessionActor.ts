@@ -5,15 +5,29 @@
  * the shard epoch; a stale epoch means another node owns the shard now, and the actor stops.
  */
 import { monotonicMillis } from "@wacluster/cluster/ClusterConfig"
-import type { SessionId } from "@wacluster/domain/Ids"
-import { NotOwner, QrCode, SessionBusy, SessionStatusView, StatusMetrics } from "@wacluster/domain/Protocol"
-import type { CommandError, SessionCommand } from "@wacluster/domain/Protocol"
+import { findCity } from "@wacluster/domain/Cities"
+import { makeMessageId, type SessionId } from "@wacluster/domain/Ids"
+import {
+  NotConnected,
+  NotOwner,
+  QrCode,
+  SendFailed,
+  SentText,
+  SessionBusy,
+  SessionStatusView,
+  StatusMetrics
+} from "@wacluster/domain/Protocol"
+import type { CommandError, SendError, SessionCommand } from "@wacluster/domain/Protocol"
 import { healthOf } from "@wacluster/domain/Session"
 import type { SessionReason, SessionStatus } from "@wacluster/domain/Session"
 import type { Fence } from "@wacluster/store/Fence"
+import { Messages } from "@wacluster/store/Messages"
 import { SessionRuntime } from "@wacluster/store/SessionRuntime"
+import { Sessions } from "@wacluster/store/Sessions"
+import { ProxyConfig } from "@wacluster/whatsapp/ProxyConfig"
+import * as SessionProxy from "@wacluster/whatsapp/SessionProxy"
 import { WhatsAppDriver } from "@wacluster/whatsapp/WhatsAppDriver"
-import type { CloseReason, SocketEvent } from "@wacluster/whatsapp/WhatsAppDriver"
+import type { CloseReason, SocketEvent, WhatsAppSocket } from "@wacluster/whatsapp/WhatsAppDriver"
 import { DateTime, Deferred, Duration, Effect, Option, Queue, Schedule, Stream } from "effect"
 import { type BackoffPolicy, nextDelay } from "./Backoff.js"
 import { makeWindow, type RestartIntensityPolicy } from "./RestartIntensity.js"
@@ -29,7 +43,7 @@ export interface ActorOptions {
 
 interface Envelope {
   readonly command: SessionCommand
-  readonly reply: Deferred.Deferred<unknown, CommandError>
+  readonly reply: Deferred.Deferred<unknown, CommandError | SendError>
 }
 
 export interface LiveState {
@@ -56,7 +70,7 @@ export interface SessionActorHandle {
    * full and with `NotOwner` once the actor has stopped (the caller retries at the next owner).
    */
   readonly offer: (command: SessionCommand) => Effect.Effect<
-    Deferred.Deferred<unknown, CommandError>,
+    Deferred.Deferred<unknown, CommandError | SendError>,
     SessionBusy | NotOwner
   >
 }
@@ -112,6 +126,9 @@ export const make = Effect.fn("SessionActor.make")(function*(
   options: ActorOptions
 ) {
   const runtime = yield* SessionRuntime
+  const sessions = yield* Sessions
+  const messages = yield* Messages
+  const proxyConfig = yield* ProxyConfig
   const driver = yield* WhatsAppDriver
   const mailbox = yield* Queue.dropping<Envelope>(options.mailboxCapacity)
 
@@ -119,7 +136,7 @@ export const make = Effect.fn("SessionActor.make")(function*(
     sessionId,
     offer: (command) =>
       Effect.gen(function*() {
-        const reply = yield* Deferred.make<unknown, CommandError>()
+        const reply = yield* Deferred.make<unknown, CommandError | SendError>()
         if (yield* Queue.isShutdown(mailbox)) return yield* new NotOwner({ shard: fence.shard })
         const accepted = yield* Queue.offer(mailbox, { command, reply }).pipe(
           Effect.catchAllCause(() => new NotOwner({ shard: fence.shard }))
@@ -130,7 +147,19 @@ export const make = Effect.fn("SessionActor.make")(function*(
   }
 
   const run = Effect.gen(function*() {
+    const record = yield* sessions.findById(sessionId)
+    if (Option.isNone(record)) return yield* Effect.logInfo("session no longer exists; not starting it")
+    const city = yield* Option.match(findCity(record.value.city), {
+      onNone: () =>
+        Effect.dieMessage(`session ${sessionId} has city ${record.value.city}, which is not in the catalog`),
+      onSome: Effect.succeed
+    })
     const stored = yield* runtime.load(sessionId)
+    const proxy = yield* SessionProxy.make(proxyConfig, {
+      sessionId,
+      city,
+      sticky: Option.match(stored, { onNone: () => undefined, onSome: (r) => r.proxySticky ?? undefined })
+    })
     const startedAt = yield* monotonicMillis
     const state: LiveState = {
       status: "connecting",
@@ -167,7 +196,8 @@ export const make = Effect.fn("SessionActor.make")(function*(
         messagesSent: state.messagesSent,
         messagesReceived: state.messagesReceived,
         connectedMs: state.connectedMs,
-        observedMs: state.observedMs
+        observedMs: state.observedMs,
+        proxySticky: proxy.enabled ? yield* proxy.sticky : null
       })
     }).pipe(Effect.withSpan("SessionActor.persist"))
 
@@ -205,19 +235,41 @@ export const make = Effect.fn("SessionActor.make")(function*(
             // The phone number and connection time are news even if the status were not.
             if (!(yield* transition("connected", null))) yield* persist
             return
-          case "MessageReceived":
-            state.messagesReceived++
-            state.lastActivityAt = event.timestamp
+          case "MessageReceived": {
+            const recorded = yield* messages.insert(fence, {
+              id: yield* makeMessageId,
+              sessionId,
+              direction: "inbound",
+              remoteJid: event.from,
+              body: { text: event.text },
+              status: "received",
+              waMessageId: event.waMessageId
+            }).pipe(storeRetry)
+            // WhatsApp may deliver a message again after a reconnect: it is counted once.
+            if (recorded) {
+              state.messagesReceived++
+              state.lastActivityAt = event.timestamp
+            }
             return
+          }
           case "Receipt":
+            yield* messages.recordReceipt(fence, sessionId, event.waMessageId, event.status).pipe(storeRetry)
+            return
           case "Closed":
             return
         }
       })
 
+    /** The live socket while one is open (commands send through it). */
+    let current: WhatsAppSocket | null = null
+    /** Wakes the connection loop out of a backoff, a park or a final state (the Reconnect command). */
+    const wake = yield* Queue.sliding<void>(1)
+
     const connectOnce = Effect.scoped(
       Effect.gen(function*() {
-        const socket = yield* driver.connect({ sessionId, shard: fence.shard, epoch: fence.epoch })
+        const socket = yield* driver.connect({ sessionId, fence, proxy })
+        current = socket
+        yield* Effect.addFinalizer(() => Effect.sync(() => (current = null)))
         // A stream that ends without a Closed event means the socket vanished: treat it as a lost connection.
         const closed: { reason: CloseReason } = { reason: "connection_lost" }
         yield* socket.events.pipe(
@@ -243,7 +295,7 @@ export const make = Effect.fn("SessionActor.make")(function*(
       Effect.gen(function*() {
         if (!restarts.record(yield* monotonicMillis)) {
           const delay = yield* nextDelay(options.backoff, previous)
-          yield* Effect.sleep(delay)
+          yield* Effect.raceFirst(Effect.sleep(delay), Queue.take(wake))
           return delay
         }
         yield* transition("disconnected", "failing")
@@ -254,7 +306,7 @@ export const make = Effect.fn("SessionActor.make")(function*(
             parkedFor: Duration.format(options.intensity.parkFor)
           })
         )
-        yield* Effect.sleep(options.intensity.parkFor)
+        yield* Effect.raceFirst(Effect.sleep(options.intensity.parkFor), Queue.take(wake))
         restarts.reset()
         return undefined
       })
@@ -264,10 +316,22 @@ export const make = Effect.fn("SessionActor.make")(function*(
       while (true) {
         const reason = yield* connectOnce
         const next = afterClose(reason)
+        // A proxy that failed gets a new exit (a new sticky token) for the next attempt; backoff still applies.
+        if (reason === "proxy_unreachable" && proxy.enabled) {
+          const sticky = yield* proxy.rotate
+          yield* Effect.logWarning("proxy failed; rotated to a new exit").pipe(Effect.annotateLogs({ sticky }))
+        }
         if (state.status === "connected") delay = undefined
         yield* transition(next.status, next.reason)
         if (reason === "logged_out") yield* driver.forget(sessionId).pipe(Effect.ignore)
-        if (!next.retry) return yield* Effect.never
+        if (!next.retry) {
+          // Final until someone asks: a logged-out or expired session waits for Reconnect (then shows a new QR).
+          yield* Queue.take(wake)
+          restarts.reset()
+          delay = undefined
+          yield* transition("connecting", "reconnecting")
+          continue
+        }
         if (reason === "restart_required") continue
         delay = yield* pause(delay)
         yield* transition("connecting", "reconnecting")
@@ -282,6 +346,43 @@ export const make = Effect.fn("SessionActor.make")(function*(
             return yield* Deferred.succeed(envelope.reply, statusView(sessionId, state, yield* monotonicMillis))
           case "EnsureStarted":
             return yield* Deferred.succeed(envelope.reply, undefined)
+          case "Reconnect":
+            // Only a session that waits (backoff, park, or a final state) needs waking; one that is connecting
+            // already is left to it.
+            if (state.status === "disconnected" || state.status === "expired") {
+              yield* Queue.offer(wake, undefined)
+              yield* transition("connecting", "reconnecting")
+            }
+            return yield* Deferred.succeed(envelope.reply, statusView(sessionId, state, yield* monotonicMillis))
+          case "SendText": {
+            const socket = current
+            if (socket === null || state.status !== "connected") {
+              return yield* Deferred.fail(
+                envelope.reply,
+                new NotConnected({ sessionId, status: state.status, reason: state.reason })
+              )
+            }
+            const sent = yield* socket.sendText(command.to, command.text).pipe(Effect.either)
+            if (sent._tag === "Left") {
+              return yield* Deferred.fail(envelope.reply, new SendFailed({ sessionId, message: sent.left.message }))
+            }
+            const messageId = yield* makeMessageId
+            yield* messages.insert(fence, {
+              id: messageId,
+              sessionId,
+              direction: "outbound",
+              remoteJid: command.to,
+              body: { text: command.text },
+              status: "sent",
+              waMessageId: sent.right.waMessageId
+            }).pipe(storeRetry)
+            state.messagesSent++
+            state.lastActivityAt = yield* wallClock
+            return yield* Deferred.succeed(
+              envelope.reply,
+              new SentText({ messageId, waMessageId: sent.right.waMessageId })
+            )
+          }
           case "GetQr":
             return yield* Deferred.succeed(
               envelope.reply,
@@ -321,6 +422,13 @@ export const make = Effect.fn("SessionActor.make")(function*(
 
   return { handle, run }
 })
+
+/** Postgres hiccups are retried briefly; a stale epoch is not (the actor must stop). */
+const storeRetry = <A, E extends { readonly _tag: string }, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.retry(effect, {
+    schedule: Schedule.exponential("100 millis").pipe(Schedule.intersect(Schedule.recurs(5))),
+    while: (error) => error._tag === "StoreError"
+  })
 
 export const supervisionSchedule = Schedule.exponential("1 second", 2).pipe(
   Schedule.union(Schedule.spaced("30 seconds")),

@@ -7,12 +7,14 @@ import { Nats } from "@wacluster/cluster/Nats"
 import { ShardLifecycle } from "@wacluster/cluster/ShardLeases"
 import type { SessionId } from "@wacluster/domain/Ids"
 import { encodeReply, rpcSubject, SessionBusy, SessionCommand, SessionUnknown } from "@wacluster/domain/Protocol"
-import type { CommandError } from "@wacluster/domain/Protocol"
+import type { CommandError, SendError } from "@wacluster/domain/Protocol"
 import { ShardNumber } from "@wacluster/domain/Shard"
 import type { Fence } from "@wacluster/store/Fence"
+import type { Messages } from "@wacluster/store/Messages"
 import { type SessionRuntime } from "@wacluster/store/SessionRuntime"
 import { Sessions } from "@wacluster/store/Sessions"
 import { ShardFences } from "@wacluster/store/ShardFences"
+import type { ProxyConfig } from "@wacluster/whatsapp/ProxyConfig"
 import { type WhatsAppDriver } from "@wacluster/whatsapp/WhatsAppDriver"
 import {
   Cause,
@@ -84,7 +86,7 @@ export const make = Effect.fn("SessionHost.make")(function*(options: HostOptions
   const nats = yield* Nats
   const sessions = yield* Sessions
   const fences = yield* ShardFences
-  const context = yield* Effect.context<SessionRuntime | WhatsAppDriver>()
+  const context = yield* Effect.context<SessionRuntime | Sessions | Messages | ProxyConfig | WhatsAppDriver>()
   /** The actors of every shard this node runs. */
   const shardActors = new Map<number, ReadonlyMap<SessionId, SessionActor.SessionActorHandle>>()
 
@@ -147,7 +149,7 @@ export const make = Effect.fn("SessionHost.make")(function*(options: HostOptions
           return Option.fromNullable(actors.get(sessionId))
         })
 
-      const ask = (command: SessionCommand): Effect.Effect<Exit.Exit<unknown, CommandError>> =>
+      const ask = (command: SessionCommand): Effect.Effect<Exit.Exit<unknown, CommandError | SendError>> =>
         Effect.gen(function*() {
           const actor = yield* actorFor(command.sessionId)
           if (Option.isNone(actor)) return Exit.fail(new SessionUnknown({ sessionId: command.sessionId }))

@@ -1,12 +1,13 @@
 import { describe, expect, it } from "@effect/vitest"
 import type { SessionId } from "@wacluster/domain/Ids"
-import { GetStatus, type SessionStatusView } from "@wacluster/domain/Protocol"
+import { GetStatus, Reconnect, SendText, type SentText, type SessionStatusView } from "@wacluster/domain/Protocol"
 import { ShardNumber } from "@wacluster/domain/Shard"
 import { SessionRuntime } from "@wacluster/store/SessionRuntime"
 import { ShardFences } from "@wacluster/store/ShardFences"
 import { seedSession, storeLayer } from "@wacluster/store/test/support"
 import * as InProcessDriver from "@wacluster/whatsapp/InProcessDriver"
 import { InProcessWhatsApp } from "@wacluster/whatsapp/InProcessDriver"
+import { ProxyConfig } from "@wacluster/whatsapp/ProxyConfig"
 import { WhatsAppDriver } from "@wacluster/whatsapp/WhatsAppDriver"
 import { Deferred, Duration, Effect, Exit, Fiber, Layer, Option, TestClock } from "effect"
 import { defaultBackoff } from "../src/Backoff.js"
@@ -22,6 +23,7 @@ const options: SessionActor.ActorOptions = {
 
 const TestLayer = Layer.mergeAll(
   InProcessDriver.layer({ firstQrTimeout: "60 seconds", qrTimeout: "20 seconds", qrAttempts: 3 }),
+  ProxyConfig.layerWith({}),
   storeLayer("session_actor")
 )
 
@@ -201,13 +203,51 @@ describe("SessionActor", () => {
         yield* link(sessionId)
         yield* until(handle, (v) => v.status === "connected")
         // Someone else logs in with this device.
-        yield* driver.connect({ sessionId, shard: 1, epoch: 99 })
+        yield* driver.connect({ sessionId, fence: { shard: ShardNumber.make(1), epoch: 99 } })
         yield* until(handle, (v) => v.status === "disconnected")
         yield* TestClock.adjust("10 minutes")
         yield* settle
         expect(yield* network.liveSockets).toBe(1)
         const saved = Option.getOrThrow(yield* (yield* SessionRuntime).load(sessionId))
         expect([saved.status, saved.reason]).toEqual(["disconnected", "conflict"])
+      }))
+
+    it.scoped("a logged-out session waits for Reconnect, which shows a new QR code at once", () =>
+      Effect.gen(function*() {
+        const network = yield* InProcessWhatsApp
+        const { handle, sessionId } = yield* start()
+        yield* link(sessionId)
+        yield* until(handle, (v) => v.status === "connected")
+        yield* network.logoutFromPhone(sessionId)
+        yield* until(handle, (v) => v.status === "disconnected")
+        const reply = yield* handle.offer(new Reconnect({ sessionId })).pipe(Effect.orDie)
+        const answer = (yield* Deferred.await(reply)) as SessionStatusView
+        expect(answer.status).toBe("connecting")
+        // The old credentials were wiped: a new QR code, without advancing the clock.
+        yield* qrOf(sessionId)
+        yield* link(sessionId, "628555666777")
+        yield* until(handle, (v) => v.status === "connected")
+      }))
+
+    it.scoped("refuses to send while not connected, and sends and counts once connected", () =>
+      Effect.gen(function*() {
+        const network = yield* InProcessWhatsApp
+        const { handle, sessionId } = yield* start()
+        const early = yield* handle.offer(new SendText({ sessionId, to: "628999000111", text: "hi" })).pipe(
+          Effect.orDie,
+          Effect.flatMap((reply) => Effect.flip(Deferred.await(reply)))
+        )
+        expect(early._tag).toBe("NotConnected")
+        yield* link(sessionId)
+        yield* until(handle, (v) => v.status === "connected")
+        const reply = yield* handle.offer(new SendText({ sessionId, to: "628999000111", text: "hi" })).pipe(
+          Effect.orDie
+        )
+        const sent = (yield* Deferred.await(reply)) as SentText
+        expect(sent.messageId).toMatch(/^msg_/)
+        expect((yield* network.sent(sessionId)).map((m) => m.text)).toEqual(["hi"])
+        const view = yield* until(handle, (v) => v.metrics.messagesSent === 1)
+        expect(view.metrics.messagesReceived).toBe(0)
       }))
 
     it.scoped("counts inbound messages", () =>

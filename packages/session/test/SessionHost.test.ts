@@ -11,6 +11,7 @@ import * as NatsServer from "@wacluster/infra/NatsServer"
 import { Sessions } from "@wacluster/store/Sessions"
 import { seedTenant, storeLayer } from "@wacluster/store/test/support"
 import * as InProcessDriver from "@wacluster/whatsapp/InProcessDriver"
+import { ProxyConfig } from "@wacluster/whatsapp/ProxyConfig"
 import { WhatsAppDriver } from "@wacluster/whatsapp/WhatsAppDriver"
 import { Duration, Effect, Layer, Redacted } from "effect"
 import { mkdtemp, rm } from "node:fs/promises"
@@ -49,7 +50,7 @@ const FlakyDriver = Layer.effect(
           )
         )
     }))
-).pipe(Layer.provide(InProcessDriver.layer()))
+).pipe(Layer.provide(InProcessDriver.layer()), Layer.merge(ProxyConfig.layerWith({})))
 
 const natsLayer = Layer.unwrapScoped(Effect.gen(function*() {
   const dir = yield* Effect.acquireRelease(

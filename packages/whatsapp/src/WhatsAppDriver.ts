@@ -4,8 +4,10 @@
  * in-process driver implement the same port.
  */
 import type { SessionId } from "@wacluster/domain/Ids"
+import type { Fence } from "@wacluster/store/Fence"
 import { Context, Data, Schema } from "effect"
 import type { Effect, Scope, Stream } from "effect"
+import type { SessionProxy } from "./SessionProxy.js"
 
 /** Why a socket closed, already mapped from the implementation's codes onto the product's reasons. */
 export const CloseReason = Schema.Literal(
@@ -61,9 +63,10 @@ export interface WhatsAppSocket {
 
 export interface ConnectOptions {
   readonly sessionId: SessionId
-  /** The shard epoch of the owner: every auth-state write the driver makes is fenced with it. */
-  readonly shard: number
-  readonly epoch: number
+  /** The owner's shard and epoch: every auth-state write the driver makes is fenced with it. */
+  readonly fence: Fence
+  /** The session's city proxy; none means a direct connection. */
+  readonly proxy?: SessionProxy | undefined
 }
 
 export class WhatsAppDriver extends Context.Tag("@wacluster/whatsapp/WhatsAppDriver")<WhatsAppDriver, {

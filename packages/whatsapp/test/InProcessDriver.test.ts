@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { SessionId } from "@wacluster/domain/Ids"
+import { ShardNumber } from "@wacluster/domain/Shard"
 import { Chunk, Effect, Fiber, Option, Stream, TestClock } from "effect"
 import * as InProcessDriver from "../src/InProcessDriver.js"
 import { InProcessWhatsApp } from "../src/InProcessDriver.js"
@@ -7,7 +8,10 @@ import { WhatsAppDriver } from "../src/WhatsAppDriver.js"
 
 const sessionId = SessionId.make("sess_inProcessTest0000000")
 const layer = InProcessDriver.layer({ firstQrTimeout: "60 seconds", qrTimeout: "20 seconds", qrAttempts: 2 })
-const connect = Effect.flatMap(WhatsAppDriver, (driver) => driver.connect({ sessionId, shard: 0, epoch: 1 }))
+const connect = Effect.flatMap(
+  WhatsAppDriver,
+  (driver) => driver.connect({ sessionId, fence: { shard: ShardNumber.make(0), epoch: 1 } })
+)
 
 describe("InProcessDriver", () => {
   it.scoped("shows QR codes in the WhatsApp format, then closes with qr_timeout", () =>

@@ -8,15 +8,19 @@ import { Logging } from "@wacluster/cluster/Logging"
 import { Membership } from "@wacluster/cluster/Membership"
 import { Nats } from "@wacluster/cluster/Nats"
 import { ShardLeases } from "@wacluster/cluster/ShardLeases"
-import { Health, NodeApi } from "@wacluster/domain/Api"
+import { Health, NodeApi, ProcessMemory } from "@wacluster/domain/Api"
 import { NodeId } from "@wacluster/domain/Ids"
 import * as SessionHost from "@wacluster/session/SessionHost"
+import * as AuthCipher from "@wacluster/store/AuthCipher"
+import * as AuthState from "@wacluster/store/AuthState"
 import * as Database from "@wacluster/store/Database"
+import * as Messages from "@wacluster/store/Messages"
 import * as SessionRuntime from "@wacluster/store/SessionRuntime"
 import * as Sessions from "@wacluster/store/Sessions"
 import * as ShardFences from "@wacluster/store/ShardFences"
 import * as Startup from "@wacluster/store/Startup"
-import * as InProcessDriver from "@wacluster/whatsapp/InProcessDriver"
+import * as BaileysDriver from "@wacluster/whatsapp/BaileysDriver"
+import { ProxyConfig } from "@wacluster/whatsapp/ProxyConfig"
 import { Config, ConfigError, Effect, Either, Layer, ParseResult, Schema } from "effect"
 import { createServer } from "node:http"
 import { hostname } from "node:os"
@@ -34,13 +38,19 @@ const nodeIdConfig = Config.string("NODE_ID").pipe(
   Config.withDescription("This node's id (lowercase letters, digits, dashes); unique in the cluster")
 )
 
-const StoreLive = Layer.mergeAll(Sessions.layer, SessionRuntime.layer, ShardFences.layer).pipe(
+const StoreLive = Layer.mergeAll(
+  Sessions.layer,
+  SessionRuntime.layer,
+  Messages.layer,
+  ShardFences.layer,
+  AuthState.layer.pipe(Layer.provide(AuthCipher.layerConfig))
+).pipe(
   Layer.provideMerge(Layer.unwrapEffect(Effect.map(ClusterConfig, (config) => Startup.layer(config.shards)))),
   Layer.provideMerge(Database.layer)
 )
 
-/** The WhatsApp implementation: the in-process network until the Baileys driver lands. */
-const DriverLive = InProcessDriver.layer()
+/** WhatsApp through Baileys, each session through its city's proxy (WA_WEBSOCKET_URL points at a simulator). */
+const DriverLive = Layer.merge(BaileysDriver.layerConfig, ProxyConfig.layer)
 
 const ClusterLive = Layer.unwrapEffect(
   Effect.map(nodeIdConfig, (nodeId) =>
@@ -52,15 +62,34 @@ const ClusterLive = Layer.unwrapEffect(
 
 const HttpLive = Layer.unwrapEffect(
   Effect.map(nodeIdConfig, (nodeId) => {
-    const HealthLive = HttpApiBuilder.group(NodeApi, "health", (handlers) => {
-      const startedAt = Date.now()
-      return handlers.handle("healthz", () =>
-        Effect.succeed(
-          new Health({ status: "ok", service: "node", nodeId, uptimeSeconds: (Date.now() - startedAt) / 1000 })
-        ))
-    })
+    const HealthLive = HttpApiBuilder.group(NodeApi, "health", (handlers) =>
+      Effect.gen(function*() {
+        const host = yield* SessionHost.SessionHost
+        const startedAt = Date.now()
+        return handlers.handle("healthz", () =>
+          Effect.map(host.running, (running) => {
+            const memory = process.memoryUsage()
+            let sessions = 0
+            for (const count of running.values()) sessions += count
+            return new Health({
+              status: "ok",
+              service: "node",
+              nodeId,
+              uptimeSeconds: (Date.now() - startedAt) / 1000,
+              sessions,
+              memory: new ProcessMemory({
+                rssBytes: memory.rss,
+                heapUsedBytes: memory.heapUsed,
+                externalBytes: memory.external
+              })
+            })
+          }))
+      }))
     return HttpApiBuilder.serve().pipe(
-      Layer.provide(HttpApiBuilder.api(NodeApi).pipe(Layer.provide(HealthLive))),
+      // The same layer value as the leases use, so both share the one host (layers are memoised by reference).
+      Layer.provide(
+        HttpApiBuilder.api(NodeApi).pipe(Layer.provide(HealthLive), Layer.provide(SessionHost.layerConfig))
+      ),
       HttpServer.withLogAddress,
       Layer.provide(NodeHttpServer.layerConfig(createServer, {
         port: Config.port("HTTP_PORT").pipe(Config.withDefault(8090), Config.withDescription("Node HTTP port")),

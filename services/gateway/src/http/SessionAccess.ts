@@ -8,7 +8,7 @@ import { WaclusterApi } from "@wacluster/domain/Api"
 import { Conflict, InternalError } from "@wacluster/domain/ApiErrors"
 import { CurrentCaller } from "@wacluster/domain/Auth"
 import type { SessionId } from "@wacluster/domain/Ids"
-import { GetQr, type QrCode } from "@wacluster/domain/Protocol"
+import { GetQr, type QrCode, Reconnect } from "@wacluster/domain/Protocol"
 import { Sessions } from "@wacluster/store/Sessions"
 import { DateTime, Effect, Option } from "effect"
 import { QrImages } from "../QrImages.js"
@@ -64,35 +64,39 @@ export const SessionAccessLive = HttpApiBuilder.group(
           }
         })
 
-      return handlers.handle("qr", ({ path, urlParams }) =>
+      return handlers.handle("reconnect", ({ path }) =>
         Effect.gen(function*() {
           yield* authorize(path.sessionId)
-          const code = yield* router.send(new GetQr({ sessionId: path.sessionId })).pipe(
-            routingErrors(path.sessionId)
-          )
-          if (code.qr === null) return yield* noQr(code)
-          const format = urlParams.format ?? "png"
-          if (format === "raw") return code
-          const headers = {
-            "cache-control": "no-store",
-            ...(code.expiresAt === null ? {} : { expires: DateTime.toDateUtc(code.expiresAt).toUTCString() })
-          }
-          const rendered = format === "png"
-            ? Effect.map(
-              images.png(code.qr),
-              (png) => HttpServerResponse.uint8Array(png, { contentType: "image/png", headers })
+          return yield* router.send(new Reconnect({ sessionId: path.sessionId })).pipe(routingErrors(path.sessionId))
+        })).handle("qr", ({ path, urlParams }) =>
+          Effect.gen(function*() {
+            yield* authorize(path.sessionId)
+            const code = yield* router.send(new GetQr({ sessionId: path.sessionId })).pipe(
+              routingErrors(path.sessionId)
             )
-            : Effect.map(
-              images.svg(code.qr),
-              (svg) => HttpServerResponse.text(svg, { contentType: "image/svg+xml", headers })
+            if (code.qr === null) return yield* noQr(code)
+            const format = urlParams.format ?? "png"
+            if (format === "raw") return code
+            const headers = {
+              "cache-control": "no-store",
+              ...(code.expiresAt === null ? {} : { expires: DateTime.toDateUtc(code.expiresAt).toUTCString() })
+            }
+            const rendered = format === "png"
+              ? Effect.map(
+                images.png(code.qr),
+                (png) => HttpServerResponse.uint8Array(png, { contentType: "image/png", headers })
+              )
+              : Effect.map(
+                images.svg(code.qr),
+                (svg) => HttpServerResponse.text(svg, { contentType: "image/svg+xml", headers })
+              )
+            return yield* rendered.pipe(
+              Effect.catchTag("QrRenderError", (error) =>
+                Effect.zipRight(
+                  Effect.logError("QR code could not be drawn", error.cause),
+                  new InternalError({ message: "the QR code could not be drawn" })
+                ))
             )
-          return yield* rendered.pipe(
-            Effect.catchTag("QrRenderError", (error) =>
-              Effect.zipRight(
-                Effect.logError("QR code could not be drawn", error.cause),
-                new InternalError({ message: "the QR code could not be drawn" })
-              ))
-          )
-        }))
+          }))
     })
 )

@@ -1,0 +1,64 @@
+/**
+ * Baileys logs through a pino-shaped logger; this one forwards to Effect's logging so the node has one log
+ * stream with one format. Levels below the configured one cost a comparison and nothing else, which matters:
+ * Baileys logs every frame at trace level.
+ */
+import type { ILogger } from "@whiskeysockets/baileys/lib/Utils/logger.js"
+import { Effect, LogLevel, Runtime } from "effect"
+
+const order = { trace: 10, debug: 20, info: 30, warn: 40, error: 50 } as const
+type Level = keyof typeof order
+
+const effectLevel: Record<Level, LogLevel.LogLevel> = {
+  trace: LogLevel.Trace,
+  debug: LogLevel.Debug,
+  info: LogLevel.Info,
+  warn: LogLevel.Warning,
+  error: LogLevel.Error
+}
+
+/** pino's call shapes: (message), (object, message) or (object). */
+const split = (first: unknown, message: string | undefined) => {
+  if (typeof first === "string") return { text: first, fields: {} }
+  if (first instanceof Error) return { text: message ?? first.message, fields: { error: first.message } }
+  const fields = typeof first === "object" && first !== null ? first : { value: first }
+  return { text: message ?? "baileys", fields }
+}
+
+const describe = (value: unknown): string => {
+  if (typeof value === "string") return value
+  if (value instanceof Error) return value.message
+  try {
+    return JSON.stringify(
+      value,
+      (_key, inner: unknown) =>
+        typeof inner === "bigint" ? inner.toString() : inner instanceof Uint8Array ? `<${inner.length} bytes>` : inner
+    )
+  } catch {
+    return String(value)
+  }
+}
+
+export const makeLogger = (
+  runtime: Runtime.Runtime<never>,
+  level: Level,
+  bindings: Record<string, unknown>
+): ILogger => {
+  const threshold = order[level]
+  const emit = (at: Level) => (first: unknown, message?: string) => {
+    if (order[at] < threshold) return
+    const { fields, text } = split(first, message)
+    const annotations: Record<string, string> = { component: "baileys" }
+    for (const [key, value] of Object.entries({ ...bindings, ...fields })) annotations[key] = describe(value)
+    Runtime.runSync(runtime)(Effect.logWithLevel(effectLevel[at], text).pipe(Effect.annotateLogs(annotations)))
+  }
+  return {
+    level,
+    child: (more) => makeLogger(runtime, level, { ...bindings, ...more }),
+    trace: emit("trace"),
+    debug: emit("debug"),
+    info: emit("info"),
+    warn: emit("warn"),
+    error: emit("error")
+  }
+}

@@ -1,0 +1,55 @@
+/**
+ * The phone and the network, for e2e tests: wa-sim's control API over plain HTTP, as a tester at a terminal
+ * would call it.
+ */
+import { call, field, text } from "./Gateway.js"
+
+const device = (jid: string) => `/devices/${encodeURIComponent(jid)}`
+
+const ok = async (reply: Promise<{ status: number; body: unknown }>, what: string) => {
+  const answer = await reply
+  if (answer.status >= 300) throw new Error(`${what}: ${answer.status} ${JSON.stringify(answer.body)}`)
+  return answer.body
+}
+
+export interface SimStats {
+  readonly devices: number
+  readonly liveSockets: number
+  readonly overlaps: number
+}
+
+export const waSimControl = (controlUrl: string) => ({
+  /** Links the device showing `qr` to the account of `phoneNumber`; returns the device JID. */
+  scan: async (qr: string, phoneNumber: string) =>
+    text(await ok(call(controlUrl, "POST", "/scan", { json: { qr, phoneNumber } }), "scan"), "jid"),
+  stats: async () => (await ok(call(controlUrl, "GET", "/stats"), "stats")) as SimStats,
+  devices: async () =>
+    (await ok(call(controlUrl, "GET", "/devices"), "devices")) as ReadonlyArray<{
+      readonly jid: string
+      readonly phoneNumber: string
+      readonly live: boolean
+    }>,
+  message: async (jid: string, from: string, body: string) =>
+    text(
+      await ok(call(controlUrl, "POST", `${device(jid)}/messages`, { json: { from, text: body } }), "message"),
+      "id"
+    ),
+  sent: async (jid: string) =>
+    (await ok(call(controlUrl, "GET", `${device(jid)}/sent`), "sent")) as ReadonlyArray<{
+      readonly id: string
+      readonly text: string
+      readonly phoneNumber: string
+    }>,
+  receipt: (jid: string, messageId: string, status: "delivered" | "read") =>
+    ok(call(controlUrl, "POST", `${device(jid)}/receipts`, { json: { messageId, status } }), "receipt"),
+  drop: (jid: string) => ok(call(controlUrl, "POST", `${device(jid)}/drop`), "drop"),
+  conflict: (jid: string) => ok(call(controlUrl, "POST", `${device(jid)}/conflict`), "conflict"),
+  logout: (jid: string) => ok(call(controlUrl, "POST", `${device(jid)}/logout`), "logout"),
+  /** Whether the device has a live socket right now. */
+  live: async (jid: string) => {
+    const devices = (await ok(call(controlUrl, "GET", "/devices"), "devices")) as ReadonlyArray<unknown>
+    return devices.some((entry) => field(entry, "jid") === jid && field(entry, "live") === true)
+  }
+})
+
+export type WaSimControl = ReturnType<typeof waSimControl>
