@@ -230,16 +230,40 @@ describe("WhatsApp through wa-sim, end to end", () => {
     expect(await fixture.sim.live(session.jid)).toBe(false)
   }, 90_000)
 
-  it("proxy down → proxy_unreachable and a new sticky exit; proxy back → connected again", async () => {
+  it("proxy down → proxy_unreachable and a new sticky exit; proxy back → connected again; all in /health", async () => {
     const session = await linkedSession("Proxied", "5511900000006")
+    const health = async () => {
+      const reply = await call(gateway, "GET", `/sessions/${session.id}/health`, { bearer: tenantToken })
+      expect(reply.status, JSON.stringify(reply.body)).toBe(200)
+      return reply.body
+    }
     const sticky = await proxyStickyOf(session.id)
+    const before = await health()
+    expect(before).toMatchObject({
+      sessionId: session.id,
+      connection: { status: "connected", reason: null, indicator: "green" },
+      proxy: { sticky, healthy: true, failures: 0, rotations: 0 }
+    })
+    // The password never leaves the node.
+    expect(text(before, "proxy", "url")).not.toContain("s3cret")
+    expect(text(before, "proxy", "url")).toContain("city-saopaulo")
+
     await Effect.runPromise(proxy.stop)
     await fixture.sim.drop(session.jid)
     await reasonIs(session, "disconnected", "proxy_unreachable")
+    const down = await health()
+    expect(down).toMatchObject({ connection: { indicator: "red", reason: "proxy_unreachable" } })
+    expect(field(down, "proxy", "failures")).toBeGreaterThanOrEqual(1)
+    expect(field(down, "proxy", "lastError")).toEqual(expect.any(String))
+
     await Effect.runPromise(proxy.start)
     await statusIs(session, "connected")
     const rotated = await proxyStickyOf(session.id)
     expect(rotated).not.toBe(sticky)
+    expect(await health()).toMatchObject({
+      connection: { indicator: "green" },
+      proxy: { sticky: rotated, healthy: true, rotations: expect.any(Number) }
+    })
     const seen = await Effect.runPromise(proxy.seen)
     expect(seen.map((credential) => credential.username)).toContain(`user-country-br-city-saopaulo-session-${rotated}`)
   }, 90_000)

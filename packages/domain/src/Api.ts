@@ -16,7 +16,7 @@ import {
 import { AdminAuth, SessionAccess, SessionKeyAuth, TenantAuth } from "./Auth.js"
 import { City, Continent } from "./Cities.js"
 import { ApiKeyId, SessionId, TenantId } from "./Ids.js"
-import { QrCode, SessionStatusView } from "./Protocol.js"
+import { QrCode, SessionHealthView, SessionStatusView } from "./Protocol.js"
 import { SessionName, SessionReason, SessionStatus } from "./Session.js"
 
 export class ProcessMemory extends Schema.Class<ProcessMemory>("ProcessMemory")({
@@ -150,6 +150,17 @@ export class SessionAccessApi extends HttpApiGroup.make("sessionAccess")
         "The QR code to link the session (WhatsApp > Linked devices > Link a device), answered by the node that " +
           "runs it. 409 when the session shows none: connected, expired (reconnect it for a new one), or about " +
           "to log in with saved credentials."
+      )
+  )
+  .add(
+    HttpApiEndpoint.get("health")`/sessions/${sessionIdParam}/health`
+      .addSuccess(SessionHealthView)
+      .addError(NotFoundJson)
+      .addError(ServiceUnavailableJson)
+      .annotate(
+        OpenApi.Description,
+        "The session's health panel: connection status (green when connected, red otherwise), last activity, " +
+          "and the health of its city proxy."
       )
   )
   .add(

@@ -118,7 +118,45 @@ export class SendText extends Schema.TaggedRequest<SendText>()("SendText", {
   }
 }) {}
 
-export const SessionCommand = Schema.Union(GetStatus, EnsureStarted, GetQr, Reconnect, SendText)
+export class ProxyHealthView extends Schema.Class<ProxyHealthView>("ProxyHealthView")({
+  /** The proxy URL with its password masked. */
+  url: Schema.String,
+  /** The sticky part of the username: this session's residential exit; it changes when the proxy fails. */
+  sticky: Schema.String,
+  healthy: Schema.Boolean,
+  consecutiveFailures: Schema.NonNegativeInt,
+  failures: Schema.NonNegativeInt,
+  rotations: Schema.NonNegativeInt,
+  lastError: Schema.NullOr(Schema.String),
+  lastFailureAt: Schema.NullOr(Schema.DateTimeUtc),
+  lastSuccessAt: Schema.NullOr(Schema.DateTimeUtc)
+}) {}
+
+export class ConnectionHealth extends Schema.Class<ConnectionHealth>("ConnectionHealth")({
+  status: SessionStatus,
+  reason: Schema.NullOr(SessionReason),
+  /** The dashboard's light: green when connected, red otherwise. */
+  indicator: Schema.Literal("green", "red"),
+  connectedAt: Schema.NullOr(Schema.DateTimeUtc)
+}) {}
+
+/** The session's health panel: connection, last activity, and the city proxy it goes through. */
+export class SessionHealthView extends Schema.Class<SessionHealthView>("SessionHealthView")({
+  sessionId: SessionId,
+  connection: ConnectionHealth,
+  lastActivityAt: Schema.NullOr(Schema.DateTimeUtc).annotations({
+    description: "time of the last message sent or received"
+  }),
+  proxy: Schema.NullOr(ProxyHealthView).annotations({ description: "null when the session connects directly" })
+}) {}
+
+export class GetHealth extends Schema.TaggedRequest<GetHealth>()("GetHealth", {
+  failure: CommandError,
+  success: SessionHealthView,
+  payload: { sessionId: SessionId }
+}) {}
+
+export const SessionCommand = Schema.Union(GetStatus, EnsureStarted, GetQr, Reconnect, SendText, GetHealth)
 export type SessionCommand = typeof SessionCommand.Type
 
 export const SessionCommandJson = Schema.parseJson(SessionCommand)
@@ -148,6 +186,10 @@ const replies = {
   Reconnect: {
     decode: Schema.decodeUnknown(replyJson(SessionStatusView)),
     encode: Schema.encodeUnknown(replyJson(SessionStatusView))
+  },
+  GetHealth: {
+    decode: Schema.decodeUnknown(replyJson(SessionHealthView)),
+    encode: Schema.encodeUnknown(replyJson(SessionHealthView))
   },
   SendText: {
     decode: Schema.decodeUnknown(replyJson(SentText, SendError)),

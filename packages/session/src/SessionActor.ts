@@ -8,12 +8,15 @@ import { monotonicMillis } from "@wacluster/cluster/ClusterConfig"
 import { findCity } from "@wacluster/domain/Cities"
 import { makeMessageId, type SessionId } from "@wacluster/domain/Ids"
 import {
+  ConnectionHealth,
   NotConnected,
   NotOwner,
+  ProxyHealthView,
   QrCode,
   SendFailed,
   SentText,
   SessionBusy,
+  SessionHealthView,
   SessionStatusView,
   StatusMetrics
 } from "@wacluster/domain/Protocol"
@@ -381,6 +384,36 @@ export const make = Effect.fn("SessionActor.make")(function*(
             return yield* Deferred.succeed(
               envelope.reply,
               new SentText({ messageId, waMessageId: sent.right.waMessageId })
+            )
+          }
+          case "GetHealth": {
+            const proxyHealth = yield* proxy.health
+            const at = (ms: Date | null) => ms === null ? null : DateTime.unsafeFromDate(ms)
+            return yield* Deferred.succeed(
+              envelope.reply,
+              new SessionHealthView({
+                sessionId,
+                connection: new ConnectionHealth({
+                  status: state.status,
+                  reason: state.reason,
+                  indicator: state.status === "connected" ? "green" : "red",
+                  connectedAt: at(state.connectedAt)
+                }),
+                lastActivityAt: at(state.lastActivityAt),
+                proxy: proxyHealth.enabled && proxyHealth.url !== null
+                  ? new ProxyHealthView({
+                    url: proxyHealth.url,
+                    sticky: proxyHealth.sticky,
+                    healthy: proxyHealth.healthy,
+                    consecutiveFailures: proxyHealth.consecutiveFailures,
+                    failures: proxyHealth.failures,
+                    rotations: proxyHealth.rotations,
+                    lastError: proxyHealth.lastError,
+                    lastFailureAt: at(proxyHealth.lastFailureAt),
+                    lastSuccessAt: at(proxyHealth.lastSuccessAt)
+                  })
+                  : null
+              })
             )
           }
           case "GetQr":
