@@ -53,8 +53,20 @@ const status = async (session: Created) => {
   return reply.body
 }
 
+/** Polls the status; a 503 while a session moves between nodes is part of waiting, not a failure. */
 const statusIs = (session: Created, wanted: string) =>
-  eventually(`${session.id} ${wanted}`, () => status(session), (body) => field(body, "status") === wanted)
+  eventually(
+    `${session.id} ${wanted}`,
+    () => call(gateway, "GET", `/sessions/${session.id}/status`, { apiKey: session.key }),
+    (reply) => {
+      if (reply.status !== 200 && reply.status !== 503) {
+        throw new Error(
+          `status ${reply.status}: ${JSON.stringify(reply.body)}`
+        )
+      }
+      return reply.status === 200 && field(reply.body, "status") === wanted
+    }
+  ).then((reply) => reply.body)
 
 /** The session as listed to its tenant: the reason is there. */
 const listed = async (session: Created) => {

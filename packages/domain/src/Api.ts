@@ -16,7 +16,7 @@ import {
 import { AdminAuth, SessionAccess, SessionKeyAuth, TenantAuth } from "./Auth.js"
 import { City, Continent } from "./Cities.js"
 import { ApiKeyId, SessionId, TenantId } from "./Ids.js"
-import { QrCode, SessionHealthView, SessionStatusView } from "./Protocol.js"
+import { PairingCode, QrCode, SessionHealthView, SessionStatusView } from "./Protocol.js"
 import { SessionName, SessionReason, SessionStatus } from "./Session.js"
 
 export class ProcessMemory extends Schema.Class<ProcessMemory>("ProcessMemory")({
@@ -137,6 +137,20 @@ export const QrFormat = Schema.Literal("png", "svg", "raw").annotations({
 })
 export type QrFormat = typeof QrFormat.Type
 
+export class RequestPairing extends Schema.Class<RequestPairing>("RequestPairing")({
+  phoneNumber: Schema.String.pipe(
+    Schema.transform(Schema.String, {
+      strict: true,
+      // People write numbers with spaces, dashes, parentheses and a leading +.
+      decode: (raw) => raw.replace(/[\s()+-]/g, ""),
+      encode: (digits) => digits
+    }),
+    Schema.pattern(/^[1-9][0-9]{6,14}$/, {
+      message: () => "phoneNumber must be an international number with its country code, e.g. +62 812 3456 7890"
+    })
+  )
+}) {}
+
 export class SessionAccessApi extends HttpApiGroup.make("sessionAccess")
   .add(
     HttpApiEndpoint.get("qr")`/sessions/${sessionIdParam}/qr`
@@ -161,6 +175,20 @@ export class SessionAccessApi extends HttpApiGroup.make("sessionAccess")
         OpenApi.Description,
         "The session's health panel: connection status (green when connected, red otherwise), last activity, " +
           "and the health of its city proxy."
+      )
+  )
+  .add(
+    HttpApiEndpoint.post("pairingCode")`/sessions/${sessionIdParam}/pairing-code`
+      .setPayload(RequestPairing)
+      .addSuccess(PairingCode)
+      .addError(NotFoundJson)
+      .addError(ConflictJson)
+      .addError(ServiceUnavailableJson)
+      .annotate(
+        OpenApi.Description,
+        "Links the session by phone number instead of a QR scan: returns the 8-character code to type on that " +
+          "phone (WhatsApp > Linked devices > Link a device > Link with phone number instead). The session must " +
+          "be waiting to be linked (showing a QR code); 409 otherwise."
       )
   )
   .add(

@@ -156,7 +156,45 @@ export class GetHealth extends Schema.TaggedRequest<GetHealth>()("GetHealth", {
   payload: { sessionId: SessionId }
 }) {}
 
-export const SessionCommand = Schema.Union(GetStatus, EnsureStarted, GetQr, Reconnect, SendText, GetHealth)
+/** The session cannot take a pairing code now (it is linked, or not waiting to be linked). */
+export class PairingUnavailable extends Schema.TaggedError<PairingUnavailable>()("PairingUnavailable", {
+  sessionId: SessionId,
+  status: SessionStatus,
+  reason: Schema.NullOr(SessionReason),
+  message: Schema.String
+}) {}
+
+export const PairingError = Schema.Union(SessionUnknown, NotOwner, SessionBusy, PairingUnavailable)
+export type PairingError = typeof PairingError.Type
+
+export class PairingCode extends Schema.Class<PairingCode>("PairingCode")({
+  sessionId: SessionId,
+  phoneNumber: Schema.String,
+  pairingCode: Schema.String.annotations({
+    description: "8 characters to type on the phone: WhatsApp > Linked devices > Link with phone number instead"
+  })
+}) {}
+
+/** Links by phone number instead of a QR scan. */
+export class RequestPairingCode extends Schema.TaggedRequest<RequestPairingCode>()("RequestPairingCode", {
+  failure: PairingError,
+  success: PairingCode,
+  payload: {
+    sessionId: SessionId,
+    /** Digits only, country code first (E.164 without the +). */
+    phoneNumber: Schema.String
+  }
+}) {}
+
+export const SessionCommand = Schema.Union(
+  GetStatus,
+  EnsureStarted,
+  GetQr,
+  Reconnect,
+  SendText,
+  GetHealth,
+  RequestPairingCode
+)
 export type SessionCommand = typeof SessionCommand.Type
 
 export const SessionCommandJson = Schema.parseJson(SessionCommand)
@@ -191,6 +229,10 @@ const replies = {
     decode: Schema.decodeUnknown(replyJson(SessionHealthView)),
     encode: Schema.encodeUnknown(replyJson(SessionHealthView))
   },
+  RequestPairingCode: {
+    decode: Schema.decodeUnknown(replyJson(PairingCode, PairingError)),
+    encode: Schema.encodeUnknown(replyJson(PairingCode, PairingError))
+  },
   SendText: {
     decode: Schema.decodeUnknown(replyJson(SentText, SendError)),
     encode: Schema.encodeUnknown(replyJson(SentText, SendError))
@@ -200,10 +242,10 @@ const replies = {
 export const decodeReply = (
   command: SessionCommand,
   text: string
-): Effect.Effect<Exit.Exit<unknown, CommandError | SendError>, ParseResult.ParseError> =>
+): Effect.Effect<Exit.Exit<unknown, CommandError | SendError | PairingError>, ParseResult.ParseError> =>
   replies[command._tag].decode(text)
 
 export const encodeReply = (
   command: SessionCommand,
-  exit: Exit.Exit<unknown, CommandError | SendError>
+  exit: Exit.Exit<unknown, CommandError | SendError | PairingError>
 ): Effect.Effect<string, ParseResult.ParseError> => replies[command._tag].encode(exit)

@@ -11,6 +11,8 @@ import {
   ConnectionHealth,
   NotConnected,
   NotOwner,
+  PairingCode,
+  PairingUnavailable,
   ProxyHealthView,
   QrCode,
   SendFailed,
@@ -20,7 +22,7 @@ import {
   SessionStatusView,
   StatusMetrics
 } from "@wacluster/domain/Protocol"
-import type { CommandError, SendError, SessionCommand } from "@wacluster/domain/Protocol"
+import type { CommandError, PairingError, SendError, SessionCommand } from "@wacluster/domain/Protocol"
 import { healthOf } from "@wacluster/domain/Session"
 import type { SessionReason, SessionStatus } from "@wacluster/domain/Session"
 import type { Fence } from "@wacluster/store/Fence"
@@ -46,7 +48,7 @@ export interface ActorOptions {
 
 interface Envelope {
   readonly command: SessionCommand
-  readonly reply: Deferred.Deferred<unknown, CommandError | SendError>
+  readonly reply: Deferred.Deferred<unknown, CommandError | SendError | PairingError>
 }
 
 export interface LiveState {
@@ -73,7 +75,7 @@ export interface SessionActorHandle {
    * full and with `NotOwner` once the actor has stopped (the caller retries at the next owner).
    */
   readonly offer: (command: SessionCommand) => Effect.Effect<
-    Deferred.Deferred<unknown, CommandError | SendError>,
+    Deferred.Deferred<unknown, CommandError | SendError | PairingError>,
     SessionBusy | NotOwner
   >
 }
@@ -139,7 +141,7 @@ export const make = Effect.fn("SessionActor.make")(function*(
     sessionId,
     offer: (command) =>
       Effect.gen(function*() {
-        const reply = yield* Deferred.make<unknown, CommandError | SendError>()
+        const reply = yield* Deferred.make<unknown, CommandError | SendError | PairingError>()
         if (yield* Queue.isShutdown(mailbox)) return yield* new NotOwner({ shard: fence.shard })
         const accepted = yield* Queue.offer(mailbox, { command, reply }).pipe(
           Effect.catchAllCause(() => new NotOwner({ shard: fence.shard }))
@@ -384,6 +386,38 @@ export const make = Effect.fn("SessionActor.make")(function*(
             return yield* Deferred.succeed(
               envelope.reply,
               new SentText({ messageId, waMessageId: sent.right.waMessageId })
+            )
+          }
+          case "RequestPairingCode": {
+            const socket = current
+            if (socket === null || state.status !== "connecting" || state.reason !== "qr_pending") {
+              return yield* Deferred.fail(
+                envelope.reply,
+                new PairingUnavailable({
+                  sessionId,
+                  status: state.status,
+                  reason: state.reason,
+                  message: state.status === "connected"
+                    ? "the session is already linked"
+                    : "the session is not waiting to be linked; reconnect it, then ask again once it shows a QR code"
+                })
+              )
+            }
+            const code = yield* socket.requestPairingCode(command.phoneNumber).pipe(Effect.either)
+            if (code._tag === "Left") {
+              return yield* Deferred.fail(
+                envelope.reply,
+                new PairingUnavailable({
+                  sessionId,
+                  status: state.status,
+                  reason: state.reason,
+                  message: `WhatsApp did not issue a pairing code: ${code.left.message}`
+                })
+              )
+            }
+            return yield* Deferred.succeed(
+              envelope.reply,
+              new PairingCode({ sessionId, phoneNumber: command.phoneNumber, pairingCode: code.right })
             )
           }
           case "GetHealth": {

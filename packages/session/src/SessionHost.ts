@@ -7,7 +7,7 @@ import { Nats } from "@wacluster/cluster/Nats"
 import { ShardLifecycle } from "@wacluster/cluster/ShardLeases"
 import type { SessionId } from "@wacluster/domain/Ids"
 import { encodeReply, rpcSubject, SessionBusy, SessionCommand, SessionUnknown } from "@wacluster/domain/Protocol"
-import type { CommandError, SendError } from "@wacluster/domain/Protocol"
+import type { CommandError, PairingError, SendError } from "@wacluster/domain/Protocol"
 import { ShardNumber } from "@wacluster/domain/Shard"
 import type { Fence } from "@wacluster/store/Fence"
 import type { Messages } from "@wacluster/store/Messages"
@@ -149,7 +149,9 @@ export const make = Effect.fn("SessionHost.make")(function*(options: HostOptions
           return Option.fromNullable(actors.get(sessionId))
         })
 
-      const ask = (command: SessionCommand): Effect.Effect<Exit.Exit<unknown, CommandError | SendError>> =>
+      const ask = (
+        command: SessionCommand
+      ): Effect.Effect<Exit.Exit<unknown, CommandError | SendError | PairingError>> =>
         Effect.gen(function*() {
           const actor = yield* actorFor(command.sessionId)
           if (Option.isNone(actor)) return Exit.fail(new SessionUnknown({ sessionId: command.sessionId }))

@@ -1,32 +1,58 @@
 /**
  * What a routed command's failures mean to an HTTP caller: the session vanished (404), or its owner is busy,
- * moving or silent (503 with Retry-After).
+ * moving or silent (503 with Retry-After). A command's own failures pass through for its handler to map.
  */
 import type { OwnerUnavailable } from "@wacluster/cluster/Router"
 import { NotFound, ServiceUnavailable } from "@wacluster/domain/ApiErrors"
 import type { CommandError } from "@wacluster/domain/Protocol"
-import { Effect } from "effect"
+import { Effect, Predicate } from "effect"
 
 export const sessionNotFound = (sessionId: string) =>
   new NotFound({ message: `no session ${sessionId} for these credentials` })
 
-export const routingErrors =
-  (sessionId: string) => <A, R>(effect: Effect.Effect<A, CommandError | OwnerUnavailable, R>) =>
-    effect.pipe(
-      Effect.catchTags({
-        SessionUnknown: () => sessionNotFound(sessionId),
-        SessionBusy: () =>
-          new ServiceUnavailable({ message: "the session is busy; retry shortly", retryAfterSeconds: 1 }),
-        NotOwner: () => new ServiceUnavailable({ message: "the session is moving between nodes; retry shortly" }),
-        OwnerUnavailable: (error) =>
-          Effect.zipRight(
-            Effect.logWarning("no owner answered").pipe(
-              Effect.annotateLogs({ shard: error.shard, attempts: error.attempts, lastError: error.lastError })
-            ),
-            new ServiceUnavailable({
-              message: "the node running this session did not answer; retry shortly",
-              retryAfterSeconds: 2
-            })
-          )
-      })
-    )
+type RoutingError = CommandError | OwnerUnavailable
+
+const routingTags: ReadonlyArray<RoutingError["_tag"]> = [
+  "SessionUnknown",
+  "SessionBusy",
+  "NotOwner",
+  "OwnerUnavailable"
+]
+
+const isRoutingError = (error: unknown): error is RoutingError =>
+  routingTags.some((tag) => Predicate.isTagged(error, tag))
+
+const toHttp = (sessionId: string, error: RoutingError): Effect.Effect<never, NotFound | ServiceUnavailable> => {
+  switch (error._tag) {
+    case "SessionUnknown":
+      return Effect.fail(sessionNotFound(sessionId))
+    case "SessionBusy":
+      return Effect.fail(
+        new ServiceUnavailable({ message: "the session is busy; retry shortly", retryAfterSeconds: 1 })
+      )
+    case "NotOwner":
+      return Effect.fail(new ServiceUnavailable({ message: "the session is moving between nodes; retry shortly" }))
+    case "OwnerUnavailable":
+      return Effect.zipRight(
+        Effect.logWarning("no owner answered").pipe(
+          Effect.annotateLogs({ shard: error.shard, attempts: error.attempts, lastError: error.lastError })
+        ),
+        Effect.fail(
+          new ServiceUnavailable({
+            message: "the node running this session did not answer; retry shortly",
+            retryAfterSeconds: 2
+          })
+        )
+      )
+  }
+}
+
+export const routingErrors = (sessionId: string) =>
+<A, E, R>(
+  effect: Effect.Effect<A, E, R>
+): Effect.Effect<A, Exclude<E, Extract<E, RoutingError>> | NotFound | ServiceUnavailable, R> =>
+  Effect.catchIf(
+    effect,
+    (error): error is Extract<E, RoutingError> => isRoutingError(error),
+    (error) => toHttp(sessionId, error)
+  )

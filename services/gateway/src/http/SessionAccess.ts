@@ -8,7 +8,7 @@ import { WaclusterApi } from "@wacluster/domain/Api"
 import { Conflict, InternalError } from "@wacluster/domain/ApiErrors"
 import { CurrentCaller } from "@wacluster/domain/Auth"
 import type { SessionId } from "@wacluster/domain/Ids"
-import { GetHealth, GetQr, type QrCode, Reconnect } from "@wacluster/domain/Protocol"
+import { GetHealth, GetQr, type QrCode, Reconnect, RequestPairingCode } from "@wacluster/domain/Protocol"
 import { Sessions } from "@wacluster/store/Sessions"
 import { DateTime, Effect, Option } from "effect"
 import { QrImages } from "../QrImages.js"
@@ -64,11 +64,24 @@ export const SessionAccessLive = HttpApiBuilder.group(
           }
         })
 
-      return handlers.handle("health", ({ path }) =>
+      return handlers.handle("pairingCode", ({ path, payload }) =>
         Effect.gen(function*() {
           yield* authorize(path.sessionId)
-          return yield* router.send(new GetHealth({ sessionId: path.sessionId })).pipe(routingErrors(path.sessionId))
-        })).handle("reconnect", ({ path }) =>
+          return yield* router.send(
+            new RequestPairingCode({ sessionId: path.sessionId, phoneNumber: payload.phoneNumber })
+          ).pipe(
+            Effect.catchTag(
+              "PairingUnavailable",
+              (error) =>
+                new Conflict({ message: error.message, details: { status: error.status, reason: error.reason } })
+            ),
+            routingErrors(path.sessionId)
+          )
+        })).handle("health", ({ path }) =>
+          Effect.gen(function*() {
+            yield* authorize(path.sessionId)
+            return yield* router.send(new GetHealth({ sessionId: path.sessionId })).pipe(routingErrors(path.sessionId))
+          })).handle("reconnect", ({ path }) =>
           Effect.gen(function*() {
             yield* authorize(path.sessionId)
             return yield* router.send(new Reconnect({ sessionId: path.sessionId })).pipe(routingErrors(path.sessionId))
