@@ -7,23 +7,8 @@
 import { monotonicMillis } from "@wacluster/cluster/ClusterConfig"
 import { findCity } from "@wacluster/domain/Cities"
 import { makeMessageId, type SessionId } from "@wacluster/domain/Ids"
-import {
-  ConnectionHealth,
-  NotConnected,
-  NotOwner,
-  PairingCode,
-  PairingUnavailable,
-  ProxyHealthView,
-  QrCode,
-  SendFailed,
-  SentText,
-  SessionBusy,
-  SessionHealthView,
-  SessionStatusView,
-  StatusMetrics
-} from "@wacluster/domain/Protocol"
+import { NotConnected, NotOwner, PairingCode, SendFailed, SentText, SessionBusy } from "@wacluster/domain/Protocol"
 import type { CommandError, PairingError, SendError, SessionCommand } from "@wacluster/domain/Protocol"
-import { healthOf } from "@wacluster/domain/Session"
 import type { SessionReason, SessionStatus } from "@wacluster/domain/Session"
 import type { Fence } from "@wacluster/store/Fence"
 import { Messages } from "@wacluster/store/Messages"
@@ -33,8 +18,9 @@ import { ProxyConfig } from "@wacluster/whatsapp/ProxyConfig"
 import * as SessionProxy from "@wacluster/whatsapp/SessionProxy"
 import { WhatsAppDriver } from "@wacluster/whatsapp/WhatsAppDriver"
 import type { CloseReason, SocketEvent, WhatsAppSocket } from "@wacluster/whatsapp/WhatsAppDriver"
-import { DateTime, Deferred, Duration, Effect, Option, Queue, Schedule, Stream } from "effect"
+import { Deferred, Duration, Effect, Option, Queue, Schedule, Stream } from "effect"
 import { type BackoffPolicy, nextDelay } from "./Backoff.js"
+import { healthView, type LiveState, pairingUnavailable, qrView, statusView } from "./LiveState.js"
 import { makeWindow, type RestartIntensityPolicy } from "./RestartIntensity.js"
 
 export interface ActorOptions {
@@ -51,23 +37,6 @@ interface Envelope {
   readonly reply: Deferred.Deferred<unknown, CommandError | SendError | PairingError>
 }
 
-export interface LiveState {
-  status: SessionStatus
-  reason: SessionReason | null
-  connectedAt: Date | null
-  phoneNumber: string | null
-  lastActivityAt: Date | null
-  qr: string | null
-  qrExpiresAt: Date | null
-  messagesSent: number
-  messagesReceived: number
-  /** Accumulated over the session's life (persisted), up to `since`. */
-  connectedMs: number
-  observedMs: number
-  /** Monotonic time of the last accounting point. */
-  since: number
-}
-
 export interface SessionActorHandle {
   readonly sessionId: SessionId
   /**
@@ -81,27 +50,6 @@ export interface SessionActorHandle {
 }
 
 const wallClock = Effect.map(Effect.clockWith((clock) => clock.currentTimeMillis), (ms) => new Date(ms))
-
-/** Percentage of observed time spent connected, one decimal. */
-export const uptimePercent = (state: LiveState, now: number): number => {
-  const running = now - state.since
-  const observed = state.observedMs + running
-  const connected = state.connectedMs + (state.status === "connected" ? running : 0)
-  return observed <= 0 ? 0 : Math.round((connected / observed) * 1000) / 10
-}
-
-export const statusView = (sessionId: SessionId, state: LiveState, now: number) =>
-  new SessionStatusView({
-    sessionId,
-    status: state.status,
-    connectedAt: state.connectedAt === null ? null : DateTime.unsafeFromDate(state.connectedAt),
-    health: healthOf(state.status),
-    metrics: new StatusMetrics({
-      messagesSent: state.messagesSent,
-      messagesReceived: state.messagesReceived,
-      uptime: uptimePercent(state, now)
-    })
-  })
 
 /** What the connection loop does after a socket closed. */
 const afterClose = (reason: CloseReason): { status: SessionStatus; reason: SessionReason; retry: boolean } => {
@@ -393,26 +341,20 @@ export const make = Effect.fn("SessionActor.make")(function*(
             if (socket === null || state.status !== "connecting" || state.reason !== "qr_pending") {
               return yield* Deferred.fail(
                 envelope.reply,
-                new PairingUnavailable({
+                pairingUnavailable(
                   sessionId,
-                  status: state.status,
-                  reason: state.reason,
-                  message: state.status === "connected"
+                  state,
+                  state.status === "connected"
                     ? "the session is already linked"
                     : "the session is not waiting to be linked; reconnect it, then ask again once it shows a QR code"
-                })
+                )
               )
             }
             const code = yield* socket.requestPairingCode(command.phoneNumber).pipe(Effect.either)
             if (code._tag === "Left") {
               return yield* Deferred.fail(
                 envelope.reply,
-                new PairingUnavailable({
-                  sessionId,
-                  status: state.status,
-                  reason: state.reason,
-                  message: `WhatsApp did not issue a pairing code: ${code.left.message}`
-                })
+                pairingUnavailable(sessionId, state, `WhatsApp did not issue a pairing code: ${code.left.message}`)
               )
             }
             return yield* Deferred.succeed(
@@ -420,47 +362,10 @@ export const make = Effect.fn("SessionActor.make")(function*(
               new PairingCode({ sessionId, phoneNumber: command.phoneNumber, pairingCode: code.right })
             )
           }
-          case "GetHealth": {
-            const proxyHealth = yield* proxy.health
-            const at = (ms: Date | null) => ms === null ? null : DateTime.unsafeFromDate(ms)
-            return yield* Deferred.succeed(
-              envelope.reply,
-              new SessionHealthView({
-                sessionId,
-                connection: new ConnectionHealth({
-                  status: state.status,
-                  reason: state.reason,
-                  indicator: state.status === "connected" ? "green" : "red",
-                  connectedAt: at(state.connectedAt)
-                }),
-                lastActivityAt: at(state.lastActivityAt),
-                proxy: proxyHealth.enabled && proxyHealth.url !== null
-                  ? new ProxyHealthView({
-                    url: proxyHealth.url,
-                    sticky: proxyHealth.sticky,
-                    healthy: proxyHealth.healthy,
-                    consecutiveFailures: proxyHealth.consecutiveFailures,
-                    failures: proxyHealth.failures,
-                    rotations: proxyHealth.rotations,
-                    lastError: proxyHealth.lastError,
-                    lastFailureAt: at(proxyHealth.lastFailureAt),
-                    lastSuccessAt: at(proxyHealth.lastSuccessAt)
-                  })
-                  : null
-              })
-            )
-          }
+          case "GetHealth":
+            return yield* Deferred.succeed(envelope.reply, healthView(sessionId, state, yield* proxy.health))
           case "GetQr":
-            return yield* Deferred.succeed(
-              envelope.reply,
-              new QrCode({
-                sessionId,
-                status: state.status,
-                reason: state.reason,
-                qr: state.qr,
-                expiresAt: state.qrExpiresAt === null ? null : DateTime.unsafeFromDate(state.qrExpiresAt)
-              })
-            )
+            return yield* Deferred.succeed(envelope.reply, qrView(sessionId, state))
         }
       })
 
