@@ -195,6 +195,35 @@ describe("WhatsApp through wa-sim, end to end", () => {
     await eventually("read", statusOf, (value) => value === "read")
   })
 
+  it("links by phone number with a pairing code instead of a QR scan", async () => {
+    const session = await createSession("Paired-By-Code")
+    await rawQr(session)
+    const requested = await call(gateway, "POST", `/sessions/${session.id}/pairing-code`, {
+      bearer: tenantToken,
+      json: { phoneNumber: "+55 11 90000-0009" }
+    })
+    expect(requested.status, JSON.stringify(requested.body)).toBe(200)
+    expect(requested.body).toMatchObject({ sessionId: session.id, phoneNumber: "5511900000009" })
+    const code = text(requested.body, "pairingCode")
+    expect(code).toMatch(/^[0-9A-Z]{8}$/)
+    const jid = await fixture.sim.enterCode("5511900000009", code)
+    expect(jid).toMatch(/^5511900000009:\d+@s\.whatsapp\.net$/)
+    await statusIs(session, "connected")
+    // Linked now: no second code.
+    const again = await call(gateway, "POST", `/sessions/${session.id}/pairing-code`, {
+      apiKey: session.key,
+      json: { phoneNumber: "5511900000009" }
+    })
+    expect(again.status).toBe(409)
+    expect(text(again.body, "error", "message")).toContain("already linked")
+    const bad = await call(gateway, "POST", `/sessions/${session.id}/pairing-code`, {
+      apiKey: session.key,
+      json: { phoneNumber: "not a number" }
+    })
+    expect(bad.status).toBe(400)
+    expect(text(bad.body, "error", "message")).toContain("country code")
+  })
+
   it("refuses a send while not connected", async () => {
     const session = await createSession("Unlinked")
     await rawQr(session)

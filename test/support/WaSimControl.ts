@@ -22,6 +22,9 @@ export const waSimControl = (controlUrl: string) => ({
   /** Links the device showing `qr` to the account of `phoneNumber`; returns the device JID. */
   scan: async (qr: string, phoneNumber: string) =>
     text(await ok(call(controlUrl, "POST", "/scan", { json: { qr, phoneNumber } }), "scan"), "jid"),
+  /** Types the pairing code shown by the session on the phone of `phoneNumber`; returns the device JID. */
+  enterCode: async (phoneNumber: string, code: string) =>
+    text(await ok(call(controlUrl, "POST", "/pairing", { json: { phoneNumber, code } }), "pairing"), "jid"),
   stats: async () => (await ok(call(controlUrl, "GET", "/stats"), "stats")) as SimStats,
   devices: async () =>
     (await ok(call(controlUrl, "GET", "/devices"), "devices")) as ReadonlyArray<{

@@ -13,12 +13,12 @@ import { startChatServer } from "./internal/ChatServer.js"
 import * as ControlApi from "./internal/ControlApi.js"
 import { Messenger, type SentMessage } from "./internal/Messenger.js"
 import * as Phone from "./internal/phone.js"
-import { type PendingQr, Registry, type Stats } from "./internal/Registry.js"
+import { type PendingPairing, type PendingQr, Registry, type Stats } from "./internal/Registry.js"
 import { makeStanzaHandler } from "./internal/stanzas.js"
 import * as StateFile from "./internal/StateFile.js"
 import { simError, WaSimError } from "./WaSimError.js"
 
-export type { PendingQr, SentMessage, Stats }
+export type { PendingPairing, PendingQr, SentMessage, Stats }
 
 export interface WaSimOptions {
   /** Port of the WebSocket server; 0 (the default) picks a free one. */
@@ -28,13 +28,14 @@ export interface WaSimOptions {
   /** Linked devices and the root key are kept in this JSON file across restarts. */
   readonly stateFile?: string
   /**
-   * How long the QR codes of one registration can be scanned. Default 160 s: the life of Baileys' whole set of
-   * codes at its defaults (60 s for the first, 20 s for each of the five others).
+   * How long the QR codes of one registration can be scanned, and how long a pairing code request
+   * (`requestPairingCode`) can be answered. Default 160 s: the life of Baileys' whole set of codes at its defaults
+   * (60 s for the first, 20 s for each of the five others), after which Baileys closes the connection itself.
    */
   readonly qrTtlMs?: number
   /** How many QR refs a registering client gets (Baileys shows one after the other). Default 6. */
   readonly qrRefs?: number
-  /** How long a scan waits for the client to confirm the pairing. Default 10 s. */
+  /** How long a scan or a typed code waits for each answer of the client. Default 10 s. */
   readonly pairingTimeoutMs?: number
   /**
    * A connection that sends nothing for this long is cut as if its TCP connection were lost (Baileys pings every
@@ -64,8 +65,16 @@ export interface WaSim {
   readonly stats: Effect.Effect<Stats>
   readonly devices: Effect.Effect<ReadonlyArray<DeviceInfo>>
   readonly pendingQrs: Effect.Effect<ReadonlyArray<PendingQr>>
+  /** Clients that asked to be linked by a pairing code (`requestPairingCode`) and wait for it to be typed. */
+  readonly pendingPairings: Effect.Effect<ReadonlyArray<PendingPairing>>
   /** Scans the QR string a client shows, linking it to the account of `phoneNumber` (digits, E.164 without +). */
   readonly scan: (qr: string, phoneNumber: string) => Effect.Effect<{ readonly jid: string }, WaSimError>
+  /**
+   * The user types `code` on the phone of `phoneNumber` (case-insensitive, dashes allowed: `abcd-efgh`), for the
+   * newest client that asked to be linked to that number. Fails with `pairing_not_found` when none waits and with
+   * `wrong_pairing_code` when the code is not the client's (nothing is linked; the client keeps waiting).
+   */
+  readonly enterCode: (phoneNumber: string, code: string) => Effect.Effect<{ readonly jid: string }, WaSimError>
   /** Unlinks the device: its live socket gets 401, and so does every later login. */
   readonly logout: (jid: string) => Effect.Effect<void, WaSimError>
   /** Its live socket gets 440 (replaced); the device stays linked. Succeeds with whether a socket was live. */
@@ -145,7 +154,10 @@ export const make = (options: WaSimOptions = {}): Effect.Effect<WaSim, WaSimErro
         }))
       ),
       pendingQrs: Effect.sync(() => registry.pendingQrs(Date.now())),
+      pendingPairings: Effect.sync(() => registry.pendingPairings(Date.now())),
       scan: (qr, phoneNumber) => attempt("scan", () => Phone.scan(registry, qr, phoneNumber, pairingTimeoutMs)),
+      enterCode: (phoneNumber, code) =>
+        attempt("enterCode", () => Phone.enterCode(registry, phoneNumber, code, pairingTimeoutMs)),
       logout: (jid) => attempt("logout", () => Phone.logout(registry, jid)),
       conflict: (jid) => attempt("conflict", () => Phone.conflict(registry, jid)),
       drop: (jid) => attempt("drop", () => Phone.drop(registry, jid)),

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Curve } from "@whiskeysockets/baileys"
-import { Effect } from "effect"
+import { Effect, Schedule } from "effect"
 import * as WaSim from "../src/WaSim.js"
 import { connect, makeAuth, trustSim, waitForQr } from "./BaileysClient.js"
 import { devicePath, linkDevice, request } from "./Control.js"
@@ -9,6 +9,12 @@ const phoneNumber = "15551230003"
 
 const startSim = (options: WaSim.WaSimOptions = {}) =>
   Effect.tap(WaSim.make(options), (sim) => Effect.sync(() => trustSim(sim.rootPublicKey)))
+
+const waitForPairings = (sim: WaSim.WaSim, count: number) =>
+  sim.pendingPairings.pipe(
+    Effect.filterOrFail((pending) => pending.length === count, () => new Error(`not ${count} pending pairings`)),
+    Effect.retry({ schedule: Schedule.spaced("20 millis"), times: 100 })
+  )
 
 const errorCode = (body: unknown): unknown =>
   typeof body === "object" && body !== null && "error" in body && typeof body.error === "object" && body.error
@@ -73,6 +79,60 @@ describe("WaSim control API", () => {
       expect(yield* sim.pendingQrs).toEqual([])
       const late = yield* request(sim.controlUrl, "POST", "/scan", { qr, phoneNumber })
       expect([late.status, errorCode(late.body)]).toEqual([404, "qr_not_found"])
+    }))
+
+  it.scopedLive("rejects bad code entries: 400 malformed, 404 while no client waits for a code for that number", () =>
+    Effect.gen(function*() {
+      const sim = yield* startSim()
+      const enter = (body: unknown) => request(sim.controlUrl, "POST", "/pairing", body)
+      for (
+        const body of [
+          "{not json",
+          { phoneNumber },
+          { code: "ABCD-EFGH" },
+          { phoneNumber: "+1 555", code: "ABCD-EFGH" },
+          { phoneNumber, code: "ABC" },
+          { phoneNumber, code: "ABCD-EFG!" }
+        ]
+      ) {
+        const answer = yield* enter(body)
+        expect([body, answer.status, errorCode(answer.body)]).toEqual([body, 400, "invalid_request"])
+      }
+      const nobody = yield* enter({ phoneNumber, code: "abcd-efgh" })
+      expect([nobody.status, errorCode(nobody.body)]).toEqual([404, "pairing_not_found"])
+
+      const client = yield* connect(sim.url, makeAuth())
+      yield* waitForQr(client)
+      const code = yield* Effect.promise(() => client.socket.requestPairingCode(phoneNumber))
+      yield* waitForPairings(sim, 1)
+      const otherNumber = yield* enter({ phoneNumber: "15559990000", code })
+      expect([otherNumber.status, errorCode(otherNumber.body)]).toEqual([404, "pairing_not_found"])
+      expect(yield* sim.stats).toEqual({ devices: 0, liveSockets: 0, overlaps: 0 })
+    }))
+
+  it.scopedLive("a pairing code request ends with the QR time to live, and with its connection", () =>
+    Effect.gen(function*() {
+      const sim = yield* startSim({ qrTtlMs: 500 })
+      const expiring = yield* connect(sim.url, makeAuth())
+      yield* waitForQr(expiring)
+      const code = yield* Effect.promise(() => expiring.socket.requestPairingCode(phoneNumber))
+      yield* waitForPairings(sim, 1)
+      yield* Effect.sleep("600 millis")
+      expect((yield* request(sim.controlUrl, "GET", "/pairing")).body).toEqual([])
+      const late = yield* request(sim.controlUrl, "POST", "/pairing", { phoneNumber, code })
+      expect([late.status, errorCode(late.body)]).toEqual([404, "pairing_not_found"])
+
+      // With the default time to live, only the closing connection can end the next request in time.
+      const lasting = yield* startSim()
+      const closing = yield* connect(lasting.url, makeAuth())
+      yield* waitForQr(closing)
+      const otherCode = yield* Effect.promise(() => closing.socket.requestPairingCode(phoneNumber))
+      yield* waitForPairings(lasting, 1)
+      yield* Effect.promise(() => closing.socket.end(undefined))
+      yield* waitForPairings(lasting, 0)
+      const gone = yield* request(lasting.controlUrl, "POST", "/pairing", { phoneNumber, code: otherCode })
+      expect([gone.status, errorCode(gone.body)]).toEqual([404, "pairing_not_found"])
+      expect(yield* lasting.stats).toEqual({ devices: 0, liveSockets: 0, overlaps: 0 })
     }))
 
   it.scopedLive("device actions answer 404 for unknown devices and say whether a socket was live", () =>

@@ -1,14 +1,15 @@
 /**
- * One client WebSocket: the Noise handshake, then either a registration (QR codes until a scan links the device) or
- * a login of a linked device, then stanzas. Incoming data is processed strictly in order, because Noise counters
- * and the client's expectations both depend on it.
+ * One client WebSocket: the Noise handshake, then either a registration (QR codes until a scan links the device, or a
+ * code request until the code is typed on the phone) or a login of a linked device, then stanzas. Incoming data is
+ * processed strictly in order, because Noise counters and the client's expectations both depend on it.
  */
 import { decodeBinaryNode, encodeBinaryNode, proto } from "@whiskeysockets/baileys"
 import { randomBytes } from "node:crypto"
 import type { WebSocket } from "ws"
 import type { ServerIdentity } from "./certificates.js"
+import { companionHelloResult, linkCodeStage, parseCompanionHello } from "./linkCode.js"
 import type { Device, KeyBundle } from "./model.js"
-import { type BinaryNode, node, SERVER, unixSeconds } from "./nodes.js"
+import { type BinaryNode, iqError, node, SERVER, unixSeconds } from "./nodes.js"
 import { encodeFrame, FrameReader, type NoiseTransport, respondToHello, splitIntro } from "./noise.js"
 import type { ChatSocket, PendingRegistration, Registry } from "./Registry.js"
 
@@ -35,6 +36,10 @@ interface OutstandingIq {
   readonly timer: NodeJS.Timeout
 }
 
+interface StanzaWaiter extends OutstandingIq {
+  readonly matches: (stanza: BinaryNode) => boolean
+}
+
 let nextConnectionId = 1
 
 export const streamError = {
@@ -53,6 +58,7 @@ export class ChatConnection implements ChatSocket {
   private readonly frames = new FrameReader()
   private queue: Promise<void> = Promise.resolve()
   private readonly outstanding = new Map<string, OutstandingIq>()
+  private readonly waiters = new Set<StanzaWaiter>()
   private nextIqId = 1
   /** When the client last sent anything; Baileys pings every 30 s by default, so silence means a dead peer. */
   lastHeardAt = Date.now()
@@ -113,6 +119,23 @@ export class ChatConnection implements ChatSocket {
     })
   }
 
+  /** Waits for the next stanza from the client that `matches`; the waiter owns it (and answers it if it is an iq). */
+  awaitStanza(matches: (stanza: BinaryNode) => boolean, timeoutMs: number): Promise<BinaryNode> {
+    return new Promise((resolve, reject) => {
+      if (this.phase._tag === "Closed") return reject(new Error("connection closed"))
+      const waiter: StanzaWaiter = {
+        matches,
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          this.waiters.delete(waiter)
+          reject(new Error(`no matching stanza within ${timeoutMs} ms`))
+        }, timeoutMs)
+      }
+      this.waiters.add(waiter)
+    })
+  }
+
   private markClosed(): void {
     if (this.phase._tag === "Closed") return
     this.phase = { _tag: "Closed" }
@@ -122,6 +145,11 @@ export class ChatConnection implements ChatSocket {
       pending.reject(new Error(`connection closed before the answer to iq ${id}`))
     }
     this.outstanding.clear()
+    for (const waiter of this.waiters) {
+      clearTimeout(waiter.timer)
+      waiter.reject(new Error("connection closed before the awaited stanza"))
+    }
+    this.waiters.clear()
   }
 
   private async onData(data: Buffer): Promise<void> {
@@ -228,11 +256,45 @@ export class ChatConnection implements ChatSocket {
         return
       }
     }
+    for (const waiter of this.waiters) {
+      if (!waiter.matches(stanza)) continue
+      this.waiters.delete(waiter)
+      clearTimeout(waiter.timer)
+      waiter.resolve(stanza)
+      return
+    }
     if (this.phase._tag === "Authenticated") return this.host.onStanza(this, this.phase.device, stanza)
+    const stage = linkCodeStage(stanza)
+    if (stage === "companion_hello") return this.onCompanionHello(stanza)
+    // A companion_finish nobody waits for: no code was typed for this client (or the phone gave up on it).
+    if (stage !== undefined) return this.send(iqError(stanza, 400, "bad-request"))
     // Before login only iqs need an answer; anything else (telemetry and the like) is dropped.
     if (stanza.tag === "iq" && stanza.attrs.type !== "result" && stanza.attrs.type !== "error") {
       this.send(node("iq", { from: SERVER, type: "result", id }))
     }
+  }
+
+  /**
+   * The registering client asks to be linked by code instead of QR (`requestPairingCode`). It keeps showing QR codes
+   * meanwhile; whichever comes first, a scan or the typed code, links it. A second request replaces the first.
+   */
+  private onCompanionHello(iq: BinaryNode): void {
+    const hello = parseCompanionHello(iq)
+    const registration = this.phase._tag === "Registered" ? this.host.registry.pendingOf(this.id) : undefined
+    if (!hello || !registration || !hello.noiseKey.equals(registration.noiseKey)) {
+      return this.send(iqError(iq, 400, "bad-request"))
+    }
+    const now = Date.now()
+    const ref = `2@${randomBytes(18).toString("base64url")}`
+    this.host.registry.requestCode({
+      registration,
+      ref,
+      phoneNumber: hello.phoneNumber,
+      wrappedEphemeral: hello.wrappedEphemeral,
+      requestedAt: now,
+      expiresAt: now + this.host.qrTtlMs
+    })
+    this.send(companionHelloResult(iq, ref))
   }
 }
 

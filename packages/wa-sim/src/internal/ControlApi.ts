@@ -10,6 +10,7 @@ import type { WaSim } from "../WaSim.js"
 import { simError, WaSimError } from "../WaSimError.js"
 
 const ScanBody = Schema.Struct({ qr: Schema.String, phoneNumber: Schema.String })
+const PairingBody = Schema.Struct({ phoneNumber: Schema.String, code: Schema.String })
 const MessageBody = Schema.Struct({ from: Schema.String, text: Schema.String })
 const ReceiptBody = Schema.Struct({ messageId: Schema.String, status: Schema.Literal("delivered", "read") })
 
@@ -47,6 +48,13 @@ export const app = (sim: WaSim) =>
       "/scan",
       Effect.flatMap(body(ScanBody), ({ phoneNumber, qr }) => sim.scan(qr, phoneNumber)).pipe(Effect.flatMap(ok))
     ),
+    HttpRouter.get("/pairing", Effect.flatMap(sim.pendingPairings, ok)),
+    HttpRouter.post(
+      "/pairing",
+      Effect.flatMap(body(PairingBody), ({ code, phoneNumber }) => sim.enterCode(phoneNumber, code)).pipe(
+        Effect.flatMap(ok)
+      )
+    ),
     HttpRouter.post(
       "/devices/:jid/logout",
       Effect.flatMap(jidParam, sim.logout).pipe(Effect.flatMap(() => ok({ ok: true })))
@@ -78,7 +86,12 @@ export const app = (sim: WaSim) =>
       Effect.succeed(
         error instanceof WaSimError
           ? errorResponse(error)
-          : errorResponse(simError("not_found", "no such route (see GET /healthz, /stats, /qr, /devices, POST /scan)"))
+          : errorResponse(
+            simError(
+              "not_found",
+              "no such route (see GET /healthz, /stats, /qr, /pairing, /devices, POST /scan, /pairing)"
+            )
+          )
       )
     )
   )

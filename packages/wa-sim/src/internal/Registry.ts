@@ -1,7 +1,7 @@
 /**
- * The sim's memory: accounts, linked devices, connections waiting for a QR scan, and which socket is live for which
- * device. It enforces WhatsApp's rule of one live socket per device (a new login replaces the old socket with a 440)
- * and counts every overlap, which is what tests of invariant 1 read.
+ * The sim's memory: accounts, linked devices, connections waiting for a QR scan or a typed code, and which socket is
+ * live for which device. It enforces WhatsApp's rule of one live socket per device (a new login replaces the old
+ * socket with a 440) and counts every overlap, which is what tests of invariant 1 read.
  */
 import { Curve, type KeyPair } from "@whiskeysockets/baileys"
 import { randomInt } from "node:crypto"
@@ -20,6 +20,8 @@ export interface ChatSocket {
   terminate(): void
   /** Sends an iq from the server and resolves with the client's answer. */
   request(build: (id: string) => BinaryNode, timeoutMs: number): Promise<BinaryNode>
+  /** Resolves with the next stanza from the client that `matches` (and is not an answer to the server's iqs). */
+  awaitStanza(matches: (stanza: BinaryNode) => boolean, timeoutMs: number): Promise<BinaryNode>
 }
 
 /** A new device that registered and shows QR codes until someone scans one. */
@@ -30,6 +32,25 @@ export interface PendingRegistration {
   readonly keys: KeyBundle
   readonly platform: string
   readonly createdAt: number
+  readonly expiresAt: number
+}
+
+/** A registering client that asked to be linked to a phone number by a code its user types on that phone. */
+export interface CodeRequest {
+  readonly registration: PendingRegistration
+  /** `link_code_pairing_ref`: names this request in the messages that follow. */
+  readonly ref: string
+  readonly phoneNumber: string
+  /** salt(32) ‖ iv(16) ‖ AES-CTR(companion ephemeral public key) under a key derived from the code. */
+  readonly wrappedEphemeral: Buffer
+  readonly requestedAt: number
+  readonly expiresAt: number
+}
+
+export interface PendingPairing {
+  readonly ref: string
+  readonly phoneNumber: string
+  readonly requestedAt: number
   readonly expiresAt: number
 }
 
@@ -54,6 +75,7 @@ export class Registry {
   private readonly devices = new Map<string, Device>()
   private readonly pendingBySocket = new Map<number, PendingRegistration>()
   private readonly pendingByRef = new Map<string, PendingRegistration>()
+  private readonly codeRequests = new Map<number, CodeRequest>()
   private readonly live = new Map<string, ChatSocket>()
   private readonly liveDevice = new Map<number, string>()
   private overlaps = 0
@@ -174,7 +196,7 @@ export class Registry {
     return previous
   }
 
-  /** The socket is closing or closed: it is live no more and its QR codes can no longer be scanned. */
+  /** The socket is closing or closed: it is live no more, and neither its QR codes nor its pairing code work. */
   release(socket: ChatSocket): void {
     const jid = this.liveDevice.get(socket.id)
     if (jid !== undefined) {
@@ -189,12 +211,50 @@ export class Registry {
     for (const ref of pending.refs) this.pendingByRef.set(ref, pending)
   }
 
+  /** Takes the registration (its QR codes and its code request) out of reach: a scan or a typed code claims it. */
   removePending(socketId: number): PendingRegistration | undefined {
     const pending = this.pendingBySocket.get(socketId)
+    this.codeRequests.delete(socketId)
     if (!pending) return undefined
     this.pendingBySocket.delete(socketId)
     for (const ref of pending.refs) this.pendingByRef.delete(ref)
     return pending
+  }
+
+  /** The registration of a connection, while nobody has claimed it. */
+  pendingOf(socketId: number): PendingRegistration | undefined {
+    return this.pendingBySocket.get(socketId)
+  }
+
+  /** Records (or replaces) the code request of a registering connection. */
+  requestCode(request: CodeRequest): void {
+    this.codeRequests.set(request.registration.socket.id, request)
+  }
+
+  /**
+   * Gives a claimed registration back after a failed code entry, if its connection is still open: the client still
+   * shows the same code and can be linked by a scan or by the right code.
+   */
+  restorePending(request: CodeRequest): void {
+    if (!request.registration.socket.isOpen || this.pendingBySocket.has(request.registration.socket.id)) return
+    this.addPending(request.registration)
+    this.requestCode(request)
+  }
+
+  /** The newest request for a code pairing with `phoneNumber` that has not expired: the one the phone shows. */
+  codeRequestFor(phoneNumber: string, now: number): CodeRequest | undefined {
+    let newest: CodeRequest | undefined
+    for (const request of this.codeRequests.values()) {
+      if (request.phoneNumber !== phoneNumber || request.expiresAt <= now) continue
+      if (!newest || request.requestedAt >= newest.requestedAt) newest = request
+    }
+    return newest
+  }
+
+  pendingPairings(now: number): ReadonlyArray<PendingPairing> {
+    return [...this.codeRequests.values()]
+      .filter((request) => request.expiresAt > now)
+      .map(({ expiresAt, phoneNumber, ref, requestedAt }) => ({ ref, phoneNumber, requestedAt, expiresAt }))
   }
 
   /** The registration a QR ref belongs to, if it is still waiting and has not expired. */

@@ -46,6 +46,9 @@ export const bigEndian = (value: number, length: number): Buffer => {
   return out
 }
 
+/** A phone number as the sim takes it: E.164 digits without the plus sign. */
+export const isPhoneNumber = (value: string): boolean => /^[1-9][0-9]{5,14}$/.test(value)
+
 export const unixSeconds = (ms: number = Date.now()): string => Math.floor(ms / 1000).toString()
 
 export const iqResult = (request: BinaryNode, content?: Array<BinaryNode>): BinaryNode =>

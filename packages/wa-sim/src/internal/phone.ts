@@ -1,16 +1,23 @@
 /**
- * What the control API does as "the phone and the network": scan a QR code, unlink a device, log a device in
- * somewhere else (conflict) and cut its connection.
+ * What the control API does as "the phone and the network": scan a QR code or type a pairing code, unlink a device,
+ * log a device in somewhere else (conflict) and cut its connection.
  */
+import { Curve } from "@whiskeysockets/baileys"
 import { simError, type WaSimError } from "../WaSimError.js"
 import { loginFailure, streamError } from "./ChatConnection.js"
+import {
+  linkCodeStage,
+  normalizeCode,
+  openCompanionFinish,
+  primaryHello,
+  unwrapCompanionEphemeral
+} from "./linkCode.js"
+import { iqResult, isPhoneNumber } from "./nodes.js"
 import { type PairingTarget, pairSuccess, parseQr, verifyPairDeviceSign } from "./pairing.js"
-import type { Registry } from "./Registry.js"
-
-const PHONE_NUMBER = /^[1-9][0-9]{5,14}$/
+import type { PendingRegistration, Registry } from "./Registry.js"
 
 export const validatePhoneNumber = (phoneNumber: string): string | WaSimError =>
-  PHONE_NUMBER.test(phoneNumber)
+  isPhoneNumber(phoneNumber)
     ? phoneNumber
     : simError("invalid_request", "phoneNumber must be 6 to 15 digits in E.164 without the plus sign")
 
@@ -35,8 +42,85 @@ export const scan = async (
   if (!pending.noiseKey.equals(parsed.noiseKey) || !pending.keys.identityKey.equals(parsed.identityKey)) {
     throw simError("qr_mismatch", "the QR code's keys are not the keys of the client that showed it")
   }
-  // Scanned once: nobody else may scan this client's codes while it pairs.
+  // Scanned once: nobody else may scan this client's codes (or type its pairing code) while it pairs.
   registry.removePending(pending.socket.id)
+  return completePairing(registry, pending, phone, parsed.advSecret, pairingTimeoutMs)
+}
+
+/**
+ * The user types `typedCode` on the phone of `phoneNumber` for the newest client that asked to be linked to it by code.
+ * The phone answers with `primary_hello`, opens the key bundle in the client's `companion_finish` and, when the code
+ * was the client's, links it as a scan does. A wrong code links nothing; the request stays pending, so the user can
+ * type the code again.
+ */
+export const enterCode = async (
+  registry: Registry,
+  phoneNumber: string,
+  typedCode: string,
+  pairingTimeoutMs: number
+): Promise<{ readonly jid: string }> => {
+  const phone = validatePhoneNumber(phoneNumber)
+  if (typeof phone !== "string") throw phone
+  const code = normalizeCode(typedCode)
+  if (!code) throw simError("invalid_request", "code must be the 8 letters and digits the client shows (ABCD-EFGH)")
+  const request = registry.codeRequestFor(phone, Date.now())
+  if (!request) {
+    throw simError("pairing_not_found", `no client is waiting for a pairing code for ${phone} (expired or never asked)`)
+  }
+  // Claimed: no scan and no other code entry for this client while the phone talks to it.
+  const registration = request.registration
+  registry.removePending(registration.socket.id)
+  const account = registry.ensureAccount(phone)
+  const primaryEphemeral = Curve.generateKeyPair()
+  let advSecret: Buffer | undefined
+  try {
+    const companionEphemeral = await unwrapCompanionEphemeral(request.wrappedEphemeral, code)
+    const hello = await primaryHello(
+      { ref: request.ref, phoneNumber: phone, code },
+      account.identity.public,
+      primaryEphemeral
+    )
+    const finished = registration.socket.awaitStanza(
+      (stanza) => linkCodeStage(stanza) === "companion_finish",
+      pairingTimeoutMs
+    )
+    registration.socket.send(hello)
+    const finish = await finished
+    // WhatsApp accepts companion_finish before the phone looks inside (the bundle is end to end encrypted), and a
+    // phone that cannot open it tells the companion nothing: so does the sim.
+    registration.socket.send(iqResult(finish))
+    advSecret = openCompanionFinish(finish, {
+      ref: request.ref,
+      companionEphemeral,
+      primaryEphemeral,
+      primaryIdentity: account.identity,
+      companionIdentity: registration.keys.identityKey
+    })
+  } catch (error) {
+    registry.restorePending(request)
+    throw simError("pairing_failed", `the client did not answer the phone's primary_hello: ${String(error)}`, error)
+  }
+  if (!advSecret) {
+    registry.restorePending(request)
+    throw simError(
+      "wrong_pairing_code",
+      `${typedCode} is not the code the client shows for ${phone}; nothing was linked`
+    )
+  }
+  return completePairing(registry, registration, phone, advSecret, pairingTimeoutMs)
+}
+
+/**
+ * What follows a scan or a typed code: `pair-success` MACed with the adv secret the client holds, the client's
+ * signature over it, the device record, and a 515 that makes the client log in as the new device.
+ */
+const completePairing = async (
+  registry: Registry,
+  pending: PendingRegistration,
+  phone: string,
+  advSecret: Buffer,
+  pairingTimeoutMs: number
+): Promise<{ readonly jid: string }> => {
   const account = registry.ensureAccount(phone)
   const deviceId = registry.allocateDeviceId(account)
   const target: PairingTarget = {
@@ -45,7 +129,7 @@ export const scan = async (
     jid: `${phone}:${deviceId}@s.whatsapp.net`,
     lid: `${account.lidUser}:${deviceId}@lid`,
     deviceIdentityKey: pending.keys.identityKey,
-    advSecret: parsed.advSecret
+    advSecret
   }
   const reply = await pending.socket.request((id) => pairSuccess(target, id), pairingTimeoutMs).catch((error) => {
     throw simError("pairing_failed", `the client did not confirm the pairing: ${String(error)}`, error)
