@@ -39,6 +39,22 @@ const describe = (value: unknown): string => {
   }
 }
 
+/**
+ * Messages Baileys logs as warnings or errors on a perfectly normal path: the restart WhatsApp asks for right
+ * after pairing (stream error 515), and the presence update skipped on every connect of an account whose push
+ * name has not synced yet. Logged at debug, so real problems stand out.
+ */
+const isRestartRequest = (fields: object): boolean => {
+  const node = "fullErrorNode" in fields ? fields.fullErrorNode : undefined
+  if (typeof node !== "object" || node === null || !("attrs" in node)) return false
+  const attrs = node.attrs
+  return typeof attrs === "object" && attrs !== null && "code" in attrs && attrs.code === "515"
+}
+
+const routine = (text: string, fields: object): boolean =>
+  text.startsWith("no name present, ignoring presence update") ||
+  (text === "stream errored out" && isRestartRequest(fields))
+
 export const makeLogger = (
   runtime: Runtime.Runtime<never>,
   level: Level,
@@ -48,6 +64,10 @@ export const makeLogger = (
   const emit = (at: Level) => (first: unknown, message?: string) => {
     if (order[at] < threshold) return
     const { fields, text } = split(first, message)
+    if (order[at] >= order.warn && routine(text, fields)) {
+      if (order.debug >= threshold) emit("debug")(first, message)
+      return
+    }
     const annotations: Record<string, string> = { component: "baileys" }
     for (const [key, value] of Object.entries({ ...bindings, ...fields })) annotations[key] = describe(value)
     Runtime.runSync(runtime)(Effect.logWithLevel(effectLevel[at], text).pipe(Effect.annotateLogs(annotations)))
