@@ -30,6 +30,12 @@ export interface ActorOptions {
   readonly intensity: RestartIntensityPolicy
   /** How often counters and uptime are saved even when nothing changes. */
   readonly persistEvery: Duration.Duration
+  /**
+   * Shared by the node's actors: a permit is held from connecting until the socket's first event (QR, open or
+   * close). A WhatsApp handshake and its first queries cost CPU; a node that takes over a thousand sessions at once
+   * must not stall its event loop (and with it its lease renewals).
+   */
+  readonly connectGate: Effect.Semaphore
 }
 
 interface Envelope {
@@ -220,6 +226,16 @@ export const make = Effect.fn("SessionActor.make")(function*(
 
     const connectOnce = Effect.scoped(
       Effect.gen(function*() {
+        let gated = false
+        const leaveGate = Effect.suspend(() => {
+          if (!gated) return Effect.void
+          gated = false
+          return options.connectGate.release(1)
+        })
+        yield* Effect.acquireRelease(
+          Effect.tap(options.connectGate.take(1), () => (gated = true)),
+          () => leaveGate
+        )
         const socket = yield* driver.connect({ sessionId, fence, proxy })
         current = socket
         yield* Effect.addFinalizer(() => Effect.sync(() => (current = null)))
@@ -228,7 +244,7 @@ export const make = Effect.fn("SessionActor.make")(function*(
         yield* socket.events.pipe(
           Stream.runForEach((event) => {
             if (event._tag === "Closed") closed.reason = event.reason
-            return onEvent(event)
+            return Effect.zipRight(leaveGate, onEvent(event))
           })
         )
         return closed.reason

@@ -34,7 +34,9 @@ import { defaultBackoff } from "./Backoff.js"
 import { defaultIntensity } from "./RestartIntensity.js"
 import * as SessionActor from "./SessionActor.js"
 
-export interface HostOptions extends SessionActor.ActorOptions {
+export interface HostOptions extends Omit<SessionActor.ActorOptions, "connectGate"> {
+  /** Sockets of this node that may be connecting (handshake until the first event) at the same time. */
+  readonly connectConcurrency: number
   /** How long a command may wait for the actor's answer. */
   readonly askTimeout: Duration.Duration
   /** How often each held shard is rescanned for sessions that should run but do not. */
@@ -65,6 +67,11 @@ export const hostConfig: Config.Config<HostOptions> = Config.all({
     Config.withDefault(Duration.seconds(30)),
     Config.withDescription("How often an actor saves its counters and uptime when nothing else happens")
   ),
+  connectConcurrency: Config.integer("SESSION_CONNECT_CONCURRENCY").pipe(
+    Config.withDefault(16),
+    Config.validate({ message: "SESSION_CONNECT_CONCURRENCY must be at least 1", validation: (n) => n >= 1 }),
+    Config.withDescription("WhatsApp connects a node runs at once (the rest wait their turn)")
+  ),
   askTimeout: Config.duration("SESSION_ASK_TIMEOUT").pipe(
     Config.withDefault(Duration.seconds(5)),
     Config.withDescription("How long a command waits for the session actor's answer")
@@ -82,7 +89,11 @@ export class SessionHost extends Context.Tag("@wacluster/session/SessionHost")<S
   readonly running: Effect.Effect<ReadonlyMap<number, number>>
 }>() {}
 
-export const make = Effect.fn("SessionHost.make")(function*(options: HostOptions) {
+export const make = Effect.fn("SessionHost.make")(function*(hostOptions: HostOptions) {
+  const options: HostOptions & SessionActor.ActorOptions = {
+    ...hostOptions,
+    connectGate: yield* Effect.makeSemaphore(hostOptions.connectConcurrency)
+  }
   const nats = yield* Nats
   const sessions = yield* Sessions
   const fences = yield* ShardFences

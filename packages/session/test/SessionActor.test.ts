@@ -18,6 +18,7 @@ const options: SessionActor.ActorOptions = {
   mailboxCapacity: 8,
   backoff: defaultBackoff,
   intensity: defaultIntensity,
+  connectGate: Effect.unsafeMakeSemaphore(64),
   persistEvery: Duration.seconds(30)
 }
 
@@ -248,6 +249,43 @@ describe("SessionActor", () => {
         expect((yield* network.sent(sessionId)).map((m) => m.text)).toEqual(["hi"])
         const view = yield* until(handle, (v) => v.metrics.messagesSent === 1)
         expect(view.metrics.messagesReceived).toBe(0)
+      }))
+
+    it.scoped("connects through a node-wide gate: a second socket waits until the first shows its first event", () =>
+      Effect.gen(function*() {
+        const driver = yield* WhatsAppDriver
+        const hold = yield* Deferred.make<void>()
+        const connects: Array<string> = []
+        const first = yield* seedSession({ shard: 7 })
+        const second = yield* seedSession({ shard: 7 })
+        yield* (yield* ShardFences).advance(7, 1)
+        const gated = WhatsAppDriver.of({
+          ...driver,
+          // The first session's handshake hangs until `hold` is released.
+          connect: (connectOptions) =>
+            Effect.sync(() => connects.push(connectOptions.sessionId)).pipe(
+              Effect.zipRight(connectOptions.sessionId === first.id ? Deferred.await(hold) : Effect.void),
+              Effect.zipRight(driver.connect(connectOptions))
+            )
+        })
+        const fence = { shard: ShardNumber.make(7), epoch: 1 }
+        const gateOfOne = { ...options, connectGate: yield* Effect.makeSemaphore(1) }
+        const a = yield* SessionActor.make(first.id, fence, gateOfOne).pipe(
+          Effect.provideService(WhatsAppDriver, gated)
+        )
+        const b = yield* SessionActor.make(second.id, fence, gateOfOne).pipe(
+          Effect.provideService(WhatsAppDriver, gated)
+        )
+        yield* Effect.forkScoped(a.run)
+        yield* until(a.handle, () => connects.length === 1)
+        yield* Effect.forkScoped(b.run)
+        yield* settle
+        yield* settle
+        expect(connects).toEqual([first.id])
+        yield* Deferred.succeed(hold, undefined)
+        yield* qrOf(first.id)
+        yield* qrOf(second.id)
+        expect(connects).toEqual([first.id, second.id])
       }))
 
     it.scoped("counts inbound messages", () =>

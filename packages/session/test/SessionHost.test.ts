@@ -66,6 +66,8 @@ const NodeLayer = ShardLeases.layer.pipe(
     mailboxCapacity: 16,
     backoff: defaultBackoff,
     intensity: defaultIntensity,
+    // Low, so the tests that start many sessions at once go through the gate.
+    connectConcurrency: 2,
     persistEvery: Duration.seconds(30),
     askTimeout: Duration.seconds(2),
     rescanEvery: Duration.seconds(1)
