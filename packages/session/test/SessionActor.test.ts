@@ -57,6 +57,23 @@ const until = (handle: SessionActor.SessionActorHandle, check: (view: SessionSta
     return yield* Effect.dieMessage(`status never matched; last: ${JSON.stringify(yield* status(handle))}`)
   })
 
+/**
+ * Drops the session's socket and waits (on the real clock) until the actor is disconnected and sleeping on the test
+ * clock for its backoff (or park): moving the clock before that sleep has started would leave it waiting for good.
+ */
+const dropAndAwaitBackoff = (handle: SessionActor.SessionActorHandle, sessionId: SessionId) =>
+  Effect.gen(function*() {
+    const network = yield* InProcessWhatsApp
+    const before = (yield* TestClock.sleeps()).length
+    yield* network.drop(sessionId)
+    const view = yield* until(handle, (v) => v.status === "disconnected")
+    for (let i = 0; i < 500; i++) {
+      if ((yield* TestClock.sleeps()).length > before) return view
+      yield* settle
+    }
+    return yield* Effect.dieMessage("the actor never started its backoff")
+  })
+
 const qrOf = (sessionId: SessionId) =>
   Effect.gen(function*() {
     const network = yield* InProcessWhatsApp
@@ -122,8 +139,7 @@ describe("SessionActor", () => {
         yield* until(handle, (v) => v.status === "connected")
         yield* TestClock.adjust("90 seconds")
 
-        yield* network.drop(sessionId)
-        const down = yield* until(handle, (v) => v.status === "disconnected")
+        const down = yield* dropAndAwaitBackoff(handle, sessionId)
         expect(down.health).toBe("unhealthy")
         expect(yield* network.liveSockets).toBe(0)
         yield* TestClock.adjust("10 seconds")
@@ -143,15 +159,12 @@ describe("SessionActor", () => {
         yield* until(handle, (v) => v.status === "connected")
         // Ten drops within five minutes are restarted with backoff (1-3 s after a connected socket).
         for (let restart = 1; restart <= defaultIntensity.maxRestarts; restart++) {
-          yield* network.drop(sessionId)
-          yield* until(handle, (v) => v.status === "disconnected")
+          yield* dropAndAwaitBackoff(handle, sessionId)
           yield* TestClock.adjust("5 seconds")
           yield* until(handle, (v) => v.status === "connected")
         }
         // The eleventh is one too many: parked, no socket, and it says why.
-        yield* network.drop(sessionId)
-        yield* until(handle, (v) => v.status === "disconnected")
-        yield* settle
+        yield* dropAndAwaitBackoff(handle, sessionId)
         const parked = Option.getOrThrow(yield* (yield* SessionRuntime).load(sessionId))
         expect([parked.status, parked.reason]).toEqual(["disconnected", "failing"])
         yield* TestClock.adjust("14 minutes")
@@ -166,14 +179,12 @@ describe("SessionActor", () => {
 
     it.scoped("counts restarts in a sliding window: drops spread over time never park the session", () =>
       Effect.gen(function*() {
-        const network = yield* InProcessWhatsApp
         const { handle, sessionId } = yield* start()
         yield* link(sessionId)
         yield* until(handle, (v) => v.status === "connected")
         // Fifteen drops, one a minute: at most five in any five minutes.
         for (let restart = 1; restart <= 15; restart++) {
-          yield* network.drop(sessionId)
-          yield* until(handle, (v) => v.status === "disconnected")
+          yield* dropAndAwaitBackoff(handle, sessionId)
           yield* TestClock.adjust("1 minute")
           yield* until(handle, (v) => v.status === "connected")
         }
