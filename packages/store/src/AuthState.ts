@@ -22,9 +22,13 @@ export class AuthState extends Context.Tag("@wacluster/store/AuthState")<AuthSta
     sessionId: SessionId,
     keys: ReadonlyArray<string>
   ) => Effect.Effect<ReadonlyMap<string, Uint8Array>, StoreError | AuthDecryptError>
-  /** Every key of the session, decrypted, in one query: the whole state a session needs at connect. */
+  /**
+   * Every key of the session, decrypted, in one query: the state a session needs at connect. Keys starting with
+   * `except` (a key prefix) are left out.
+   */
   readonly getAll: (
-    sessionId: SessionId
+    sessionId: SessionId,
+    options?: { readonly except?: string }
   ) => Effect.Effect<ReadonlyMap<string, Uint8Array>, StoreError | AuthDecryptError>
   /** Writes and deletes (value null) in one fenced statement; for a key given twice the last entry wins. */
   readonly set: (
@@ -64,13 +68,16 @@ export const make = Effect.gen(function*() {
       Effect.withSpan("AuthState.get", { attributes: { sessionId, keys: keys.length } })
     )
 
-  const getAll = (sessionId: SessionId) =>
-    sql`SELECT key, value FROM auth_state WHERE session_id = ${sessionId}`.pipe(
-      Effect.flatMap(Schema.decodeUnknown(Rows)),
-      Effect.flatMap((rows) => decrypt(sessionId, rows)),
-      mapStoreError("AuthState.getAll"),
-      Effect.withSpan("AuthState.getAll", { attributes: { sessionId } })
-    )
+  const getAll = (sessionId: SessionId, options: { readonly except?: string } = {}) =>
+    (options.except === undefined
+      ? sql`SELECT key, value FROM auth_state WHERE session_id = ${sessionId}`
+      : sql`SELECT key, value FROM auth_state
+          WHERE session_id = ${sessionId} AND left(key, ${options.except.length}) <> ${options.except}`).pipe(
+        Effect.flatMap(Schema.decodeUnknown(Rows)),
+        Effect.flatMap((rows) => decrypt(sessionId, rows)),
+        mapStoreError("AuthState.getAll"),
+        Effect.withSpan("AuthState.getAll", { attributes: { sessionId } })
+      )
 
   const set = (fence: Fence.Fence, sessionId: SessionId, entries: ReadonlyArray<AuthStateEntry>) =>
     Effect.gen(function*() {

@@ -41,10 +41,19 @@ export class ShardsMismatch extends Schema.TaggedError<ShardsMismatch>("@waclust
 const isStoreFailure = (error: unknown): error is SqlError | ParseResult.ParseError =>
   Predicate.isTagged(error, "SqlError") || ParseResult.isParseError(error)
 
-/** Turns driver and decoding failures into a `StoreError` naming the operation; other errors pass through. */
+/**
+ * Turns driver and decoding failures into a `StoreError` naming the operation; other errors pass through.
+ *
+ * It also runs the operation to the end once started, even if the caller is interrupted (a session stopping, a
+ * request timing out). An interrupted query is cancelled with `pg_cancel_backend(pid)`, which @effect/sql-pg sends
+ * over another pool connection: under load it runs after the query finished and its connection went back to the
+ * pool, and cancels whatever statement runs there next — seen as lost auth-state writes ("canceling statement due
+ * to user request") while a thousand sessions were being linked. Our statements are short; letting them finish is
+ * cheaper than that.
+ */
 export const mapStoreError = (operation: string) => <A, E, R>(self: Effect.Effect<A, E, R>) =>
   Effect.catchIf(
-    self,
+    Effect.uninterruptible(self),
     (error): error is Extract<E, SqlError | ParseResult.ParseError> => isStoreFailure(error),
     (cause) => Effect.fail(new StoreError({ message: `${operation} failed: ${describe(cause)}`, cause }))
   )

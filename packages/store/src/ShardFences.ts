@@ -16,6 +16,8 @@ export class ShardFences extends Context.Tag("@wacluster/store/ShardFences")<Sha
   readonly advance: (shard: number, epoch: number) => Effect.Effect<boolean, StoreError>
   /** The shard's fence epoch, if it was ever advanced. */
   readonly current: (shard: number) => Effect.Effect<Option.Option<number>, StoreError>
+  /** The highest epoch of any shard (0 when none): new lease epochs must start above it (see EpochFloor). */
+  readonly highest: Effect.Effect<number, StoreError>
 }>() {}
 
 export const make = Effect.gen(function*() {
@@ -38,7 +40,13 @@ export const make = Effect.gen(function*() {
       mapStoreError("ShardFences.current")
     )
 
-  return ShardFences.of({ advance, current })
+  const highest = sql<{ epoch: unknown }>`SELECT COALESCE(MAX(epoch), 0) AS epoch FROM shard_fences`.pipe(
+    Effect.flatMap((rows) => Schema.decodeUnknown(Schema.Tuple(Schema.Struct({ epoch: Int8 })))(rows)),
+    Effect.map(([row]) => row.epoch),
+    mapStoreError("ShardFences.highest")
+  )
+
+  return ShardFences.of({ advance, current, highest })
 })
 
 export const layer = Layer.effect(ShardFences, make)

@@ -1,7 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import { assert, expect, it, layer } from "@effect/vitest"
 import { ShardNumber } from "@wacluster/domain/Shard"
-import { ConfigProvider, Effect, Exit, Layer } from "effect"
+import { ConfigProvider, Deferred, Effect, Exit, Fiber, Layer } from "effect"
 import * as AuthCipher from "../src/AuthCipher.js"
 import * as AuthState from "../src/AuthState.js"
 import { StaleEpoch } from "../src/Errors.js"
@@ -148,6 +148,34 @@ layer(storeLayer("auth_state"), { timeout: 60_000, excludeTestServices: true })(
 
       yield* auth.clear(session.id, { ...fence, epoch: 2 })
       assert.strictEqual((yield* auth.get(session.id, ["creds"])).size, 0)
+    }))
+
+  it.effect("a write runs to the end once started, even when its caller is interrupted meanwhile", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const auth = yield* AuthState.AuthState
+      const { fence, session } = yield* ownedSession
+      // Another transaction holds the shard's fence row, so the write (which reads it FOR SHARE) waits.
+      const locked = yield* Deferred.make<void>()
+      const unlock = yield* Deferred.make<void>()
+      const holder = yield* sql.withTransaction(Effect.gen(function*() {
+        yield* sql`SELECT 1 FROM shard_fences WHERE shard = ${session.shard} FOR UPDATE`
+        yield* Deferred.succeed(locked, undefined)
+        yield* Deferred.await(unlock)
+      })).pipe(Effect.fork)
+      yield* Deferred.await(locked)
+      const writer = yield* auth.set(fence, session.id, [{ key: "creds", value: text("paired") }]).pipe(Effect.fork)
+      yield* Effect.sleep("200 millis")
+
+      // Interrupting the caller does not cancel the statement (pg_cancel_backend would, and under load it lands
+      // on whatever statement the connection runs next): the interruption waits for the write.
+      const interrupting = yield* Fiber.interrupt(writer).pipe(Effect.fork)
+      yield* Effect.sleep("200 millis")
+      assert.isNull(interrupting.unsafePoll())
+      yield* Deferred.succeed(unlock, undefined)
+      yield* Fiber.join(holder)
+      yield* Fiber.join(interrupting)
+      assert.deepStrictEqual(decoded(yield* auth.get(session.id, ["creds"])), { creds: "paired" })
     }))
 
   it.effect("values written under another AUTH_STATE_KEY do not decrypt", () =>
