@@ -42,6 +42,12 @@ export interface WaSimOptions {
    * `keepAliveIntervalMs`, 30 s by default). Default 90 s; 0 never cuts.
    */
   readonly idleTimeoutMs?: number
+  /**
+   * When a device logs in while its previous socket is still open, that socket is replaced at once and pinged: it
+   * counts as an overlap only if it sends any frame within this many ms (a live peer); a frozen or dead one stays
+   * silent and counts nothing. Default 1500 ms.
+   */
+  readonly livenessProbeMs?: number
   /** Where unexpected protocol errors go (a client that sends garbage, a failed state-file write). */
   readonly onError?: (error: unknown) => void
 }
@@ -62,6 +68,10 @@ export interface WaSim {
   readonly controlUrl: string
   /** Hex of the root public key clients must pin as `WA_CERT_DETAILS.PUBLIC_KEY`. */
   readonly rootPublicKey: string
+  /**
+   * Devices, live sockets and overlaps (invariant 1). Waits for the liveness probes of logins already made (at most
+   * `livenessProbeMs`), so `overlaps` is final for everything that happened before the call.
+   */
   readonly stats: Effect.Effect<Stats>
   readonly devices: Effect.Effect<ReadonlyArray<DeviceInfo>>
   readonly pendingQrs: Effect.Effect<ReadonlyArray<PendingQr>>
@@ -81,6 +91,8 @@ export interface WaSim {
   readonly conflict: (jid: string) => Effect.Effect<boolean, WaSimError>
   /** Destroys its live socket's TCP connection, no stream error. Succeeds with whether a socket was live. */
   readonly drop: (jid: string) => Effect.Effect<boolean, WaSimError>
+  /** The device's connection stays open but loses everything the client sends (no answers, no acks). */
+  readonly stall: (jid: string) => Effect.Effect<boolean, WaSimError>
   /** A 1:1 text from the phone number `from` to the device (delivered now, or on its next login). */
   readonly sendText: (jid: string, from: string, text: string) => Effect.Effect<{ readonly id: string }, WaSimError>
   /** What the device sent to contacts, oldest first. */
@@ -104,13 +116,22 @@ export const make = (options: WaSimOptions = {}): Effect.Effect<WaSim, WaSimErro
   Effect.gen(function*() {
     const onError = options.onError ?? (() => undefined)
     const snapshot = options.stateFile ? yield* StateFile.load(options.stateFile) : undefined
-    const registry = new Registry(snapshot?.root ?? Curve.generateKeyPair(), snapshot)
+    const registry = new Registry(
+      snapshot?.root ?? Curve.generateKeyPair(),
+      { livenessProbeMs: options.livenessProbeMs ?? 1_500 },
+      snapshot
+    )
     if (options.stateFile) {
       const writer = StateFile.makeWriter(options.stateFile, () => registry.snapshot(), onError)
       registry.onChange(writer.schedule)
       // A fresh root key is written at once, so a client that pinned it can still connect after a restart.
       if (!snapshot) writer.schedule()
       yield* Effect.addFinalizer(() => Effect.sync(writer.flush))
+      const preKeys = StateFile.makePreKeyFiles(options.stateFile, onError)
+      preKeys.restore(snapshot?.devices ?? [])
+      registry.onPreKeysChange(preKeys.schedule)
+      registry.onUnlink(preKeys.remove)
+      yield* Effect.addFinalizer(() => Effect.sync(preKeys.flush))
     }
     const messenger = new Messenger(registry, onError)
     registry.onUnlink((jid) => messenger.forget(jid))
@@ -142,7 +163,7 @@ export const make = (options: WaSimOptions = {}): Effect.Effect<WaSim, WaSimErro
       url: `ws://${HOST}:${chat.port}/ws/chat`,
       controlUrl: controlUrlOf(control.address),
       rootPublicKey: Buffer.from(registry.root.public).toString("hex"),
-      stats: Effect.sync(() => registry.stats()),
+      stats: Effect.promise(() => registry.settledStats()).pipe(Effect.withSpan("WaSim.stats")),
       devices: Effect.sync(() =>
         registry.listDevices().map((device) => ({
           jid: device.jid,
@@ -161,6 +182,7 @@ export const make = (options: WaSimOptions = {}): Effect.Effect<WaSim, WaSimErro
       logout: (jid) => attempt("logout", () => Phone.logout(registry, jid)),
       conflict: (jid) => attempt("conflict", () => Phone.conflict(registry, jid)),
       drop: (jid) => attempt("drop", () => Phone.drop(registry, jid)),
+      stall: (jid) => attempt("stall", () => Phone.stall(registry, jid)),
       sendText: (jid, from, text) => attempt("sendText", () => messenger.sendText(jid, from, text)),
       sentMessages: (jid) => attempt("sentMessages", () => messenger.sentBy(jid)),
       receipt: (jid, messageId, status) => attempt("receipt", () => messenger.receiptFor(jid, messageId, status))

@@ -1,8 +1,8 @@
 /**
  * wa-sim as its own process:
- *   pnpm --filter @wacluster/wa-sim start -- [--port N] [--control-port M] [--state-file path]
- * (or WA_SIM_PORT, WA_SIM_CONTROL_PORT, WA_SIM_STATE_FILE). When ready it prints exactly one JSON line to stdout,
- * `{"waSimUrl","waSimControlUrl","rootPublicKey"}`, and it stops cleanly on SIGINT/SIGTERM.
+ *   pnpm --filter @wacluster/wa-sim start -- [--port N] [--control-port M] [--state-file path] [--liveness-probe-ms T]
+ * (or WA_SIM_PORT, WA_SIM_CONTROL_PORT, WA_SIM_STATE_FILE, WA_SIM_LIVENESS_PROBE_MS). When ready it prints exactly
+ * one JSON line to stdout, `{"waSimUrl","waSimControlUrl","rootPublicKey"}`, and it stops cleanly on SIGINT/SIGTERM.
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Config, ConfigProvider, Effect, Option } from "effect"
@@ -11,7 +11,8 @@ import * as WaSim from "./WaSim.js"
 const flags: Record<string, string> = {
   "--port": "WA_SIM_PORT",
   "--control-port": "WA_SIM_CONTROL_PORT",
-  "--state-file": "WA_SIM_STATE_FILE"
+  "--state-file": "WA_SIM_STATE_FILE",
+  "--liveness-probe-ms": "WA_SIM_LIVENESS_PROBE_MS"
 }
 
 const parseArgs = (args: ReadonlyArray<string>): Map<string, string> => {
@@ -23,7 +24,9 @@ const parseArgs = (args: ReadonlyArray<string>): Map<string, string> => {
     const key = flags[flag]
     const value = inline ?? args[++i]
     if (!key || value === undefined) {
-      process.stderr.write(`usage: wa-sim [--port N] [--control-port M] [--state-file path] (bad argument: ${arg})\n`)
+      process.stderr.write(
+        `usage: wa-sim [--port N] [--control-port M] [--state-file path] [--liveness-probe-ms T] (bad argument: ${arg})\n`
+      )
       process.exit(2)
     }
     values.set(key, value)
@@ -48,14 +51,22 @@ const options = Config.all({
   ),
   stateFile: Config.option(Config.string("WA_SIM_STATE_FILE")).pipe(
     Config.withDescription("JSON file keeping linked devices and the root key across restarts")
+  ),
+  livenessProbeMs: Config.integer("WA_SIM_LIVENESS_PROBE_MS").pipe(
+    Config.validate({ message: "Expected a positive number of milliseconds", validation: (n) => n > 0 }),
+    Config.withDefault(1_500),
+    Config.withDescription(
+      "How long a replaced socket has to answer a ping for the login that replaced it to count as an overlap"
+    )
   )
 })
 
 const program = Effect.gen(function*() {
-  const { controlPort, port, stateFile } = yield* options
+  const { controlPort, livenessProbeMs, port, stateFile } = yield* options
   const sim = yield* WaSim.make({
     port,
     controlPort,
+    livenessProbeMs,
     ...Option.match(stateFile, { onNone: () => ({}), onSome: (path) => ({ stateFile: path }) }),
     onError: (error) => Effect.runFork(Effect.logWarning("wa-sim: protocol error", error))
   })

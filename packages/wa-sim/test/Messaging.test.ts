@@ -97,6 +97,24 @@ describe("WaSim messaging", () => {
       ])
     }))
 
+  it.scopedLive("records a note to self: a text the device sends to its own number reaches its phone", () =>
+    Effect.gen(function*() {
+      const { client, jid, sim } = yield* linkedAndOpen
+      const message = yield* Effect.promise(() =>
+        client.socket.sendMessage(`${phoneNumber}@s.whatsapp.net`, { text: "remember the milk" })
+      )
+      const sent = yield* sentCount(sim, jid, 1)
+      expect(sent).toEqual([
+        expect.objectContaining({
+          id: message?.key.id,
+          to: `${phoneNumber}@s.whatsapp.net`,
+          phoneNumber,
+          text: "remember the milk",
+          status: "sent"
+        })
+      ])
+    }))
+
   it.scopedLive("a conversation both ways: the contact writes first, the client answers on the same sessions", () =>
     Effect.gen(function*() {
       const { client, jid, sim } = yield* linkedAndOpen

@@ -82,6 +82,9 @@ describe("WaSim standalone and state", () => {
         yield* Effect.flatMap(connect(sim.url, linked.auth), waitForOpen)
         return { ...linked, rootPublicKey: sim.rootPublicKey }
       }))
+      // The login after the link uploaded the first batch of one-time prekeys.
+      const uploadedUpTo = auth.creds.nextPreKeyId
+      expect(uploadedUpTo).toBeGreaterThan(800)
       expect(JSON.parse(yield* Effect.promise(() => readFile(stateFile, "utf8")))).toMatchObject({
         devices: [expect.objectContaining({ jid, phoneNumber })]
       })
@@ -92,7 +95,9 @@ describe("WaSim standalone and state", () => {
       const client = yield* connect(restarted.url, auth)
       yield* waitForOpen(client)
       expect(auth.creds.me?.id).toBe(jid)
-      // One-time prekeys are not kept: the client uploads a new batch on this login, so messages still arrive.
+      // The sim kept the device's one-time prekeys: no new batch on this login, and a new contact's first message
+      // is encrypted to one of the kept ones.
+      expect(auth.creds.nextPreKeyId).toBe(uploadedUpTo)
       const { id } = yield* restarted.sendText(jid, "4930123456", "after the restart")
       const received = yield* waitFor(client.messages, "a message after the restart", (m) => m.key.id === id)
       expect(received.message?.conversation).toBe("after the restart")

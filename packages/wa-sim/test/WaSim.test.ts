@@ -1,8 +1,9 @@
 import { describe, expect, it } from "@effect/vitest"
 import { DisconnectReason } from "@whiskeysockets/baileys"
 import { Effect, Schedule } from "effect"
+import { randomBytes } from "node:crypto"
 import * as WaSim from "../src/WaSim.js"
-import { connect, makeAuth, trustSim, waitForClose, waitForOpen, waitForQr } from "./BaileysClient.js"
+import { connect, makeAuth, trustSim, waitFor, waitForClose, waitForOpen, waitForQr } from "./BaileysClient.js"
 import { devicePath, linkDevice, request } from "./Control.js"
 
 const phoneNumber = "15551230001"
@@ -11,6 +12,22 @@ const startSim = (options: WaSim.WaSimOptions = {}) =>
   Effect.tap(WaSim.make(options), (sim) => Effect.sync(() => trustSim(sim.rootPublicKey)))
 
 describe("WaSim", () => {
+  it.scopedLive("a client that trusts another root key refuses the server, even after it accepted the real one", () =>
+    Effect.gen(function*() {
+      const sim = yield* startSim()
+      // Accepted once (Baileys remembers a certificate it verified)…
+      yield* waitForQr(yield* connect(sim.url, makeAuth()))
+      // …which must not let the same certificate through under a root key that did not sign it.
+      yield* Effect.acquireRelease(
+        Effect.sync(() => trustSim(randomBytes(32).toString("hex"))),
+        () => Effect.sync(() => trustSim(sim.rootPublicKey))
+      )
+      const refused = yield* connect(sim.url, makeAuth())
+      const closed = yield* waitFor(refused.updates, "connection close", (update) => update.connection === "close")
+      expect(closed.lastDisconnect?.error?.message).toMatch(/intermediate certificate signature invalid/)
+      expect(refused.socket.authState.creds.me).toBeUndefined()
+    }))
+
   it.scopedLive("links a new device by QR scan: pair-success, 515, then a login that opens as the scanned jid", () =>
     Effect.gen(function*() {
       const sim = yield* startSim()
@@ -151,7 +168,7 @@ describe("WaSim", () => {
 
   it.scopedLive("a connection that goes silent is cut like a lost TCP connection and is no longer live", () =>
     Effect.gen(function*() {
-      const sim = yield* startSim({ idleTimeoutMs: 500 })
+      const sim = yield* startSim({ idleTimeoutMs: 2_000 })
       const { auth } = yield* linkDevice(sim, phoneNumber)
       const client = yield* connect(sim.url, auth)
       yield* waitForOpen(client)

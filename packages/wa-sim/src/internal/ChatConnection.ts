@@ -62,6 +62,7 @@ export class ChatConnection implements ChatSocket {
   private nextIqId = 1
   /** When the client last sent anything; Baileys pings every 30 s by default, so silence means a dead peer. */
   lastHeardAt = Date.now()
+  private stalled = false
 
   constructor(private readonly ws: WebSocket, private readonly host: ConnectionHost) {
     ws.on("message", (data: Buffer) => {
@@ -103,6 +104,38 @@ export class ChatConnection implements ChatSocket {
   terminate(): void {
     this.markClosed()
     this.ws.terminate()
+  }
+
+  /**
+   * A WebSocket ping rather than WhatsApp's `urn:xmpp:ping` iq: Baileys 7.0.0-rc14 has no handler for server pings
+   * and would stay silent, while its `ws` answers a ping frame with a pong from its event loop, which a frozen
+   * process cannot run. Any other frame proves the same. The ping is written before this returns, so it reaches the
+   * client ahead of a conflict sent next (a client that is already closing cannot be pinged any more).
+   */
+  probeLiveness(timeoutMs: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      if (!this.isOpen) return resolve(false)
+      const ws = this.ws
+      let settled = false
+      const settle = (answered: boolean) => {
+        if (settled) return
+        settled = true
+        clearTimeout(timer)
+        ws.off("pong", heard).off("message", heard).off("close", silent)
+        resolve(answered)
+      }
+      const heard = () => settle(true)
+      const silent = () => settle(false)
+      // Frames that reached the socket before the deadline count even if the event loop was too busy to read them:
+      // the poll phase, which reads them, runs between this timer and the immediate.
+      const timer = setTimeout(() => setImmediate(silent), timeoutMs)
+      ws.on("pong", heard).on("message", heard).on("close", silent)
+      try {
+        ws.ping()
+      } catch {
+        silent()
+      }
+    })
   }
 
   /** Sends an iq from the server and waits for the client's answer with the same id. */
@@ -152,8 +185,12 @@ export class ChatConnection implements ChatSocket {
     this.waiters.clear()
   }
 
+  stall(): void {
+    this.stalled = true
+  }
+
   private async onData(data: Buffer): Promise<void> {
-    if (this.phase._tag === "Closed") return
+    if (this.phase._tag === "Closed" || this.stalled) return
     let chunk = data
     if (!this.introHeader) {
       const intro = splitIntro(data)
@@ -210,6 +247,7 @@ export class ChatConnection implements ChatSocket {
     if (!device || !device.noiseKey.equals(noiseKey)) return this.closeWith(loginFailure())
     const account = this.host.registry.account(device.phoneNumber)
     this.phase = { _tag: "Authenticated", device }
+    // The older socket is replaced at once; whether it counts as an overlap is decided later by its liveness probe.
     this.host.registry.authenticate(device, this)?.closeWith(streamError.conflict())
     this.send(node("success", {
       t: unixSeconds(),

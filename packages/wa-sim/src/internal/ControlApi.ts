@@ -68,6 +68,10 @@ export const app = (sim: WaSim) =>
       Effect.flatMap(jidParam, sim.drop).pipe(Effect.flatMap((live) => ok({ live })))
     ),
     HttpRouter.post(
+      "/devices/:jid/stall",
+      Effect.flatMap(jidParam, sim.stall).pipe(Effect.flatMap((live) => ok({ live })))
+    ),
+    HttpRouter.post(
       "/devices/:jid/messages",
       Effect.all([jidParam, body(MessageBody)]).pipe(
         Effect.flatMap(([jid, { from, text }]) => sim.sendText(jid, from, text)),

@@ -84,7 +84,7 @@ export class Messenger implements Messaging {
     const { ciphertext, type } = await this.phoneOf(contact).encrypt(
       device.jid,
       { conversation: text },
-      () => takeBundle(device)
+      () => this.takeBundle(device)
     )
     this.deliver(
       device,
@@ -164,7 +164,7 @@ export class Messenger implements Messaging {
         ? this.registry.device(`${account.phoneNumber}:${decoded.device}@s.whatsapp.net`)
         : undefined
       if (decoded.device && !companion) continue
-      const bundle = companion ? takeBundle(companion) : await this.phoneOf(account).takeBundle()
+      const bundle = companion ? this.takeBundle(companion) : await this.phoneOf(account).takeBundle()
       users.push(bundleNode(jid, bundle))
     }
     connection.send(iqResult(iq, [node("list", {}, users)]))
@@ -179,6 +179,8 @@ export class Messenger implements Messaging {
     const direct = child(stanza, "enc")
     if (direct) targets.push({ jid: chat, enc: direct })
     const chatAccount = this.accountOf(chat)
+    // A note to self: the device writes to its own number, and its phone's copy is the message.
+    const noteToSelf = chatAccount?.phoneNumber === device.phoneNumber
     let recorded = false
     for (const { enc, jid } of targets) {
       const account = this.accountOf(jid)
@@ -187,7 +189,7 @@ export class Messenger implements Messaging {
       if (!account || !ciphertext || (type !== "pkmsg" && type !== "msg")) continue
       const result = await this.decrypt(account, device, type, ciphertext)
       // Copies for the sender's own phone keep that session in step; only the recipient's copy is the message.
-      if (account !== chatAccount || account.phoneNumber === device.phoneNumber || recorded) continue
+      if (account !== chatAccount || (account.phoneNumber === device.phoneNumber && !noteToSelf) || recorded) continue
       recorded = true
       this.record(device, {
         id: stanza.attrs.id ?? "",
@@ -222,16 +224,25 @@ export class Messenger implements Messaging {
   }
 
   /** Forgets what belonged to an unlinked device. */
+  /** Hands out one of the device's uploaded one-time prekeys (each is used once), with its signed prekey. */
+  private takeBundle(device: Device): KeyBundle {
+    const bundle = takeBundle(device)
+    if (bundle.preKeys.size > 0) this.registry.preKeysChanged(device)
+    return bundle
+  }
+
   forget(deviceJid: string): void {
     this.sent.delete(deviceJid)
     this.offline.delete(deviceJid)
   }
 }
 
+/** The text of a message, or of the message a copy for the sender's own phone (`deviceSentMessage`) carries. */
 const textOf = (message: proto.IMessage): string | null =>
-  message.conversation ?? message.extendedTextMessage?.text ?? null
+  message.conversation ?? message.extendedTextMessage?.text ??
+    (message.deviceSentMessage?.message ? textOf(message.deviceSentMessage.message) : null)
 
-/** Hands out one of the device's uploaded one-time prekeys (each is used once), with its signed prekey. */
+/** Takes one of the device's one-time prekeys out of its record. */
 const takeBundle = (device: Device): KeyBundle => {
   const keys = device.keys
   const first = keys.preKeys.entries().next()

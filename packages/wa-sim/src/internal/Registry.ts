@@ -2,6 +2,13 @@
  * The sim's memory: accounts, linked devices, connections waiting for a QR scan or a typed code, and which socket is
  * live for which device. It enforces WhatsApp's rule of one live socket per device (a new login replaces the old
  * socket with a 440) and counts every overlap, which is what tests of invariant 1 read.
+ *
+ * An overlap is a moment when two sockets for one device were both able to act: the older one answered within
+ * `livenessProbeMs` of the newer one's login. At that login the older socket, if still open, is sent a WebSocket ping
+ * just before its conflict; any frame from it within `livenessProbeMs` (the pong, or anything else it sent) counts one
+ * overlap. A socket that stays silent belongs to a frozen or dead peer (a SIGSTOPped process, a vanished host: its
+ * TCP connection is still open, but it cannot act) and counts nothing, even if it wakes up and talks later. A socket
+ * whose close had begun before the login counts nothing either: its owner had already let go of it.
  */
 import { Curve, type KeyPair } from "@whiskeysockets/baileys"
 import { randomInt } from "node:crypto"
@@ -18,6 +25,16 @@ export interface ChatSocket {
   closeWith(stanza: BinaryNode): void
   /** Destroys the TCP connection without a goodbye. */
   terminate(): void
+  /**
+   * A black hole: the connection stays open, but from now on everything the client sends is lost on the way and
+   * nothing is answered (a half-dead network path). Only the client's own keepalive can notice.
+   */
+  stall(): void
+  /**
+   * Sends a WebSocket ping at once, and resolves with whether the client sent any frame (the pong or anything else)
+   * within `timeoutMs`; false as soon as the connection ends without one. Never rejects.
+   */
+  probeLiveness(timeoutMs: number): Promise<boolean>
   /** Sends an iq from the server and resolves with the client's answer. */
   request(build: (id: string) => BinaryNode, timeoutMs: number): Promise<BinaryNode>
   /** Resolves with the next stanza from the client that `matches` (and is not an answer to the server's iqs). */
@@ -61,9 +78,15 @@ export interface PendingQr {
   readonly expiresAt: number
 }
 
+export interface RegistryOptions {
+  /** How long the older socket of a replaced login has to answer for the login to count as an overlap. */
+  readonly livenessProbeMs: number
+}
+
 export interface Stats {
   readonly devices: number
   readonly liveSockets: number
+  /** Logins whose older socket of the same device answered its liveness probe in time (see the top of this file). */
   readonly overlaps: number
 }
 
@@ -79,10 +102,13 @@ export class Registry {
   private readonly live = new Map<string, ChatSocket>()
   private readonly liveDevice = new Map<number, string>()
   private overlaps = 0
+  /** Liveness probes of replaced sockets still running; each may yet count an overlap. */
+  private readonly probes = new Set<Promise<void>>()
   private readonly changeListeners: Array<() => void> = []
   private readonly unlinkListeners: Array<(jid: string) => void> = []
+  private readonly preKeyListeners: Array<(device: Device) => void> = []
 
-  constructor(readonly root: KeyPair, snapshot?: Snapshot) {
+  constructor(readonly root: KeyPair, private readonly options: RegistryOptions, snapshot?: Snapshot) {
     for (const account of snapshot?.accounts ?? []) {
       this.accounts.set(account.phoneNumber, account)
       this.accountsByLid.set(account.lidUser, account)
@@ -104,14 +130,33 @@ export class Registry {
     this.unlinkListeners.push(listener)
   }
 
+  /** Called after a device's one-time prekeys changed (an upload, or one handed out to a contact). */
+  onPreKeysChange(listener: (device: Device) => void): void {
+    this.preKeyListeners.push(listener)
+  }
+
+  preKeysChanged(device: Device): void {
+    for (const listener of this.preKeyListeners) listener(device)
+  }
+
   private changed(): void {
     for (const listener of this.changeListeners) listener()
   }
 
+  /** The counts now; `overlaps` may still grow by the probes running (see `settledStats`). */
   stats(): Stats {
     let liveSockets = 0
     for (const socket of this.live.values()) if (socket.isOpen) liveSockets += 1
     return { devices: this.devices.size, liveSockets, overlaps: this.overlaps }
+  }
+
+  /**
+   * The counts once every liveness probe running at the call has settled (at most `livenessProbeMs`), so a reader
+   * never sees `overlaps` before the logins that happened before its call have been judged.
+   */
+  async settledStats(): Promise<Stats> {
+    await Promise.all([...this.probes])
+    return this.stats()
   }
 
   listDevices(): ReadonlyArray<Device & { readonly live: boolean }> {
@@ -181,19 +226,28 @@ export class Registry {
   }
 
   /**
-   * Marks `socket` as the live socket of `device`. A socket still open for it is an overlap: it is counted and
-   * returned, no longer live, for the caller to close with a conflict — as WhatsApp replaces the older login. One
-   * whose close has begun (a close frame on its way) is not counted: its owner already let go of it.
+   * Marks `socket` as the live socket of `device` at once. The previous one, if any, is returned, no longer live, for
+   * the caller to close with a conflict — as WhatsApp replaces the older login without waiting. If it is still open
+   * it is probed first (the ping goes out now, ahead of the conflict the caller sends), and counted as an overlap
+   * later if it answers in time. One whose close has begun (a close frame on its way) is neither probed nor counted.
    */
   authenticate(device: Device, socket: ChatSocket): ChatSocket | undefined {
     const previous = this.live.get(device.jid)
     if (previous) {
-      if (previous.isOpen) this.overlaps += 1
+      if (previous.isOpen) this.probe(previous)
       this.liveDevice.delete(previous.id)
     }
     this.live.set(device.jid, socket)
     this.liveDevice.set(socket.id, device.jid)
     return previous
+  }
+
+  private probe(previous: ChatSocket): void {
+    const probe = previous.probeLiveness(this.options.livenessProbeMs).then((answered) => {
+      if (answered) this.overlaps += 1
+      this.probes.delete(probe)
+    })
+    this.probes.add(probe)
   }
 
   /** The socket is closing or closed: it is live no more, and neither its QR codes nor its pairing code work. */

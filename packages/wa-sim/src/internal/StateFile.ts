@@ -3,9 +3,10 @@
  * burst of links writes once) and atomic (temporary file, then rename), so a crash never leaves half a file.
  */
 import { Effect, Either, Schema } from "effect"
-import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs"
+import { join } from "node:path"
 import { simError, type WaSimError } from "../WaSimError.js"
-import { fromStateJson, type Snapshot, StateJsonFromString, toStateJson } from "./model.js"
+import { type Device, fromStateJson, type Snapshot, StateJsonFromString, toStateJson } from "./model.js"
 
 const encode = (snapshot: Snapshot): string =>
   JSON.stringify(Schema.encodeSync(StateJsonFromString.to)(toStateJson(snapshot)))
@@ -55,6 +56,93 @@ export const makeWriter = (path: string, snapshot: () => Snapshot, onError: (err
     schedule: () => {
       dirty = true
       timer ??= setTimeout(flush, 50)
+    },
+    flush
+  }
+}
+
+/**
+ * One-time prekeys live beside the state file, one small binary file per device (`<stateFile>.prekeys/<jid>`:
+ * records of a 4-byte big-endian id and a 32-byte public key), written when the device uploads a batch and when
+ * one is handed out to a contact. So after a restart the sim still holds what each device uploaded, as WhatsApp
+ * does, and a reconnecting client is not made to upload 812 new prekeys.
+ */
+export interface PreKeyFiles {
+  /** Fills each device's prekeys from its file, if it has one. */
+  readonly restore: (devices: Iterable<Device>) => void
+  /** Asks for the device's file to be written soon; many calls in a row write once. */
+  readonly schedule: (device: Device) => void
+  /** Removes an unlinked device's file. */
+  readonly remove: (jid: string) => void
+  /** Writes every file asked for and not written yet. */
+  readonly flush: () => void
+}
+
+const RECORD = 36
+
+export const makePreKeyFiles = (stateFile: string, onError: (error: unknown) => void): PreKeyFiles => {
+  const dir = `${stateFile}.prekeys`
+  const fileOf = (jid: string) => join(dir, encodeURIComponent(jid))
+  const dirty = new Map<string, Device>()
+  let timer: NodeJS.Timeout | undefined
+
+  const write = (device: Device) => {
+    const bytes = Buffer.alloc(device.keys.preKeys.size * RECORD)
+    let offset = 0
+    for (const [id, key] of device.keys.preKeys) {
+      bytes.writeUInt32BE(id, offset)
+      key.copy(bytes, offset + 4, 0, 32)
+      offset += RECORD
+    }
+    const path = fileOf(device.jid)
+    writeFileSync(`${path}.tmp`, bytes)
+    renameSync(`${path}.tmp`, path)
+  }
+
+  const flush = () => {
+    if (timer) clearTimeout(timer)
+    timer = undefined
+    if (dirty.size === 0) return
+    const devices = [...dirty.values()]
+    dirty.clear()
+    try {
+      mkdirSync(dir, { recursive: true })
+      for (const device of devices) write(device)
+    } catch (error) {
+      onError(error)
+    }
+  }
+
+  return {
+    restore: (devices) => {
+      for (const device of devices) {
+        const path = fileOf(device.jid)
+        if (!existsSync(path)) continue
+        try {
+          const bytes = readFileSync(path)
+          for (let offset = 0; offset + RECORD <= bytes.length; offset += RECORD) {
+            device.keys.preKeys.set(
+              bytes.readUInt32BE(offset),
+              Buffer.from(bytes.subarray(offset + 4, offset + RECORD))
+            )
+          }
+        } catch (error) {
+          // Without its prekeys the device uploads a new batch on its next login, as after WhatsApp ran out.
+          onError(error)
+        }
+      }
+    },
+    schedule: (device) => {
+      dirty.set(device.jid, device)
+      timer ??= setTimeout(flush, 50)
+    },
+    remove: (jid) => {
+      dirty.delete(jid)
+      try {
+        rmSync(fileOf(jid), { force: true })
+      } catch (error) {
+        onError(error)
+      }
     },
     flush
   }

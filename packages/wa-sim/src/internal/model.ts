@@ -73,7 +73,7 @@ const DeviceJson = Schema.Struct({
   signedPreKey: Schema.Struct({ id: Schema.Int, publicKey: Bytes, signature: Bytes })
 })
 
-/** Version 1 of the state file. One-time prekeys are not written (see `toStateJson`). */
+/** Version 1 of the state file. One-time prekeys are kept in their own files (see `toStateJson`). */
 export const StateJson = Schema.Struct({
   version: Schema.Literal(1),
   root: KeyPairJson,
@@ -96,9 +96,9 @@ const keyPairFromJson = (pair: typeof KeyPairJson.Type): KeyPair => ({
 })
 
 /**
- * One-time prekeys are left out on purpose: a device uploads 812 of them, which would make the file grow by tens
- * of kilobytes per device and be rewritten on every change. After a restart the sim reports a prekey count of 0
- * and Baileys uploads a fresh batch on its next login, as it would after WhatsApp ran out.
+ * One-time prekeys are left out: a device uploads 812 of them, which would make this file grow by tens of
+ * kilobytes per device and be rewritten on every change. They are kept per device beside it (see
+ * `StateFile.makePreKeyFiles`).
  */
 export const toStateJson = (snapshot: Snapshot): StateJson => ({
   version: 1,

@@ -174,6 +174,14 @@ export const conflict = (registry: Registry, jid: string): boolean => {
 }
 
 /** The network drops the device's TCP connection: no stream error, no close frame. */
+/** Turns the device's live connection into a black hole (see ChatSocket.stall); false when it has none. */
+export const stall = (registry: Registry, jid: string): boolean => {
+  knownDevice(registry, jid)
+  const socket = registry.liveSocket(jid)
+  socket?.stall()
+  return socket !== undefined
+}
+
 export const drop = (registry: Registry, jid: string): boolean => {
   knownDevice(registry, jid)
   const socket = registry.liveSocket(jid)

@@ -90,6 +90,7 @@ export const makeStanzaHandler = (registry: Registry, messaging: Messaging | und
         const value = childBytes(key, "value")
         if (id !== undefined && value?.length === 32) keys.preKeys.set(id, value)
       }
+      registry.preKeysChanged(device)
       storeSignedPreKey(device, child(iq, "skey"))
       return connection.send(iqResult(iq))
     }
