@@ -6,7 +6,10 @@
  * so the first `/` separates type and id. Values are UTF-8 JSON written with Baileys' `BufferJSON.replacer`,
  * exactly as its own `useMultiFileAuthState` writes files; `AuthState` encrypts them.
  *
- * Reads: the whole state loads with one `getAll` when the session opens; after that Baileys reads memory only.
+ * Reads: the state loads with one `getAll` when the session opens, except one-time pre-keys: a linked device
+ * keeps hundreds of them (812 uploaded at linking) and reads one only when a contact starts a new Signal session,
+ * so they are read from Postgres when asked for and are not kept in memory once written. Everything else Baileys
+ * reads from memory.
  * Writes are write-behind: a change is applied to memory at once (later reads see it) and recorded as pending.
  * A fiber in the caller's scope writes everything pending in one fenced `AuthState.set` every `flushEvery`,
  * immediately when the device becomes linked (losing that write would force a new QR scan), and a last time
@@ -27,7 +30,7 @@ import type {
   SignalKeyStore
 } from "@whiskeysockets/baileys"
 import { BufferJSON, initAuthCreds, proto } from "@whiskeysockets/baileys"
-import { Clock, Deferred, Duration, Effect, Either, Exit, Queue, type Scope } from "effect"
+import { Clock, Deferred, Duration, Effect, Either, Exit, Queue, Runtime, Schedule, type Scope } from "effect"
 
 /** The open auth state of one session, for one socket's lifetime. */
 export interface SessionAuth {
@@ -57,6 +60,8 @@ export interface OpenOptions {
 
 /** The row key of the credentials. */
 export const CREDS_KEY = "creds"
+/** Keys read from Postgres when asked for, not kept in memory: one-time pre-keys. */
+const LAZY_PREFIX = "pre-key/"
 
 /** The row key of one signal key. */
 export const keyOf = (type: keyof SignalDataTypeMap, id: string): string => `${type}/${id}`
@@ -100,24 +105,32 @@ export const open = Effect.fn("BaileysAuthState.open")(function*(
 
   // Baileys calls the key store and saveCreds from plain JavaScript; these maps are only touched in synchronous
   // blocks, so no lock is needed between Baileys and a flush: a flush takes the whole pending map in one step.
-  const cache = new Map(yield* store.getAll(sessionId))
+  const cache = new Map(yield* store.getAll(sessionId, { except: LAZY_PREFIX }))
+  const runtime = yield* Effect.runtime<never>()
   const storedCreds = cache.get(CREDS_KEY)
   const creds = storedCreds === undefined ? initAuthCreds() : yield* parseCreds(sessionId, storedCreds)
   const registered = storedCreds !== undefined && isLinked(creds)
   let pending = new Map<string, Uint8Array | null>()
+  /** The batch a flush is writing right now (not yet in Postgres, no longer pending). */
+  let inFlight: ReadonlyMap<string, Uint8Array | null> = new Map()
   let linked = registered
   let forgotten = false
   let stale = false
 
   const failed = yield* Deferred.make<never, StoreError | StaleEpoch>()
   const wake = yield* Queue.dropping<void>(1)
+  /** Something changed since the writer last looked: an idle session's writer sleeps until then. */
+  const changed = yield* Queue.dropping<void>(1)
   // One flush at a time: two batches written concurrently could commit in the wrong order.
   const writing = yield* Effect.makeSemaphore(1)
 
   const record = (key: string, value: Uint8Array | null) => {
     if (value === null) cache.delete(key)
     else cache.set(key, value)
-    if (!forgotten) pending.set(key, value)
+    if (!forgotten) {
+      pending.set(key, value)
+      Queue.unsafeOffer(changed, undefined)
+    }
   }
 
   // A failed batch goes back under the changes made while it was in flight, which are newer.
@@ -132,10 +145,20 @@ export const open = Effect.fn("BaileysAuthState.open")(function*(
     if (pending.size === 0) return Effect.void
     const batch = pending
     pending = new Map()
+    inFlight = batch
     const entries: Array<AuthStateEntry> = Array.from(batch, ([key, value]) => ({ key, value }))
     return store.set(fence, sessionId, entries).pipe(
-      // Also on interruption: the statement may not have run, and writing it again is harmless.
-      Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : Effect.sync(() => restore(batch))),
+      Effect.onExit((exit) =>
+        Effect.sync(() => {
+          inFlight = new Map()
+          // Also on interruption: the statement may not have run, and writing it again is harmless.
+          if (!Exit.isSuccess(exit)) return restore(batch)
+          // Written pre-keys live in Postgres from now on, unless changed again meanwhile.
+          for (const key of batch.keys()) {
+            if (key.startsWith(LAZY_PREFIX) && !pending.has(key)) cache.delete(key)
+          }
+        })
+      ),
       Effect.tapErrorTag("StaleEpoch", (error) =>
         Effect.suspend(() => {
           stale = true
@@ -145,12 +168,40 @@ export const open = Effect.fn("BaileysAuthState.open")(function*(
     )
   }))
 
+  /** A key's newest value: a change not yet written, then one being written, then `fallback` (null: deleted). */
+  const newest = (key: string, fallback: Uint8Array | undefined): Uint8Array | null | undefined =>
+    pending.has(key) ? pending.get(key) : inFlight.has(key) ? inFlight.get(key) : fallback
+
   const keys: SignalKeyStore = {
     get: async <T extends keyof SignalDataTypeMap>(type: T, ids: Array<string>) => {
       const found: { [id: string]: SignalDataTypeMap[T] } = {}
+      const unread: Array<string> = []
       for (const id of ids) {
-        const bytes = cache.get(keyOf(type, id))
-        if (bytes !== undefined) found[id] = revive(type, bytes)
+        const key = keyOf(type, id)
+        const bytes = newest(key, cache.get(key))
+        if (bytes !== undefined && bytes !== null) found[id] = revive(type, bytes)
+        else if (bytes === undefined && key.startsWith(LAZY_PREFIX)) unread.push(id)
+      }
+      if (unread.length > 0) {
+        // A message from a new contact waits for Postgres (down, restarting) rather than being lost undecrypted,
+        // for as long as pending writes would wait.
+        const stored = await Runtime.runPromise(runtime)(
+          store.get(sessionId, unread.map((id) => keyOf(type, id))).pipe(
+            Effect.retry({
+              schedule: Schedule.exponential("100 millis").pipe(
+                Schedule.union(Schedule.spaced("2 seconds")),
+                Schedule.upTo(Duration.millis(retryFor))
+              ),
+              while: (error) => error._tag === "StoreError"
+            })
+          )
+        )
+        for (const id of unread) {
+          const key = keyOf(type, id)
+          // Changed while Postgres was being read: the change wins.
+          const bytes = newest(key, stored.get(key))
+          if (bytes !== undefined && bytes !== null) found[id] = revive(type, bytes)
+        }
       }
       return found
     },
@@ -163,7 +214,8 @@ export const open = Effect.fn("BaileysAuthState.open")(function*(
       }
     },
     clear: async () => {
-      for (const key of [...cache.keys()]) {
+      const stored = await Runtime.runPromise(runtime)(store.getAll(sessionId))
+      for (const key of new Set([...cache.keys(), ...stored.keys(), ...pending.keys()])) {
         if (key !== CREDS_KEY) record(key, null)
       }
     }
@@ -187,10 +239,15 @@ export const open = Effect.fn("BaileysAuthState.open")(function*(
     let failures = 0
     let failingSince = 0
     while (true) {
+      // Nothing to write: wait for a change rather than waking every interval (a node holds thousands of
+      // sessions, nearly all idle). Then give further changes one interval to join the batch.
+      if (failures === 0 && pending.size === 0) yield* Queue.take(changed)
       yield* Effect.race(
         Effect.sleep(failures === 0 ? flushEvery : retryDelay(flushEvery, failures)),
         Queue.take(wake)
       )
+      // The flush below writes every change signalled so far.
+      yield* Queue.takeAll(changed)
       const result = yield* Effect.either(flush)
       if (Either.isRight(result)) {
         failures = 0
@@ -213,6 +270,12 @@ export const open = Effect.fn("BaileysAuthState.open")(function*(
   // A stale owner's final write would be rejected too; it is skipped.
   yield* Effect.addFinalizer(() =>
     stale ? Effect.void : flush.pipe(
+      // The last chance to save what changed (the credentials of a device paired a moment ago, when WhatsApp
+      // restarts the stream right after pairing): a Postgres hiccup gets a few retries over about 3 seconds.
+      Effect.retry({
+        schedule: Schedule.exponential("200 millis").pipe(Schedule.intersect(Schedule.recurs(4))),
+        while: (error) => error._tag === "StoreError"
+      }),
       Effect.catchAll((error) =>
         Effect.logWarning("Final auth state flush failed; unsaved changes are lost").pipe(
           Effect.annotateLogs({ sessionId, error: error.message, pending: pending.size })

@@ -7,9 +7,11 @@
 import type { SessionId } from "@wacluster/domain/Ids"
 import { AuthState } from "@wacluster/store/AuthState"
 import makeWASocket, {
+  type BinaryNode,
   Browsers,
   type ConnectionState,
   DisconnectReason,
+  generateMessageIDV2,
   isJidGroup,
   isJidStatusBroadcast,
   jidDecode,
@@ -18,7 +20,7 @@ import makeWASocket, {
   type WAMessage,
   type WAMessageUpdate
 } from "@whiskeysockets/baileys"
-import { Config, Duration, Effect, Layer, Option, Queue, Redacted, Runtime, Stream } from "effect"
+import { Config, Deferred, Duration, Effect, Exit, Layer, Option, Queue, Redacted, Runtime, Stream } from "effect"
 import * as BaileysAuthState from "./BaileysAuthState.js"
 import { makeLogger } from "./internal/BaileysLogger.js"
 import { type CloseReason, DriverError, SocketEvent, WhatsAppDriver, type WhatsAppSocket } from "./WhatsAppDriver.js"
@@ -34,6 +36,8 @@ export interface BaileysOptions {
   readonly qrTimeout: Option.Option<Duration.Duration>
   /** How often auth-state changes are written to Postgres. */
   readonly authFlushEvery: Duration.Duration
+  /** How long a send may take, up to WhatsApp's server acknowledgement, before it counts as failed. */
+  readonly sendAckTimeout: Duration.Duration
   /** Baileys' log level, bridged into the node's logs. */
   readonly logLevel: "error" | "warn" | "info" | "debug" | "trace"
 }
@@ -66,6 +70,11 @@ export const config: Config.Config<BaileysOptions> = Config.all({
   authFlushEvery: Config.duration("AUTH_FLUSH_EVERY").pipe(
     Config.withDefault(Duration.seconds(1)),
     Config.withDescription("How often changed WhatsApp keys are written to Postgres (linking is written at once)")
+  ),
+  sendAckTimeout: Config.duration("WA_SEND_ACK_TIMEOUT").pipe(
+    // Inside SESSION_ASK_TIMEOUT (5 s), so the caller hears "failed", not "busy".
+    Config.withDefault(Duration.seconds(4)),
+    Config.withDescription("How long a send waits for WhatsApp to acknowledge the message before it counts as failed")
   ),
   logLevel: Config.literal("error", "warn", "info", "debug", "trace")("WA_LOG_LEVEL").pipe(
     Config.withDefault("warn" as const),
@@ -175,6 +184,23 @@ export const make = Effect.fn("BaileysDriver.make")(function*(options: BaileysOp
       const listened = ["creds.update", "connection.update", "messages.upsert", "messages.update"] as const
       let qrShown = 0
       let closed = false
+      /**
+       * Sends waiting for WhatsApp's server acknowledgement, by message id: a message written to the socket is not
+       * yet WhatsApp's (a socket can die with it unsent), an acknowledged one is.
+       */
+      const awaitingAck = new Map<string, (error: string | undefined) => void>()
+      const settleAcks = (error: string) => {
+        for (const settle of awaitingAck.values()) settle(error)
+        awaitingAck.clear()
+      }
+      const onAck = (node: BinaryNode) => {
+        const id = node.attrs.id
+        const settle = id === undefined ? undefined : awaitingAck.get(id)
+        if (id === undefined || settle === undefined) return
+        awaitingAck.delete(id)
+        settle(node.attrs.error === undefined ? undefined : `WhatsApp refused the message (error ${node.attrs.error})`)
+      }
+      socket.ws.on("CB:ack,class:message", onAck)
       socket.ev.on("creds.update", auth.saveCreds)
       socket.ev.on("connection.update", (update: Partial<ConnectionState>) => {
         if (update.qr !== undefined) {
@@ -193,6 +219,7 @@ export const make = Effect.fn("BaileysDriver.make")(function*(options: BaileysOp
             ? false
             : Runtime.runSync(runtime)(connectOptions.proxy.failedAtProxy)
           const reason = closeReasonOf(statusCodeOf(error), messageOf(error), proxyFailed)
+          settleAcks("the connection closed before WhatsApp acknowledged the message")
           emit(SocketEvent.Closed({ reason, detail: messageOf(error) }))
         }
       })
@@ -245,6 +272,8 @@ export const make = Effect.fn("BaileysDriver.make")(function*(options: BaileysOp
         Effect.sync(() => {
           closed = true
           for (const event of listened) socket.ev.removeAllListeners(event)
+          socket.ws.off("CB:ack,class:message", onAck)
+          settleAcks("the connection closed before WhatsApp acknowledged the message")
           socket.end(undefined)
         })
       )
@@ -259,14 +288,40 @@ export const make = Effect.fn("BaileysDriver.make")(function*(options: BaileysOp
         events: Stream.fromQueue(events).pipe(Stream.takeUntil((event) => event._tag === "Closed")),
         requestPairingCode: (phoneNumber) =>
           operation("requestPairingCode", () => socket.requestPairingCode(phoneNumber.replace(/[^0-9]/g, ""))),
-        sendText: (to, text) =>
-          operation("sendText", () => socket.sendMessage(toJid(to), { text })).pipe(
-            Effect.flatMap((sent) =>
-              sent?.key.id == null
-                ? new DriverError({ operation: "sendText", message: "WhatsApp returned no message id" })
-                : Effect.succeed({ waMessageId: sent.key.id })
+        sendText: (to, text) => {
+          const messageId = generateMessageIDV2(socket.user?.id)
+          return Effect.gen(function*() {
+            const acknowledged = yield* Deferred.make<void, DriverError>()
+            // Listening before sending: the acknowledgement can arrive before sendMessage's promise settles.
+            awaitingAck.set(messageId, (error) =>
+              Deferred.unsafeDone(
+                acknowledged,
+                error === undefined ? Exit.void : Exit.fail(new DriverError({ operation: "sendText", message: error }))
+              ))
+            yield* operation("sendText", () => socket.sendMessage(toJid(to), { text }, { messageId }))
+            // Encrypting moved the contact's signal session forward: that step is written before the send counts
+            // as done, or a node taking the session over after a crash would encrypt the next message with a
+            // used key, which the contact's phone cannot decrypt.
+            yield* auth.flush.pipe(
+              Effect.mapError((cause) =>
+                new DriverError({ operation: "sendText", message: "the session's keys could not be saved", cause })
+              )
             )
-          ),
+            yield* Deferred.await(acknowledged)
+            return { waMessageId: messageId }
+          }).pipe(
+            // The whole send is bounded: a dead path can also hang the lookups (devices, keys) before the write.
+            Effect.timeoutFail({
+              duration: options.sendAckTimeout,
+              onTimeout: () =>
+                new DriverError({
+                  operation: "sendText",
+                  message: `WhatsApp did not acknowledge the message within ${Duration.format(options.sendAckTimeout)}`
+                })
+            }),
+            Effect.ensuring(Effect.sync(() => awaitingAck.delete(messageId)))
+          )
+        },
         logout: operation("logout", () => socket.logout())
       }
       return whatsAppSocket

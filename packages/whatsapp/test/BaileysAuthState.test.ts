@@ -18,10 +18,16 @@ import * as net from "node:net"
 import * as BaileysAuthState from "../src/BaileysAuthState.js"
 
 /** A session whose shard is fenced at epoch 1, and the fence its owner writes with. */
+/**
+ * A session whose shard this test owns: its fence is claimed one above whatever an earlier test left there (two
+ * sessions can share a shard, and one test raises its shard's fence as another node would).
+ */
 const ownedSession = Effect.gen(function*() {
   const session = yield* seedSession()
-  yield* (yield* ShardFences.ShardFences).advance(session.shard, 1)
-  return { session, fence: { shard: ShardNumber.make(session.shard), epoch: 1 } }
+  const fences = yield* ShardFences.ShardFences
+  const epoch = Option.getOrElse(yield* fences.current(session.shard), () => 0) + 1
+  assert.isTrue(yield* fences.advance(session.shard, epoch))
+  return { session, fence: { shard: ShardNumber.make(session.shard), epoch } }
 })
 
 const promise = <A>(evaluate: () => Promise<A> | A) => Effect.promise(async () => evaluate())
@@ -158,6 +164,77 @@ layer(storeLayer("baileys_auth"), { timeout: 60_000, excludeTestServices: true }
         expect(appKey?.toJSON()).toEqual(appStateKey.toJSON())
         assert.isTrue(Buffer.from(appKey?.keyData ?? []).equals(Buffer.from(appStateKey.keyData ?? [])))
       }))
+    }))
+
+  it.effect("one-time pre-keys are read from Postgres when asked for, not kept in memory once written", () =>
+    Effect.gen(function*() {
+      const { fence, session } = yield* ownedSession
+      const real = yield* AuthState.AuthState
+      const reads: Array<ReadonlyArray<string>> = []
+      const counting = AuthState.AuthState.of({
+        ...real,
+        get: (sessionId, keys) => Effect.zipRight(Effect.sync(() => reads.push(keys)), real.get(sessionId, keys))
+      })
+      const preKeys = { "1": Curve.generateKeyPair(), "2": Curve.generateKeyPair(), "3": Curve.generateKeyPair() }
+      yield* Effect.scoped(Effect.gen(function*() {
+        const auth = yield* BaileysAuthState.open(session.id, fence, { flushEvery: "1 hour" })
+        yield* promise(() => auth.state.keys.set({ "pre-key": preKeys, session: { "62811.0": randomBytes(64) } }))
+        // Not written yet: served from memory.
+        expect(yield* promise(() => auth.state.keys.get("pre-key", ["1"]))).toEqual({ "1": preKeys["1"] })
+        assert.deepStrictEqual(reads, [])
+        yield* auth.flush
+        // Written: read back from Postgres, one query for the ids asked.
+        expect(yield* promise(() => auth.state.keys.get("pre-key", ["1", "2", "7"]))).toEqual({
+          "1": preKeys["1"],
+          "2": preKeys["2"]
+        })
+        assert.deepStrictEqual(reads, [["pre-key/1", "pre-key/2", "pre-key/7"]])
+        // Other keys stay in memory.
+        assert.sameMembers(Object.keys(yield* promise(() => auth.state.keys.get("session", ["62811.0"]))), ["62811.0"])
+        assert.strictEqual(reads.length, 1)
+        // A deleted pre-key is gone at once, though Postgres still has it until the next flush.
+        yield* promise(() => auth.state.keys.set({ "pre-key": { "2": null } }))
+        expect(yield* promise(() => auth.state.keys.get("pre-key", ["2", "3"]))).toEqual({ "3": preKeys["3"] })
+        assert.deepStrictEqual(reads[1], ["pre-key/3"])
+      })).pipe(Effect.provideService(AuthState.AuthState, counting))
+
+      // At the next open nothing of the pre-keys is loaded; they are read when asked for.
+      yield* Effect.scoped(Effect.gen(function*() {
+        reads.length = 0
+        const auth = yield* BaileysAuthState.open(session.id, fence)
+        assert.deepStrictEqual(reads, [])
+        expect(yield* promise(() => auth.state.keys.get("pre-key", ["1", "2", "3"]))).toEqual({
+          "1": preKeys["1"],
+          "3": preKeys["3"]
+        })
+      })).pipe(Effect.provideService(AuthState.AuthState, counting))
+      assert.sameMembers([...(yield* stored(session.id)).keys()], ["pre-key/1", "pre-key/3", "session/62811.0"])
+    }))
+
+  it.effect("a pre-key read waits out a Postgres outage instead of failing the message that needs it", () =>
+    Effect.gen(function*() {
+      const { fence, session } = yield* ownedSession
+      const preKey = Curve.generateKeyPair()
+      yield* Effect.scoped(Effect.gen(function*() {
+        const auth = yield* BaileysAuthState.open(session.id, fence)
+        yield* promise(() => auth.state.keys.set({ "pre-key": { "5": preKey } }))
+      }))
+      const real = yield* AuthState.AuthState
+      let failures = 0
+      const outage = AuthState.AuthState.of({
+        ...real,
+        get: (sessionId, keys) =>
+          Effect.suspend(() =>
+            ++failures <= 3
+              ? Effect.fail(new StoreError({ message: "the database system is starting up", cause: null }))
+              : real.get(sessionId, keys)
+          )
+      })
+      yield* Effect.scoped(Effect.gen(function*() {
+        const auth = yield* BaileysAuthState.open(session.id, fence)
+        expect(yield* promise(() => auth.state.keys.get("pre-key", ["5"]))).toEqual({ "5": preKey })
+      })).pipe(Effect.provideService(AuthState.AuthState, outage))
+      assert.strictEqual(failures, 4)
     }))
 
   it.effect("many changes within one interval are written by one fenced set; only changes are written", () =>
@@ -307,6 +384,28 @@ layer(storeLayer("baileys_auth"), { timeout: 60_000, excludeTestServices: true }
       assert.deepStrictEqual(yield* storedJson(session.id, "device-list/62822"), ["0"])
     }))
 
+  it.effect("the final flush (the socket closing) retries a failing Postgres before it gives anything up", () =>
+    Effect.gen(function*() {
+      const { fence, session } = yield* ownedSession
+      const real = yield* AuthState.AuthState
+      let attempts = 0
+      const flaky = AuthState.AuthState.of({
+        ...real,
+        set: (fence, sessionId, entries) =>
+          ++attempts <= 2
+            ? Effect.fail(new StoreError({ message: "connection terminated unexpectedly", cause: null }))
+            : real.set(fence, sessionId, entries)
+      })
+      yield* Effect.scoped(Effect.gen(function*() {
+        const auth = yield* BaileysAuthState.open(session.id, fence, { flushEvery: "1 hour" })
+        // Paired a moment ago, and the socket closes before the interval: only the final flush can save it.
+        Object.assign(auth.state.creds, { me: { id: "628123456789:4@s.whatsapp.net" } })
+        yield* promise(() => auth.state.keys.set({ "device-list": { "62811": ["0"] } }))
+      })).pipe(Effect.provideService(AuthState.AuthState, flaky))
+      assert.strictEqual(attempts, 3)
+      assert.deepStrictEqual(yield* storedJson(session.id, "device-list/62811"), ["0"])
+    }))
+
   it.effect("once another node advanced the shard's fence, the background flush fails `failure` with StaleEpoch", () =>
     Effect.gen(function*() {
       const { fence, session } = yield* ownedSession
@@ -317,14 +416,14 @@ layer(storeLayer("baileys_auth"), { timeout: 60_000, excludeTestServices: true }
         yield* auth.flush
         const before = yield* rawRows(session.id)
 
-        assert.isTrue(yield* (yield* ShardFences.ShardFences).advance(session.shard, 2))
+        assert.isTrue(yield* (yield* ShardFences.ShardFences).advance(session.shard, fence.epoch + 1))
         yield* promise(() => auth.state.keys.set({ "pre-key": { "1": null, "2": Curve.generateKeyPair() } }))
         Object.assign(auth.state.creds, { me: { id: "628123456789:4@s.whatsapp.net" } })
         auth.saveCreds()
 
         const error = yield* Fiber.join(failure).pipe(Effect.timeout("5 seconds"))
         assert.instanceOf(error, StaleEpoch)
-        assert.deepInclude(error, { shard: session.shard, epoch: 1, current: 2 })
+        assert.deepInclude(error, { shard: session.shard, epoch: fence.epoch, current: fence.epoch + 1 })
         assert.instanceOf(yield* Effect.flip(auth.flush), StaleEpoch)
         // Still in memory for the socket that is about to be closed, but nothing reached the table.
         assert.sameMembers(Object.keys(yield* promise(() => auth.state.keys.get("pre-key", ["1", "2"]))), ["2"])

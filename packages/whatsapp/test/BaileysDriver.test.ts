@@ -6,6 +6,7 @@ import { expect, layer } from "@effect/vitest"
 import { findCity } from "@wacluster/domain/Cities"
 import type { SessionId } from "@wacluster/domain/Ids"
 import { ShardNumber } from "@wacluster/domain/Shard"
+import { AuthState } from "@wacluster/store/AuthState"
 import { ShardFences } from "@wacluster/store/ShardFences"
 import { seedSession, storeLayer } from "@wacluster/store/test/support"
 import * as ProxyServer from "@wacluster/test/ProxyServer"
@@ -26,6 +27,7 @@ const DriverLive = Layer.unwrapEffect(Effect.map(WaSim.WaSim, (sim) =>
     keepAlive: Duration.seconds(30),
     qrTimeout: Option.some(Duration.seconds(1)),
     authFlushEvery: Duration.millis(200),
+    sendAckTimeout: Duration.seconds(2),
     logLevel: "error"
   })))
 
@@ -143,6 +145,20 @@ layer(TestLayer, { timeout: 120_000, excludeTestServices: true })("BaileysDriver
       expect(yield* live.next("Receipt")).toMatchObject({ waMessageId, status: "read" })
     }))
 
+  it.scoped("a send WhatsApp never acknowledges fails instead of counting as sent", () =>
+    Effect.gen(function*() {
+      const sim = yield* WaSim.WaSim
+      const { jid, sessionId } = yield* linked(17, "6281100000007")
+      const live = yield* open(sessionId, 17)
+      yield* live.next("Open")
+      yield* live.socket.sendText("+628199900004", "hello").pipe(Effect.orDie)
+      // The path to WhatsApp goes dead without closing: the next message is written to the socket and lost.
+      expect(yield* sim.stall(jid).pipe(Effect.orDie)).toBe(true)
+      const sent = yield* live.socket.sendText("+628199900004", "into the void").pipe(Effect.flip)
+      expect(sent.message).toContain("did not acknowledge")
+      expect((yield* sim.sentMessages(jid).pipe(Effect.orDie)).map((m) => m.text)).toEqual(["hello"])
+    }))
+
   it.scoped("goes through the session's city proxy, and a stopped proxy closes as proxy_unreachable", () =>
     Effect.gen(function*() {
       const proxyServer = yield* ProxyServer.start({ kind: "socks5" })
@@ -166,5 +182,39 @@ layer(TestLayer, { timeout: 120_000, excludeTestServices: true })("BaileysDriver
       const failing = yield* open(sessionId, 15, proxy)
       expect((yield* failing.next("Closed")).reason).toBe("proxy_unreachable")
       expect((yield* proxy.health).healthy).toBe(false)
+    }))
+})
+
+/** Keys written back only once an hour: whatever is in Postgres right after a send was written by the send. */
+const RareFlushLive = Layer.unwrapEffect(Effect.map(WaSim.WaSim, (sim) =>
+  BaileysDriver.layer({
+    websocketUrl: sim.url,
+    rootPublicKey: Option.some(Redacted.make(sim.rootPublicKey)),
+    connectTimeout: Duration.seconds(5),
+    keepAlive: Duration.seconds(30),
+    qrTimeout: Option.some(Duration.seconds(1)),
+    authFlushEvery: Duration.hours(1),
+    sendAckTimeout: Duration.seconds(2),
+    logLevel: "error"
+  })))
+
+layer(
+  RareFlushLive.pipe(Layer.provideMerge(SimLive), Layer.provideMerge(storeLayer("baileys_driver_flush"))),
+  { timeout: 120_000, excludeTestServices: true }
+)("BaileysDriver: a send is durable", (it) => {
+  it.scoped("a text counts as sent only once the signal session it advanced is in Postgres", () =>
+    Effect.gen(function*() {
+      const store = yield* AuthState
+      const { sessionId } = yield* linked(16, "6281100000006")
+      const live = yield* open(sessionId, 16)
+      yield* live.next("Open")
+      const sessionsBefore = [...(yield* store.getAll(sessionId).pipe(Effect.orDie)).keys()]
+        .filter((key) => key.startsWith("session/"))
+      expect(sessionsBefore).toEqual([])
+      yield* live.socket.sendText("+628199900003", "first words").pipe(Effect.orDie)
+      // Not a second later, not at the next write-behind an hour away: already there when the send returned.
+      const sessionsAfter = [...(yield* store.getAll(sessionId).pipe(Effect.orDie)).keys()]
+        .filter((key) => key.startsWith("session/"))
+      expect(sessionsAfter.length).toBeGreaterThan(0)
     }))
 })

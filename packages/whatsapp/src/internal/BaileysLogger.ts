@@ -55,6 +55,13 @@ const routine = (text: string, fields: object): boolean =>
   text.startsWith("no name present, ignoring presence update") ||
   (text === "stream errored out" && isRestartRequest(fields))
 
+/**
+ * Baileys warns on every socket it creates that history sync is off: our choice (a server keeps no chat history
+ * from the phone), not a problem of that socket. Said once per process at info, then at debug.
+ */
+const isHistorySyncNotice = (text: string): boolean => text.includes("DISABLING ALL SYNC")
+let historySyncNoticed = false
+
 export const makeLogger = (
   runtime: Runtime.Runtime<never>,
   level: Level,
@@ -64,13 +71,25 @@ export const makeLogger = (
   const emit = (at: Level) => (first: unknown, message?: string) => {
     if (order[at] < threshold) return
     const { fields, text } = split(first, message)
+    if (order[at] >= order.warn && isHistorySyncNotice(text)) {
+      const firstTime = !historySyncNoticed
+      historySyncNoticed = true
+      if (firstTime && order.info >= threshold) {
+        return emitAt(LogLevel.Info, "history sync is off (syncFullHistory false, no history messages processed)", {})
+      }
+      if (order.debug >= threshold) emitAt(LogLevel.Debug, text, fields)
+      return
+    }
     if (order[at] >= order.warn && routine(text, fields)) {
       if (order.debug >= threshold) emit("debug")(first, message)
       return
     }
+    emitAt(effectLevel[at], text, fields)
+  }
+  const emitAt = (logLevel: LogLevel.LogLevel, text: string, fields: object) => {
     const annotations: Record<string, string> = { component: "baileys" }
     for (const [key, value] of Object.entries({ ...bindings, ...fields })) annotations[key] = describe(value)
-    Runtime.runSync(runtime)(Effect.logWithLevel(effectLevel[at], text).pipe(Effect.annotateLogs(annotations)))
+    Runtime.runSync(runtime)(Effect.logWithLevel(logLevel, text).pipe(Effect.annotateLogs(annotations)))
   }
   return {
     level,
