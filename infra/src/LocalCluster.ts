@@ -7,6 +7,7 @@ import { Data, type Duration, Effect, ExecutionStrategy, Exit, Scope } from "eff
 import { join } from "node:path"
 import * as ClusterSecrets from "./ClusterSecrets.js"
 import { ensurePortFree, freePort } from "./FreePort.js"
+import * as NatsCluster from "./NatsCluster.js"
 import * as NatsServer from "./NatsServer.js"
 import * as Postgres from "./Postgres.js"
 import * as Service from "./Service.js"
@@ -25,14 +26,22 @@ export interface LocalClusterOptions {
   readonly gatewayPort?: number | undefined
   /** Use this NATS instead of starting one (each cluster needs its own KV buckets: do not share across clusters). */
   readonly natsUrl?: string | undefined
+  /**
+   * 3 starts a 3-server JetStream cluster (under `<dataDir>/nats-cluster/`) instead of one nats-server, gives the
+   * services all three URLs and NATS_KV_REPLICAS=3 (unless `env` says otherwise). Default 1.
+   */
+  readonly natsServers?: 1 | 3 | undefined
   /** Use this database instead of starting Postgres. */
   readonly databaseUrl?: string | undefined
   /** Overrides (and replaces) the admin token stored in secrets.json. */
   readonly adminToken?: string | undefined
   /** Merged into every service's environment (e.g. short LEASE_TTL in tests). */
   readonly env?: Readonly<Record<string, string>> | undefined
-  /** Service logs; "quiet" keeps the last lines and shows them only if a start fails. Default as in Service. */
-  readonly logs?: "inherit" | "quiet" | undefined
+  /**
+   * Service logs; "quiet" keeps the last lines and shows them only if a start fails; a function receives every
+   * line, prefixed with the service's name. Default as in Service.
+   */
+  readonly logs?: Service.ServiceOutput | undefined
   /** false runs the private Postgres without fsync (tests, benchmarks). Default true. */
   readonly fsync?: boolean | undefined
   /** Entry files, relative to the repo root; default to the real services. */
@@ -76,8 +85,13 @@ export interface LocalCluster {
   readonly databaseUrl: string
   readonly adminToken: string
   readonly authStateKey: string
-  /** The private servers, when this cluster started them (undefined when given natsUrl / databaseUrl). */
+  /**
+   * The private servers, when this cluster started them (undefined when given natsUrl / databaseUrl). natsServer
+   * is the single nats-server (undefined with `natsServers: 3`).
+   */
   readonly natsServer: NatsServer.NatsServer | undefined
+  /** Every private nats-server (none when given natsUrl); each can be killed and restarted on its ports. */
+  readonly natsServers: ReadonlyArray<NatsServer.NatsServer>
   readonly postgres: Postgres.PostgresServer | undefined
   readonly gateway: ClusterGateway
   readonly waSim: ClusterWaSim | undefined
@@ -110,11 +124,18 @@ export class UnknownNode extends Data.TaggedError("UnknownNode")<{ readonly node
 /** Nodes start concurrently; list them as node-1, node-2, … whatever order they became healthy in. */
 const nodeIndex = (node: ClusterNode) => Number(node.nodeId.slice("node-".length))
 
-/** `SHARDS` and `LOG_LEVEL` defaults, then the caller's env, then the wiring nobody may override. */
+/** `SHARDS`, `LOG_LEVEL` and NATS defaults, then the caller's env, then the wiring nobody may override. */
 const serviceEnv = (
   options: LocalClusterOptions,
+  natsDefaults: Record<string, string>,
   wiring: Record<string, string>
-): Record<string, string> => ({ SHARDS: "256", LOG_LEVEL: "Info", ...options.env, ...wiring })
+): Record<string, string> => ({ SHARDS: "256", LOG_LEVEL: "Info", ...natsDefaults, ...options.env, ...wiring })
+
+/** The output of one service: a function given in `logs` gets every line prefixed with the service's name. */
+const outputFor = (options: LocalClusterOptions, name: string): Service.ServiceOutput | undefined => {
+  const logs = options.logs
+  return typeof logs === "function" ? (line) => logs(`${name} | ${line}`) : logs
+}
 
 export const start = Effect.fn("LocalCluster.start")(function*(options: LocalClusterOptions) {
   // Fail before starting anything when the one port a person chose is taken.
@@ -122,21 +143,30 @@ export const start = Effect.fn("LocalCluster.start")(function*(options: LocalClu
   const secrets = yield* ClusterSecrets.loadOrCreate(options.dataDir, { adminToken: options.adminToken })
 
   const nats = options.natsUrl !== undefined
-    ? Effect.succeed({ url: options.natsUrl, server: undefined })
+    ? Effect.succeed({ url: options.natsUrl, server: undefined, servers: [] })
+    : options.natsServers === 3
+    ? Effect.map(
+      NatsCluster.start({ dataDir: join(options.dataDir, "nats-cluster"), size: 3 }),
+      (cluster) => ({ url: cluster.url, server: undefined, servers: cluster.servers })
+    )
     : Effect.map(
       NatsServer.start({ dataDir: join(options.dataDir, "nats") }),
-      (server) => ({ url: server.url, server })
+      (server) => ({ url: server.url, server, servers: [server] })
     )
+  const natsDefaults: Record<string, string> = options.natsUrl === undefined && options.natsServers === 3
+    ? { NATS_KV_REPLICAS: "3" }
+    : {}
   const database = options.databaseUrl !== undefined
     ? Effect.succeed({ url: options.databaseUrl, server: undefined })
     : Effect.flatMap(
       Postgres.start({ dataDir: join(options.dataDir, "pg"), fsync: options.fsync }),
       (server) => Effect.map(server.ensureDatabase(DATABASE_NAME), (url) => ({ url, server }))
     )
-  const [{ server: natsServer, url: natsUrl }, { server: postgres, url: databaseUrl }] = yield* Effect.all(
-    [nats, database],
-    { concurrency: "unbounded" }
-  )
+  const [{ server: natsServer, servers: natsServers, url: natsUrl }, { server: postgres, url: databaseUrl }] =
+    yield* Effect.all(
+      [nats, database],
+      { concurrency: "unbounded" }
+    )
 
   // Services stop in parallel when the cluster closes; each node also has its own scope for stopNode.
   const clusterScope = yield* Effect.scope
@@ -154,7 +184,7 @@ export const start = Effect.fn("LocalCluster.start")(function*(options: LocalClu
         LOG_LEVEL: options.env?.LOG_LEVEL ?? "Info"
       },
       healthUrl: `${controlUrl}/healthz`,
-      output: options.logs,
+      output: outputFor(options, "wa-sim"),
       prefixWidth,
       startTimeout: options.startTimeout
     }).pipe(Scope.extend(clusterScope))
@@ -198,9 +228,9 @@ export const start = Effect.fn("LocalCluster.start")(function*(options: LocalClu
     const service = yield* Service.start({
       name: "gateway",
       entry: options.gatewayEntry ?? GATEWAY_ENTRY,
-      env: serviceEnv(options, { ...common, PORT: String(port), ADMIN_TOKEN: secrets.adminToken }),
+      env: serviceEnv(options, natsDefaults, { ...common, PORT: String(port), ADMIN_TOKEN: secrets.adminToken }),
       healthUrl: `${url}/healthz`,
-      output: options.logs,
+      output: outputFor(options, "gateway"),
       prefixWidth,
       startTimeout: options.startTimeout
     }).pipe(Scope.extend(servicesScope))
@@ -223,7 +253,7 @@ export const start = Effect.fn("LocalCluster.start")(function*(options: LocalClu
       const service = yield* Service.start({
         name: nodeId,
         entry: options.nodeEntry ?? NODE_ENTRY,
-        env: serviceEnv(options, {
+        env: serviceEnv(options, natsDefaults, {
           ...common,
           NODE_ID: nodeId,
           HTTP_PORT: String(port),
@@ -231,7 +261,7 @@ export const start = Effect.fn("LocalCluster.start")(function*(options: LocalClu
           ...whatsApp
         }),
         healthUrl: `${httpUrl}/healthz`,
-        output: options.logs,
+        output: outputFor(options, nodeId),
         prefixWidth,
         startTimeout: options.startTimeout
       }).pipe(
@@ -265,6 +295,7 @@ export const start = Effect.fn("LocalCluster.start")(function*(options: LocalClu
     adminToken: secrets.adminToken,
     authStateKey: secrets.authStateKey,
     natsServer,
+    natsServers,
     postgres,
     gateway,
     waSim,
