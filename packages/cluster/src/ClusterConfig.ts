@@ -9,6 +9,7 @@ export interface ClusterConfigShape {
   readonly nodeTtl: Duration.Duration
   readonly leaseTtl: Duration.Duration
   readonly replicas: number
+  readonly handoverBatch: number
 }
 
 export class ClusterConfig extends Context.Tag("@wacluster/cluster/ClusterConfig")<
@@ -36,8 +37,21 @@ export class ClusterConfig extends Context.Tag("@wacluster/cluster/ClusterConfig
     replicas: Config.integer("NATS_KV_REPLICAS").pipe(
       Config.withDefault(1),
       Config.withDescription("Replicas of the KV buckets (3 on a 3-server NATS cluster)")
+    ),
+    handoverBatch: Config.integer("HANDOVER_BATCH").pipe(
+      Config.withDefault(8),
+      Config.validate({ message: "HANDOVER_BATCH must be at least 1", validation: (n) => n >= 1 }),
+      Config.withDescription("Most shards a node has released and their new owner not yet taken (a join, a drain)")
     )
-  })
+  }).pipe(
+    // A node that vanished from membership loses its shards at once, so it must have fenced itself by then: its
+    // last heartbeat may come up to LEASE_TTL/3 after its last renewal, and it fences 0.6 × LEASE_TTL after that.
+    Config.validate({
+      message: "NODE_TTL must be longer than 0.6 × LEASE_TTL (a gone node must have stopped its sessions before " +
+        "others take them): raise NODE_TTL or lower LEASE_TTL",
+      validation: (c) => Duration.toMillis(c.nodeTtl) > 0.6 * Duration.toMillis(c.leaseTtl)
+    })
+  )
 
   static readonly layer = Layer.effect(ClusterConfig, ClusterConfig.config)
   static readonly make = (overrides: Partial<ClusterConfigShape> = {}): ClusterConfigShape => ({
@@ -46,6 +60,7 @@ export class ClusterConfig extends Context.Tag("@wacluster/cluster/ClusterConfig
     nodeTtl: Duration.seconds(5),
     leaseTtl: Duration.seconds(6),
     replicas: 1,
+    handoverBatch: 8,
     ...overrides
   })
   static readonly layerWith = (overrides: Partial<ClusterConfigShape>) =>

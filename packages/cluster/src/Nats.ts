@@ -166,7 +166,7 @@ export class Nats extends Context.Tag("@wacluster/cluster/Nats")<Nats, {
       Effect.tryPromise({
         try: () =>
           connect({
-            servers: Redacted.value(config.url).split(","),
+            servers: Redacted.value(config.url).split(",").map((url) => url.trim()).filter((url) => url.length > 0),
             name: config.name,
             // A node must survive NATS restarts: keep reconnecting forever, never give up the process.
             maxReconnectAttempts: -1,
@@ -222,11 +222,34 @@ export class Nats extends Context.Tag("@wacluster/cluster/Nats")<Nats, {
     const js = jetstream(connection)
     const kvm = new Kvm(js)
     const bucket = (name: string, options: BucketOptions = {}) => {
-      const open = () => kvm.create(name, { history: options.history ?? 1, replicas: options.replicas ?? 1 })
+      const replicas = options.replicas ?? 1
+      const open = async (first: boolean) => {
+        // allow_direct false: reads go to the stream's leader. A direct get may be answered by a follower that has
+        // not applied the latest write yet, so a node could read back an older lease than the one it just wrote.
+        const kv = await kvm.create(name, { history: options.history ?? 1, replicas, allow_direct: false })
+        // An existing bucket keeps its stream as it is; one made before the cluster grew is scaled up here (never
+        // down: one node configured with fewer replicas must not weaken the bucket for everyone).
+        const status = await kv.status()
+        const scaleUp = status.replicas < replicas
+        // Reopening (the stream vanished under a running node) waits for nothing: the caller's own retries do.
+        if (!(scaleUp || (first && status.replicas > 1))) return kv
+        const jsm = await js.jetstreamManager()
+        const stream = status.streamInfo.config.name
+        if (scaleUp) await jsm.streams.update(stream, { num_replicas: replicas })
+        // A replicated stream that was just made or scaled up elects its leader among its peers; until then a write
+        // finds no responder. Waits for the leader (up to 10 seconds; a write will tell after that).
+        const wanted = Math.max(status.replicas, replicas)
+        for (let attempt = 0; attempt < 50; attempt++) {
+          const { cluster } = await jsm.streams.info(stream)
+          if (cluster?.leader !== undefined && (cluster.replicas?.length ?? 0) + 1 >= wanted) break
+          await new Promise((resolve) => setTimeout(resolve, 200))
+        }
+        return kv
+      }
       return Effect.tryPromise({
-        try: () => open(),
+        try: () => open(true),
         catch: (cause) => new NatsError({ operation: `kv.open ${name}`, cause })
-      }).pipe(Effect.map((kv) => makeBucket(open, kv, name)))
+      }).pipe(Effect.map((kv) => makeBucket(() => open(false), kv, name)))
     }
 
     return { connection, request, serve, bucket }

@@ -1,7 +1,7 @@
 /**
  * Shard leases in the KV bucket `wa_shards` (key `shard.<n>`, value `{nodeId, epoch}`), decided only by
  * compare-and-set results. Each owned shard runs in its own fiber: acquire → start the shard's work →
- * renew by CAS every LEASE_TTL/3 → on handover stop the work, then release the lease.
+ * renew by CAS every LEASE_TTL/6 → on handover stop the work, then release the lease.
  * A shard whose renewal has not succeeded within 0.6 × LEASE_TTL stops its work (self-fencing) before
  * another node may take it over (LEASE_TTL after the last change it saw).
  */
@@ -9,11 +9,50 @@ import { Context, Data, Duration, Effect, Exit, FiberMap, Layer, Option, Ref, Sc
 import { ownerOf } from "./Assignment.js"
 import { ClusterConfig, monotonicMillis } from "./ClusterConfig.js"
 import { Membership } from "./Membership.js"
-import { type Bucket, Nats } from "./Nats.js"
+import { type Bucket, type KvRecord, Nats } from "./Nats.js"
 import type { NatsError, RevisionMismatch } from "./NatsError.js"
+
+const FENCED = "fenced: no successful renewal within 0.6 × LEASE_TTL"
+/** How much later than due a timer may fire before we say the process was stalled rather than merely busy. */
+const STALL_SLACK_MS = 500
 
 export const SHARDS_BUCKET = "wa_shards"
 export const leaseKey = (shard: number): string => `shard.${shard}`
+/**
+ * Epochs are `base + KV revision`. Revisions start again at 1 when the bucket is new (NATS lost its storage, or the
+ * cluster moved to another NATS), while Postgres still holds the old fences: the first node to find the bucket
+ * without a base writes one above every fence in Postgres (EpochFloor), so new epochs keep rising.
+ */
+export const EPOCH_BASE_KEY = "epoch-base"
+
+/** The highest fencing epoch any shard ever had (in Postgres, on nodes); 0 where nothing is fenced. */
+export class EpochFloor extends Context.Tag("@wacluster/cluster/EpochFloor")<EpochFloor, {
+  readonly highest: Effect.Effect<number, unknown>
+}>() {
+  static readonly none = Layer.succeed(EpochFloor, { highest: Effect.succeed(0) })
+}
+
+/** The bucket's epoch base (see EPOCH_BASE_KEY), written from `floor` when the bucket has none yet. */
+export const epochBase = (bucket: Bucket, floor: Effect.Effect<number, unknown>) =>
+  Effect.gen(function*() {
+    const existing = yield* bucket.get(EPOCH_BASE_KEY)
+    if (Option.isSome(existing) && existing.value.operation === "PUT") {
+      return Number(new TextDecoder().decode(existing.value.value))
+    }
+    const highest = yield* floor
+    return yield* bucket.create(EPOCH_BASE_KEY, new TextEncoder().encode(String(highest))).pipe(
+      Effect.as(highest),
+      // Another node wrote it first: theirs is the one.
+      Effect.catchTag("RevisionMismatch", () =>
+        bucket.get(EPOCH_BASE_KEY).pipe(
+          Effect.flatMap((record) =>
+            Option.isSome(record)
+              ? Effect.succeed(Number(new TextDecoder().decode(record.value.value)))
+              : Effect.fail("epoch base vanished")
+          )
+        ))
+    )
+  })
 
 export class LeaseValue extends Schema.Class<LeaseValue>("LeaseValue")({
   nodeId: Schema.String,
@@ -24,12 +63,21 @@ const LeaseJson = Schema.parseJson(LeaseValue)
 const encodeLease = (value: LeaseValue) => new TextEncoder().encode(Schema.encodeSync(LeaseJson)(value))
 const decodeLease = (bytes: Uint8Array) => Schema.decodeUnknownOption(LeaseJson)(new TextDecoder().decode(bytes))
 
+/** What the work of a shard may ask about its lease. */
+export interface ShardLease {
+  /**
+   * Whether this node still holds the lease at the epoch the work started with, read from NATS now (not from
+   * memory): false when another node took it, or when NATS cannot tell.
+   */
+  readonly stillHeld: Effect.Effect<boolean>
+}
+
 /**
  * What a node does with a shard while it holds the lease. `run` acquires the shard's resources in the
  * given scope (actors, subscriptions); closing the scope must stop them all.
  */
 export class ShardLifecycle extends Context.Tag("@wacluster/cluster/ShardLifecycle")<ShardLifecycle, {
-  readonly run: (shard: number, epoch: number) => Effect.Effect<void, never, Scope.Scope>
+  readonly run: (shard: number, epoch: number, lease: ShardLease) => Effect.Effect<void, never, Scope.Scope>
 }>() {}
 
 class LeaseLost extends Data.TaggedError("LeaseLost")<{ readonly shard: number; readonly why: string }> {}
@@ -49,17 +97,28 @@ export class ShardLeases extends Context.Tag("@wacluster/cluster/ShardLeases")<S
     const config = yield* ClusterConfig
     const membership = yield* Membership
     const lifecycle = yield* ShardLifecycle
+    const floor = yield* EpochFloor
     const nats = yield* Nats
     const bucket: Bucket = yield* nats.bucket(SHARDS_BUCKET, { history: 1, replicas: config.replicas })
     const self = membership.self
     const leaseTtl = Duration.toMillis(config.leaseTtl)
-    const renewEvery = leaseTtl / 3
+    // DESIGN says LEASE_TTL/3; every LEASE_TTL/6 leaves a busy node (an event loop late by seconds while it
+    // connects hundreds of sessions) four chances instead of one to renew before its fence deadline, for twice the
+    // KV writes.
+    const renewEvery = leaseTtl / 6
     const fenceAfter = 0.6 * leaseTtl
+    const lateLimit = Math.min(leaseTtl, Duration.toMillis(config.nodeTtl)) - 250
 
     const held = new Map<number, HeldShard>()
+    /** When a late renewal was last logged (monotonic). */
+    let lastLateLog = Number.NEGATIVE_INFINITY
     /** Per shard not held here: the last revision seen and since when (monotonic), for takeover. */
     const sightings = new Map<number, { readonly revision: number; readonly since: number }>()
     const fibers = yield* FiberMap.make<number>()
+    /** Shards this node handed over whose new owner has not taken them yet, with when (monotonic). */
+    const handingOver = new Map<number, number>()
+    /** Read again at every reconciliation: a new bucket gets a new base before anyone acquires from it. */
+    let base: number | undefined
 
     /** Renews until the lease is lost or fenced; never returns normally. */
     const renewLoop = (shard: number, epoch: number, acquiredRevision: number, acquiredAt: number) =>
@@ -67,28 +126,101 @@ export class ShardLeases extends Context.Tag("@wacluster/cluster/ShardLeases")<S
         let revision = acquiredRevision
         let renewedAt = acquiredAt
         let nextAttemptAt = acquiredAt + renewEvery
+        /** An attempt failed since the last renewal: a node that could not renew must not try past its fence. */
+        let failedSinceRenewal = false
+        /** When the first attempt whose outcome is unknown (it timed out) since the last renewal was sent. */
+        let unconfirmedSince: number | undefined
         const value = encodeLease(new LeaseValue({ nodeId: self, epoch }))
+        /** The record is this very lease of ours (this node, this epoch), at whatever revision. */
+        const isOurs = (record: KvRecord) =>
+          record.operation === "PUT" &&
+          Option.exists(decodeLease(record.value), (lease) => lease.nodeId === self && lease.epoch === epoch)
         while (true) {
           yield* Effect.sleep(Duration.millis(Math.max(0, nextAttemptAt - (yield* monotonicMillis))))
           const attemptAt = yield* monotonicMillis
           const deadline = renewedAt + fenceAfter
-          if (attemptAt >= deadline) {
-            return yield* new LeaseLost({ shard, why: "fenced: no successful renewal within 0.6 × LEASE_TTL" })
+          // Woken past the deadline without having tried since: this process was stalled (a long GC, a starved
+          // event loop), and so were its sessions. One quick compare-and-set settles it: it succeeds only if no other
+          // node took the lease meanwhile (any acquire changes the revision), so the shard is still ours alone.
+          // A renewal that failed before the deadline, or a stall past LEASE_TTL or NODE_TTL (after which the others
+          // may have counted this node gone and taken its shards), fences as before.
+          const late = attemptAt >= deadline
+          if (late && (failedSinceRenewal || attemptAt >= renewedAt + lateLimit)) {
+            // An attempt whose answer the stall left unread may have landed: then the lease was renewed no earlier
+            // than that attempt was sent, which may still be recent enough. One quick read tells.
+            if (!failedSinceRenewal && unconfirmedSince !== undefined && attemptAt < unconfirmedSince + lateLimit) {
+              const since = unconfirmedSince
+              unconfirmedSince = undefined
+              const landed = yield* bucket.get(leaseKey(shard)).pipe(
+                Effect.timeout(Duration.millis(250)),
+                Effect.option,
+                Effect.map((record) => Option.filter(Option.flatten(record), (r) => r.revision > revision && isOurs(r)))
+              )
+              if (Option.isSome(landed)) {
+                revision = landed.value.revision
+                renewedAt = since
+                nextAttemptAt = yield* monotonicMillis
+                continue
+              }
+            }
+            return yield* new LeaseLost({ shard, why: FENCED })
           }
+          // Each attempt is short: one sent to a NATS server that just died would otherwise wait out the whole
+          // deadline instead of being retried over the client's new connection.
+          const limit = late ? 250 : Math.min(deadline - attemptAt, Math.max(renewEvery, 250))
           const result = yield* bucket.update(leaseKey(shard), value, revision).pipe(
-            Effect.timeout(Duration.millis(deadline - attemptAt)),
+            Effect.timeout(Duration.millis(limit)),
             Effect.either
           )
+          // A late attempt gets no retry; a revision mismatch is still read below (an unanswered attempt that landed).
+          if (late && result._tag === "Left" && result.left._tag !== "RevisionMismatch") {
+            return yield* new LeaseLost({ shard, why: FENCED })
+          }
+          // Every held shard wakes late from the same stall: one line for all of them.
+          if (late && attemptAt - lastLateLog > leaseTtl) {
+            lastLateLog = attemptAt
+            yield* Effect.logWarning("leases renewed late: this process was stalled").pipe(
+              Effect.annotateLogs({ stalledMs: attemptAt - nextAttemptAt, shards: held.size })
+            )
+          }
           if (result._tag === "Right") {
             revision = result.right
             renewedAt = attemptAt
+            unconfirmedSince = undefined
             nextAttemptAt = attemptAt + renewEvery
+            failedSinceRenewal = false
           } else if (result.left._tag === "RevisionMismatch") {
-            return yield* new LeaseLost({ shard, why: "lease taken by another node" })
-          } else {
-            yield* Effect.logWarning("lease renewal failed, retrying").pipe(
-              Effect.annotateLogs({ shard, error: String(result.left) })
+            // An earlier attempt that timed out here may have landed after all: then the lease is still ours, at a
+            // revision we did not see. Anything else is another node's.
+            const current = yield* bucket.get(leaseKey(shard)).pipe(
+              Effect.timeout(Duration.millis(late ? 250 : Math.max(renewEvery, 250))),
+              Effect.option,
+              Effect.map(Option.flatten)
             )
+            const ours = Option.filter(current, isOurs)
+            if (Option.isNone(ours)) return yield* new LeaseLost({ shard, why: "lease taken by another node" })
+            revision = ours.value.revision
+            // It landed no earlier than the first unanswered attempt was sent: a renewal as of then.
+            if (unconfirmedSince !== undefined) {
+              renewedAt = Math.max(renewedAt, unconfirmedSince)
+              unconfirmedSince = undefined
+              failedSinceRenewal = false
+            }
+            nextAttemptAt = yield* monotonicMillis
+          } else {
+            // A timeout that fired long after it was due says this process was stalled while the request was out
+            // (after a stall, Node runs due timers before it reads the sockets, so the answer may be waiting
+            // unread): that is no evidence against NATS, and the attempt after it is a late one, as above.
+            const tookMs = (yield* monotonicMillis) - attemptAt
+            const timedOut = result.left._tag === "TimeoutException"
+            const stalledMeanwhile = timedOut && tookMs > limit + STALL_SLACK_MS
+            if (timedOut) unconfirmedSince ??= attemptAt
+            if (!stalledMeanwhile) {
+              failedSinceRenewal = true
+              yield* Effect.logWarning("lease renewal failed, retrying").pipe(
+                Effect.annotateLogs({ shard, error: String(result.left) })
+              )
+            }
             // Retry soon rather than after a full period: the fence deadline is close.
             nextAttemptAt = (yield* monotonicMillis) + 100
           }
@@ -113,7 +245,12 @@ export class ShardLeases extends Context.Tag("@wacluster/cluster/ShardLeases")<S
           })
         )
         yield* Effect.logDebug("shard acquired").pipe(Effect.annotateLogs({ shard, epoch }))
-        yield* lifecycle.run(shard, epoch).pipe(Scope.extend(workScope))
+        // The work starts beside the renewals, not before them: starting a shard's sessions can take longer than
+        // the fence deadline (Postgres slow or restarting, a busy node taking many shards at once).
+        yield* lifecycle.run(shard, epoch, { stillHeld: stillHeld(shard, epoch, epoch - revision) }).pipe(
+          Scope.extend(workScope),
+          Effect.forkIn(workScope)
+        )
         yield* renewLoop(shard, epoch, revision, acquiredAt).pipe(
           Effect.tapError((lost) =>
             Effect.zipRight(
@@ -143,9 +280,24 @@ export class ShardLeases extends Context.Tag("@wacluster/cluster/ShardLeases")<S
         Effect.orElseSucceed(() => 0)
       )
 
+    const stillHeld = (shard: number, epoch: number, baseAtAcquire: number) =>
+      bucket.get(leaseKey(shard)).pipe(
+        Effect.map((record) =>
+          Option.isSome(record) && record.value.operation === "PUT" &&
+          Option.exists(
+            decodeLease(record.value.value),
+            // The acquiring write carries no epoch: its own revision is the epoch.
+            (lease) => lease.nodeId === self && (lease.epoch ?? baseAtAcquire + record.value.revision) === epoch
+          )
+        ),
+        Effect.orElseSucceed(() => false)
+      )
+
     /** Tries to take a shard this node should own; succeeds only through a CAS write. */
     const tryAcquire = (shard: number, live: ReadonlySet<string>) =>
       Effect.gen(function*() {
+        const baseNow = base
+        if (baseNow === undefined) return
         const key = leaseKey(shard)
         const now = yield* monotonicMillis
         const record = yield* bucket.get(key)
@@ -167,7 +319,7 @@ export class ShardLeases extends Context.Tag("@wacluster/cluster/ShardLeases")<S
         if (attempt === undefined) return
         const revision = yield* attempt
         sightings.delete(shard)
-        yield* FiberMap.run(fibers, shard, holdShard(shard, revision, revision, now))
+        yield* FiberMap.run(fibers, shard, holdShard(shard, baseNow + revision, revision, now))
       }).pipe(
         Effect.catchAll((error) =>
           error._tag === "RevisionMismatch"
@@ -179,30 +331,66 @@ export class ShardLeases extends Context.Tag("@wacluster/cluster/ShardLeases")<S
     let lastView = ""
     let lastHeld = -1
     const reconcile = Effect.gen(function*() {
+      const live = yield* membership.live
+      // Until this node sees its own heartbeat, its view of the cluster cannot be trusted.
+      if (!live.some((node) => node.entry.nodeId === self)) return
+      const liveIds = new Set(live.map((node) => node.entry.nodeId as string))
       const candidates = yield* membership.candidates
-      const live = new Set((yield* membership.live).map((n) => n.entry.nodeId as string))
-      if (!candidates.includes(self)) return
-      const view = candidates.join(",")
+      base = yield* epochBase(bucket, floor.highest).pipe(
+        // Not the client's 5 s while a bucket elects a leader: the next pass (a heartbeat away) asks again.
+        Effect.timeout(config.heartbeat),
+        Effect.tapError((error) => Effect.logWarning("could not read the epoch base; taking no shards now", error)),
+        Effect.orElseSucceed(() => undefined)
+      )
+      const view = `${candidates.join(",")}${(yield* membership.draining) ? ` (${self} draining)` : ""}`
       if (view !== lastView) {
         yield* Effect.logInfo("members changed").pipe(Effect.annotateLogs({ self, candidates: view }))
+        if (candidates.length === 0 && held.size > 0) {
+          yield* Effect.logWarning("draining, but no other node can take the shards: keeping them until one can")
+        }
         lastView = view
       }
+      const toRelease: Array<number> = []
       const toAcquire: Array<number> = []
       for (let shard = 0; shard < config.shards; shard++) {
         const desired = ownerOf(shard, candidates)
         const running = yield* FiberMap.has(fibers, shard)
-        if (running && desired !== undefined && desired !== self) {
-          yield* FiberMap.remove(fibers, shard)
-        } else if (!running && desired === self) {
-          toAcquire.push(shard)
-        }
+        if (running && desired !== undefined && desired !== self) toRelease.push(shard)
+        else if (!running && desired === self) toAcquire.push(shard)
       }
-      yield* Effect.forEach(toAcquire, (shard) => tryAcquire(shard, live), { concurrency: 16, discard: true })
+      // Handover is rate-limited so a joining node or a drain moves sessions a few at a time instead of
+      // disconnecting them all at once: at most HANDOVER_BATCH shards are between owners at any moment (released
+      // here, not yet taken by their new owner), however slowly the new owner picks them up. A batch's shards stop
+      // concurrently. A shard nobody took within LEASE_TTL (its new owner died) stops counting.
+      const now = yield* monotonicMillis
+      yield* Effect.forEach(handingOver, ([shard, since]) =>
+        Effect.gen(function*() {
+          const record = yield* bucket.get(leaseKey(shard))
+          const holder = Option.flatMap(
+            Option.filter(record, (r) => r.operation === "PUT"),
+            (r) => Option.map(decodeLease(r.value), (lease) => lease.nodeId)
+          )
+          // Our own lease is taken only if we hold the shard again (the assignment changed back); otherwise it is
+          // a release that did not reach NATS, which another node may take once it has aged LEASE_TTL.
+          const taken = Option.isSome(holder) && (holder.value !== self || (yield* FiberMap.has(fibers, shard)))
+          if (taken || now - since >= leaseTtl) handingOver.delete(shard)
+        }).pipe(Effect.ignore), { concurrency: "unbounded", discard: true })
+      const releasing = toRelease.slice(0, Math.max(0, config.handoverBatch - handingOver.size))
+      for (const shard of releasing) handingOver.set(shard, now)
+      yield* Effect.forEach(releasing, (shard) => FiberMap.remove(fibers, shard), {
+        concurrency: "unbounded",
+        discard: true
+      })
+      yield* Effect.forEach(toAcquire, (shard) => tryAcquire(shard, liveIds), { concurrency: 16, discard: true })
       if (held.size !== lastHeld) {
         lastHeld = held.size
         yield* Effect.logInfo(`holding ${held.size} of ${config.shards} shards`)
       }
     }).pipe(Effect.withSpan("ShardLeases.reconcile"))
+
+    // Stopping (SIGTERM): say so first, so the others know the new owners while this node releases every shard at
+    // once (this finalizer runs before the shards' own, which release them).
+    yield* Effect.addFinalizer(() => membership.setDraining(true))
 
     // Let nodes that start together see each other before anyone takes shards.
     yield* Effect.sleep(Duration.times(config.heartbeat, 2)).pipe(

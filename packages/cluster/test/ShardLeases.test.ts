@@ -1,15 +1,23 @@
 import { describe, expect, it } from "@effect/vitest"
 import { NodeId } from "@wacluster/domain/Ids"
-import { Duration, Effect, Exit, Layer, Redacted, Scope } from "effect"
+import { Context, Duration, Effect, Exit, Fiber, Layer, Redacted, Scope } from "effect"
 import { Schema } from "effect"
 import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { ownerOf } from "../src/Assignment.js"
-import { ClusterConfig } from "../src/ClusterConfig.js"
+import { ClusterConfig, type ClusterConfigShape } from "../src/ClusterConfig.js"
 import { Membership, NodeEntry, NODES_BUCKET } from "../src/Membership.js"
 import { Nats } from "../src/Nats.js"
-import { leaseKey, LeaseValue, ShardLeases, ShardLifecycle, SHARDS_BUCKET } from "../src/ShardLeases.js"
+import {
+  EpochFloor,
+  leaseKey,
+  LeaseValue,
+  type ShardLease,
+  ShardLeases,
+  ShardLifecycle,
+  SHARDS_BUCKET
+} from "../src/ShardLeases.js"
 import { eventually, privateNats } from "./support.js"
 
 const SHARDS = 16
@@ -24,34 +32,94 @@ const config = {
 const makeTracker = () => {
   const active = new Map<number, string>()
   const epochs = new Map<number, number>()
+  const leases = new Map<number, ShardLease>()
   let overlaps = 0
+  /** The most shards that were running nowhere at once after the first one started (a handover's gap). */
+  let mostIdle = 0
   const lifecycle = (nodeId: string) =>
     ShardLifecycle.of({
-      run: (shard, epoch) =>
+      run: (shard, epoch, lease) =>
         Effect.acquireRelease(
           Effect.sync(() => {
             if (active.has(shard)) overlaps++
             active.set(shard, nodeId)
             epochs.set(shard, epoch)
+            leases.set(shard, lease)
           }),
-          () => Effect.sync(() => active.get(shard) === nodeId && active.delete(shard))
+          () =>
+            Effect.sync(() => {
+              if (active.get(shard) === nodeId) active.delete(shard)
+              mostIdle = Math.max(mostIdle, SHARDS - active.size)
+            })
         )
     })
   const heldBy = (nodeId: string) => [...active].filter(([, n]) => n === nodeId).map(([s]) => s).sort((a, b) => a - b)
-  return { active, epochs, lifecycle, heldBy, overlaps: () => overlaps }
+  return {
+    active,
+    epochs,
+    leases,
+    lifecycle,
+    heldBy,
+    overlaps: () => overlaps,
+    mostIdle: () => mostIdle,
+    resetIdle: () => (mostIdle = 0)
+  }
 }
 
-const startNode = (nodeId: string, url: string, tracker: ReturnType<typeof makeTracker>) =>
+/**
+ * The real NATS client, except that right after the first lease renewal sent while `armed` goes out, the whole
+ * process stalls (as in a long GC or a starved event loop) with that request unanswered.
+ */
+const stallingNats = (url: string, name: string, stall: { armed: boolean; ms: number }) =>
+  Layer.effect(
+    Nats,
+    Effect.map(Nats, (nats) =>
+      Nats.of({
+        ...nats,
+        bucket: (bucketName, options) =>
+          Effect.map(nats.bucket(bucketName, options), (bucket) => ({
+            ...bucket,
+            update: (key, value, revision) =>
+              Effect.gen(function*() {
+                if (bucketName !== SHARDS_BUCKET || !stall.armed) return yield* bucket.update(key, value, revision)
+                stall.armed = false
+                const sent = yield* Effect.fork(bucket.update(key, value, revision))
+                yield* Effect.yieldNow()
+                const until = Date.now() + stall.ms
+                while (Date.now() < until) {
+                  // busy
+                }
+                return yield* Fiber.join(sent)
+              })
+          }))
+      }))
+  ).pipe(Layer.provideMerge(Nats.layer({ url: Redacted.make(url), name })))
+
+/** Fence after 1.8 s without a renewal; renewals every 0.5 s; a late renewal may be tried until 2.65 s. */
+const stallTimings = {
+  leaseTtl: Duration.seconds(3),
+  nodeTtl: Duration.millis(2_900),
+  heartbeat: Duration.millis(200)
+}
+
+const startNode = (
+  nodeId: string,
+  url: string,
+  tracker: ReturnType<typeof makeTracker>,
+  overrides: Partial<ClusterConfigShape> = {},
+  nats: Layer.Layer<Nats> = Nats.layer({ url: Redacted.make(url), name: nodeId }).pipe(Layer.orDie)
+) =>
   Effect.gen(function*() {
     const scope = yield* Scope.make()
     const layer = ShardLeases.layer.pipe(
+      Layer.provide(EpochFloor.none),
       Layer.provideMerge(Membership.layer({ nodeId: NodeId.make(nodeId), version: "test" })),
       Layer.provide(Layer.succeed(ShardLifecycle, tracker.lifecycle(nodeId))),
-      Layer.provideMerge(Nats.layer({ url: Redacted.make(url), name: nodeId })),
-      Layer.provide(ClusterConfig.layerWith(config))
+      Layer.provideMerge(nats),
+      Layer.provide(ClusterConfig.layerWith({ ...config, ...overrides }))
     )
-    yield* Layer.buildWithScope(layer, scope)
-    return { stop: Scope.close(scope, Exit.void) }
+    const context = yield* Layer.buildWithScope(layer, scope)
+    return { stop: Scope.close(scope, Exit.void), membership: Context.get(context, Membership) }
   })
 
 const desiredOf = (nodeId: string, nodes: ReadonlyArray<string>) =>
@@ -162,5 +230,206 @@ describe("ShardLeases on a real nats-server", () => {
         expect(tracker.overlaps()).toBe(0)
       }).pipe(Effect.scoped),
     40_000
+  )
+
+  it.live(
+    "a process stalled past its fence deadline (not past LEASE_TTL) keeps its shards when nobody took them",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const nats = yield* privateNats()
+        const tracker = makeTracker()
+        yield* startNode("node-a", nats.url, tracker, stallTimings)
+        yield* eventually(() => tracker.heldBy("node-a").length === SHARDS, "5 seconds", "node-a holds all shards")
+        tracker.resetIdle()
+
+        // A starved event loop: nothing in this process runs for 2 s, its renewals included.
+        yield* Effect.sync(() => {
+          const until = Date.now() + 2_000
+          while (Date.now() < until) {
+            // busy
+          }
+        })
+        yield* Effect.sleep("1500 millis")
+        // Each renewal woke past its deadline, found its lease untouched by one compare-and-set, and kept it.
+        expect(tracker.mostIdle()).toBe(0)
+        expect(tracker.heldBy("node-a")).toHaveLength(SHARDS)
+      })),
+    30_000
+  )
+
+  it.live(
+    "a stall that catches renewals in flight (their timeouts fire late) is no NATS failure: the shards are kept",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const nats = yield* privateNats()
+        const tracker = makeTracker()
+        const stall = { armed: false, ms: 2_000 }
+        yield* startNode(
+          "node-a",
+          nats.url,
+          tracker,
+          stallTimings,
+          stallingNats(nats.url, "node-a", stall).pipe(Layer.orDie)
+        )
+        yield* eventually(() => tracker.heldBy("node-a").length === SHARDS, "5 seconds", "node-a holds all shards")
+        tracker.resetIdle()
+
+        // Right after a renewal is sent, nothing in this process runs for 2 s (past the 1.8 s fence deadline and
+        // that attempt's timeout, short of LEASE_TTL); its answer waits unread while its timeout fires.
+        stall.armed = true
+        yield* Effect.sleep("3500 millis")
+        expect(stall.armed).toBe(false)
+        expect(tracker.mostIdle()).toBe(0)
+        expect(tracker.heldBy("node-a")).toHaveLength(SHARDS)
+      })),
+    30_000
+  )
+
+  it.live(
+    "a draining node hands its shards over a batch at a time, keeps none, and takes its share back after",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const nats = yield* privateNats()
+        const tracker = makeTracker()
+        const a = yield* startNode("node-a", nats.url, tracker, { handoverBatch: 2 })
+        yield* eventually(() => tracker.heldBy("node-a").length === SHARDS, "5 seconds", "node-a holds all shards")
+        const b = yield* startNode("node-b", nats.url, tracker, { handoverBatch: 2 })
+        const wantB = desiredOf("node-b", ["node-a", "node-b"])
+        yield* eventually(() => tracker.heldBy("node-b").length === wantB.length, "5 seconds", "node-b's share")
+        // Rate-limited: the shards moved a batch at a time, never all at once.
+        expect(wantB.length).toBeGreaterThan(4)
+        expect(tracker.mostIdle()).toBeLessThanOrEqual(2)
+
+        tracker.resetIdle()
+        yield* a.membership.setDraining(true)
+        yield* eventually(() => tracker.heldBy("node-b").length === SHARDS, "10 seconds", "node-b holds every shard")
+        expect(tracker.mostIdle()).toBeLessThanOrEqual(2)
+        // And node-a stays empty while it drains.
+        yield* Effect.sleep(Duration.times(config.heartbeat, 5))
+        expect(tracker.heldBy("node-a")).toEqual([])
+
+        yield* a.membership.setDraining(false)
+        yield* eventually(
+          () => tracker.heldBy("node-a").length === SHARDS - wantB.length,
+          "10 seconds",
+          "node-a takes its share again"
+        )
+        expect(tracker.overlaps()).toBe(0)
+        yield* b.stop
+        yield* a.stop
+      })),
+    30_000
+  )
+
+  it.live(
+    "a draining node alone keeps its shards until another node can take them",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const nats = yield* privateNats()
+        const tracker = makeTracker()
+        const a = yield* startNode("node-a", nats.url, tracker)
+        yield* eventually(() => tracker.heldBy("node-a").length === SHARDS, "5 seconds", "node-a holds all shards")
+        yield* a.membership.setDraining(true)
+        yield* Effect.sleep(Duration.times(config.leaseTtl, 2))
+        expect(tracker.heldBy("node-a").length).toBe(SHARDS)
+        yield* startNode("node-b", nats.url, tracker)
+        yield* eventually(() => tracker.heldBy("node-b").length === SHARDS, "10 seconds", "node-b takes them all")
+        expect(tracker.overlaps()).toBe(0)
+      })),
+    30_000
+  )
+
+  it.live(
+    "tells a shard's work whether the lease is still held, asking NATS rather than memory",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const nats = yield* privateNats()
+        const tracker = makeTracker()
+        yield* startNode("node-a", nats.url, tracker)
+        yield* eventually(() => tracker.heldBy("node-a").length === SHARDS, "5 seconds", "node-a holds all shards")
+        const lease = tracker.leases.get(0)
+        expect(lease).toBeDefined()
+        if (lease === undefined) return
+        // Right after the acquiring write and after renewals alike.
+        expect(yield* lease.stillHeld).toBe(true)
+        yield* Effect.sleep(config.leaseTtl)
+        expect(yield* lease.stillHeld).toBe(true)
+        // Someone else writes the lease (as a new owner would): the answer changes at once.
+        const raw = yield* Layer.build(Nats.layer({ url: Redacted.make(nats.url), name: "intruder" }))
+        const shards = yield* Context.get(raw, Nats).bucket(SHARDS_BUCKET)
+        const value = Schema.encodeSync(Schema.parseJson(LeaseValue))(new LeaseValue({ nodeId: "node-z", epoch: 1 }))
+        yield* shards.put(leaseKey(0), new TextEncoder().encode(value))
+        expect(yield* lease.stillHeld).toBe(false)
+      })),
+    30_000
+  )
+
+  it.live(
+    "keeps renewing while a shard's work is still starting, however long that takes",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const nats = yield* privateNats()
+        const tracker = makeTracker()
+        let starts = 0
+        const slow = ShardLifecycle.of({
+          run: (shard, epoch, lease) =>
+            Effect.zipRight(
+              Effect.sync(() => starts++),
+              // Longer than the fence deadline (0.6 × LEASE_TTL) before the work is up.
+              Effect.zipRight(
+                Effect.sleep(Duration.times(config.leaseTtl, 2)),
+                tracker.lifecycle("node-a").run(shard, epoch, lease)
+              )
+            )
+        })
+        const scope = yield* Scope.make()
+        yield* Layer.buildWithScope(
+          ShardLeases.layer.pipe(
+            Layer.provide(EpochFloor.none),
+            Layer.provideMerge(Membership.layer({ nodeId: NodeId.make("node-a"), version: "test" })),
+            Layer.provide(Layer.succeed(ShardLifecycle, slow)),
+            Layer.provideMerge(Nats.layer({ url: Redacted.make(nats.url), name: "node-a" })),
+            Layer.provide(ClusterConfig.layerWith(config))
+          ),
+          scope
+        )
+        yield* eventually(() => tracker.heldBy("node-a").length === SHARDS, "10 seconds", "every shard's work is up")
+        yield* Effect.sleep(Duration.times(config.leaseTtl, 3))
+        // Never fenced: each shard started once and is still held.
+        expect(starts).toBe(SHARDS)
+        expect(tracker.heldBy("node-a").length).toBe(SHARDS)
+        yield* Scope.close(scope, Exit.void)
+      })),
+    30_000
+  )
+
+  it.live(
+    "starts epochs above every fence Postgres knows when the bucket is new (NATS lost its storage)",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const nats = yield* privateNats()
+        const tracker = makeTracker()
+        const scope = yield* Scope.make()
+        const floor = Layer.succeed(EpochFloor, { highest: Effect.succeed(5_000) })
+        yield* Layer.buildWithScope(
+          ShardLeases.layer.pipe(
+            Layer.provide(floor),
+            Layer.provideMerge(Membership.layer({ nodeId: NodeId.make("node-a"), version: "test" })),
+            Layer.provide(Layer.succeed(ShardLifecycle, tracker.lifecycle("node-a"))),
+            Layer.provideMerge(Nats.layer({ url: Redacted.make(nats.url), name: "node-a" })),
+            Layer.provide(ClusterConfig.layerWith(config))
+          ),
+          scope
+        )
+        yield* eventually(() => tracker.heldBy("node-a").length === SHARDS, "5 seconds", "node-a holds all shards")
+        for (const epoch of tracker.epochs.values()) expect(epoch).toBeGreaterThan(5_000)
+        // The lease check agrees with the epoch the work was given.
+        const lease = tracker.leases.get(0)
+        expect(lease === undefined ? false : yield* lease.stillHeld).toBe(true)
+        yield* Effect.sleep(config.leaseTtl)
+        expect(lease === undefined ? false : yield* lease.stillHeld).toBe(true)
+        yield* Scope.close(scope, Exit.void)
+      })),
+    30_000
   )
 })

@@ -15,7 +15,8 @@ import {
 } from "./ApiErrors.js"
 import { AdminAuth, SessionAccess, SessionKeyAuth, TenantAuth } from "./Auth.js"
 import { City, Continent } from "./Cities.js"
-import { ApiKeyId, SessionId, TenantId } from "./Ids.js"
+import { ClusterOverview, NodeDrain } from "./Control.js"
+import { ApiKeyId, NodeId, SessionId, TenantId } from "./Ids.js"
 import { PairingCode, QrCode, SessionHealthView, SessionStatusView } from "./Protocol.js"
 import { SessionName, SessionReason, SessionStatus } from "./Session.js"
 
@@ -206,6 +207,37 @@ export class SessionAccessApi extends HttpApiGroup.make("sessionAccess")
   .annotate(OpenApi.Description, "Session calls with the session's API key (x-api-key) or the tenant token")
 {}
 
+const nodeIdParam = HttpApiSchema.param("nodeId", NodeId)
+
+export class AdminApi extends HttpApiGroup.make("admin")
+  .add(
+    HttpApiEndpoint.get("cluster", "/admin/cluster")
+      .addSuccess(ClusterOverview)
+      .addError(ServiceUnavailableJson)
+      .annotate(OpenApi.Description, "Nodes, the shard → owner map with epochs, and the moves in progress")
+  )
+  .add(
+    HttpApiEndpoint.post("drain")`/admin/nodes/${nodeIdParam}/drain`
+      .addSuccess(NodeDrain, { status: 202 })
+      .addError(NotFoundJson)
+      .addError(ServiceUnavailableJson)
+      .annotate(
+        OpenApi.Description,
+        "Moves every shard away from the node, a batch per heartbeat, and keeps it empty until the drain ends " +
+          "or the node restarts"
+      )
+  )
+  .add(
+    HttpApiEndpoint.del("undrain")`/admin/nodes/${nodeIdParam}/drain`
+      .addSuccess(NodeDrain)
+      .addError(NotFoundJson)
+      .addError(ServiceUnavailableJson)
+      .annotate(OpenApi.Description, "Ends a drain: the node takes its share of the shards again")
+  )
+  .middleware(AdminAuth)
+  .annotate(OpenApi.Description, "Operators see and steer the cluster with the admin token")
+{}
+
 export class CityList extends Schema.Class<CityList>("CityList")({
   count: Schema.NonNegativeInt,
   cities: Schema.Array(City)
@@ -230,6 +262,7 @@ export class WaclusterApi extends HttpApi.make("wacluster")
   .add(SessionsApi)
   .add(SessionStatusApi)
   .add(SessionAccessApi)
+  .add(AdminApi)
   .addError(BadRequestJson)
   .addError(UnauthorizedJson)
   .addError(NotFoundJson)

@@ -2,13 +2,16 @@
  * The three kinds of credentials and what each proves. The gateway implements these middlewares.
  */
 import { HttpApiMiddleware, HttpApiSecurity } from "@effect/platform"
-import { Context } from "effect"
-import { UnauthorizedJson } from "./ApiErrors.js"
+import { Context, Schema } from "effect"
+import { ServiceUnavailableJson, UnauthorizedJson } from "./ApiErrors.js"
 import type { ApiKeyId, SessionId, TenantId } from "./Ids.js"
+
+/** Refused (401), or the credentials could not be checked right now (503, e.g. while Postgres restarts). */
+const AuthFailure = Schema.Union(UnauthorizedJson, ServiceUnavailableJson)
 
 /** Operators: `Authorization: Bearer <ADMIN_TOKEN>`. */
 export class AdminAuth extends HttpApiMiddleware.Tag<AdminAuth>()("@wacluster/domain/AdminAuth", {
-  failure: UnauthorizedJson,
+  failure: AuthFailure,
   security: { adminToken: HttpApiSecurity.bearer }
 }) {}
 
@@ -18,7 +21,7 @@ export class CurrentTenant extends Context.Tag("@wacluster/domain/CurrentTenant"
 
 /** Tenants manage their sessions with `Authorization: Bearer <tenant token>`. */
 export class TenantAuth extends HttpApiMiddleware.Tag<TenantAuth>()("@wacluster/domain/TenantAuth", {
-  failure: UnauthorizedJson,
+  failure: AuthFailure,
   provides: CurrentTenant,
   security: { tenantToken: HttpApiSecurity.bearer }
 }) {}
@@ -31,7 +34,7 @@ export class CurrentApiKey extends Context.Tag("@wacluster/domain/CurrentApiKey"
 
 /** Session-scoped calls use the session's own API key in `x-api-key`. */
 export class SessionKeyAuth extends HttpApiMiddleware.Tag<SessionKeyAuth>()("@wacluster/domain/SessionKeyAuth", {
-  failure: UnauthorizedJson,
+  failure: AuthFailure,
   provides: CurrentApiKey,
   security: { apiKey: HttpApiSecurity.apiKey({ in: "header", key: "x-api-key" }) }
 }) {}
@@ -47,7 +50,7 @@ export class CurrentCaller extends Context.Tag("@wacluster/domain/CurrentCaller"
  * tenant token as `Authorization: Bearer <tenant token>`.
  */
 export class SessionAccess extends HttpApiMiddleware.Tag<SessionAccess>()("@wacluster/domain/SessionAccess", {
-  failure: UnauthorizedJson,
+  failure: AuthFailure,
   provides: CurrentCaller,
   security: {
     apiKey: HttpApiSecurity.apiKey({ in: "header", key: "x-api-key" }),

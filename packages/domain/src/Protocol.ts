@@ -25,7 +25,12 @@ export class SessionBusy extends Schema.TaggedError<SessionBusy>()("SessionBusy"
   sessionId: SessionId
 }) {}
 
-export const CommandError = Schema.Union(SessionUnknown, NotOwner, SessionBusy)
+/** The owner could not read the session from Postgres (down, restarting, overloaded); the request may be retried. */
+export class StorageUnavailable extends Schema.TaggedError<StorageUnavailable>()("StorageUnavailable", {
+  sessionId: SessionId
+}) {}
+
+export const CommandError = Schema.Union(SessionUnknown, NotOwner, SessionBusy, StorageUnavailable)
 export type CommandError = typeof CommandError.Type
 
 export class StatusMetrics extends Schema.Class<StatusMetrics>("StatusMetrics")({
@@ -98,7 +103,14 @@ export class SendFailed extends Schema.TaggedError<SendFailed>()("SendFailed", {
   message: Schema.String
 }) {}
 
-export const SendError = Schema.Union(SessionUnknown, NotOwner, SessionBusy, NotConnected, SendFailed)
+export const SendError = Schema.Union(
+  SessionUnknown,
+  NotOwner,
+  SessionBusy,
+  StorageUnavailable,
+  NotConnected,
+  SendFailed
+)
 export type SendError = typeof SendError.Type
 
 export class SentText extends Schema.Class<SentText>("SentText")({
@@ -164,7 +176,7 @@ export class PairingUnavailable extends Schema.TaggedError<PairingUnavailable>()
   message: Schema.String
 }) {}
 
-export const PairingError = Schema.Union(SessionUnknown, NotOwner, SessionBusy, PairingUnavailable)
+export const PairingError = Schema.Union(SessionUnknown, NotOwner, SessionBusy, StorageUnavailable, PairingUnavailable)
 export type PairingError = typeof PairingError.Type
 
 export class PairingCode extends Schema.Class<PairingCode>("PairingCode")({

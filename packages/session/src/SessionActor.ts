@@ -18,7 +18,7 @@ import { ProxyConfig } from "@wacluster/whatsapp/ProxyConfig"
 import * as SessionProxy from "@wacluster/whatsapp/SessionProxy"
 import { WhatsAppDriver } from "@wacluster/whatsapp/WhatsAppDriver"
 import type { CloseReason, SocketEvent, WhatsAppSocket } from "@wacluster/whatsapp/WhatsAppDriver"
-import { Deferred, Duration, Effect, Option, Queue, Schedule, Stream } from "effect"
+import { Data, Deferred, Duration, Effect, Option, Queue, Schedule, Stream } from "effect"
 import { type BackoffPolicy, nextDelay } from "./Backoff.js"
 import { healthView, type LiveState, pairingUnavailable, qrView, statusView } from "./LiveState.js"
 import { makeWindow, type RestartIntensityPolicy } from "./RestartIntensity.js"
@@ -36,7 +36,15 @@ export interface ActorOptions {
    * must not stall its event loop (and with it its lease renewals).
    */
   readonly connectGate: Effect.Semaphore
+  /**
+   * Whether this node still holds the session's shard, asked of NATS: after WhatsApp says another login replaced
+   * this one (440), an actor whose shard moved stops instead of fighting the new owner for the device.
+   */
+  readonly leaseHeld: Effect.Effect<boolean>
 }
+
+/** WhatsApp replaced this login and the shard belongs to another node now: the actor stops for good. */
+export class Replaced extends Data.TaggedError("Replaced")<{ readonly sessionId: SessionId }> {}
 
 interface Envelope {
   readonly command: SessionCommand
@@ -157,7 +165,7 @@ export const make = Effect.fn("SessionActor.make")(function*(
         connectedMs: state.connectedMs,
         observedMs: state.observedMs,
         proxySticky: proxy.enabled ? yield* proxy.sticky : null
-      })
+      }).pipe(storeRetry)
     }).pipe(Effect.withSpan("SessionActor.persist"))
 
     const transition = (status: SessionStatus, reason: SessionReason | null) =>
@@ -284,6 +292,10 @@ export const make = Effect.fn("SessionActor.make")(function*(
       let delay: Duration.Duration | undefined
       while (true) {
         const reason = yield* connectOnce
+        if (reason === "conflict" && !(yield* options.leaseHeld)) {
+          yield* Effect.logWarning("replaced by the shard's new owner; stopping")
+          return yield* new Replaced({ sessionId })
+        }
         const next = afterClose(reason)
         // A proxy that failed gets a new exit (a new sticky token) for the next attempt; backoff still applies.
         if (reason === "proxy_unreachable" && proxy.enabled) {
@@ -411,10 +423,16 @@ export const make = Effect.fn("SessionActor.make")(function*(
   return { handle, run }
 })
 
-/** Postgres hiccups are retried briefly; a stale epoch is not (the actor must stop). */
+/**
+ * Postgres being away (a restart, a failover) is waited out for a minute without dropping the WhatsApp socket; a
+ * stale epoch is not retried (the actor must stop).
+ */
 const storeRetry = <A, E extends { readonly _tag: string }, R>(effect: Effect.Effect<A, E, R>) =>
   Effect.retry(effect, {
-    schedule: Schedule.exponential("100 millis").pipe(Schedule.intersect(Schedule.recurs(5))),
+    schedule: Schedule.exponential("100 millis").pipe(
+      Schedule.union(Schedule.spaced("2 seconds")),
+      Schedule.upTo("60 seconds")
+    ),
     while: (error) => error._tag === "StoreError"
   })
 

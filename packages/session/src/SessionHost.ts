@@ -4,9 +4,16 @@
  * `wa.rpc.<shard>` by handing commands to the actors' mailboxes, and stops everything when the shard goes.
  */
 import { Nats } from "@wacluster/cluster/Nats"
-import { ShardLifecycle } from "@wacluster/cluster/ShardLeases"
+import { type ShardLease, ShardLifecycle } from "@wacluster/cluster/ShardLeases"
 import type { SessionId } from "@wacluster/domain/Ids"
-import { encodeReply, rpcSubject, SessionBusy, SessionCommand, SessionUnknown } from "@wacluster/domain/Protocol"
+import {
+  encodeReply,
+  rpcSubject,
+  SessionBusy,
+  SessionCommand,
+  SessionUnknown,
+  StorageUnavailable
+} from "@wacluster/domain/Protocol"
 import type { CommandError, PairingError, SendError } from "@wacluster/domain/Protocol"
 import { ShardNumber } from "@wacluster/domain/Shard"
 import type { Fence } from "@wacluster/store/Fence"
@@ -34,7 +41,7 @@ import { defaultBackoff } from "./Backoff.js"
 import { defaultIntensity } from "./RestartIntensity.js"
 import * as SessionActor from "./SessionActor.js"
 
-export interface HostOptions extends Omit<SessionActor.ActorOptions, "connectGate"> {
+export interface HostOptions extends Omit<SessionActor.ActorOptions, "connectGate" | "leaseHeld"> {
   /** Sockets of this node that may be connecting (handshake until the first event) at the same time. */
   readonly connectConcurrency: number
   /** How long a command may wait for the actor's answer. */
@@ -90,10 +97,7 @@ export class SessionHost extends Context.Tag("@wacluster/session/SessionHost")<S
 }>() {}
 
 export const make = Effect.fn("SessionHost.make")(function*(hostOptions: HostOptions) {
-  const options: HostOptions & SessionActor.ActorOptions = {
-    ...hostOptions,
-    connectGate: yield* Effect.makeSemaphore(hostOptions.connectConcurrency)
-  }
+  const connectGate = yield* Effect.makeSemaphore(hostOptions.connectConcurrency)
   const nats = yield* Nats
   const sessions = yield* Sessions
   const fences = yield* ShardFences
@@ -101,10 +105,20 @@ export const make = Effect.fn("SessionHost.make")(function*(hostOptions: HostOpt
   /** The actors of every shard this node runs. */
   const shardActors = new Map<number, ReadonlyMap<SessionId, SessionActor.SessionActorHandle>>()
 
-  const runShard = (shard: number, epoch: number) =>
+  const runShard = (shard: number, epoch: number, lease: ShardLease) =>
     Effect.gen(function*() {
       const fence: Fence = { shard: ShardNumber.make(shard), epoch }
-      const current = yield* fences.advance(shard, epoch)
+      const options: HostOptions & SessionActor.ActorOptions = {
+        ...hostOptions,
+        connectGate,
+        leaseHeld: lease.stillHeld
+      }
+      // Postgres may be away (restarting): keep trying for as long as the lease is held (the shard's scope closes
+      // this when it goes), rather than hold a shard that runs nothing.
+      const current = yield* fences.advance(shard, epoch).pipe(
+        Effect.tapError((error) => Effect.logWarning("could not fence the shard in Postgres; retrying", error)),
+        Effect.retry(Schedule.exponential("200 millis").pipe(Schedule.union(Schedule.spaced("2 seconds"))))
+      )
       if (!current) {
         // A newer epoch already fenced this shard: another node holds it; the lease will be lost shortly.
         return yield* Effect.logWarning("shard fence is ahead of this lease; not starting its sessions")
@@ -125,10 +139,13 @@ export const make = Effect.fn("SessionHost.make")(function*(hostOptions: HostOpt
           const actor = yield* SessionActor.make(sessionId, fence, options)
           actors.set(sessionId, actor.handle)
           const supervised = actor.run.pipe(
-            Effect.catchTag("StaleEpoch", (error) =>
-              Effect.logWarning("fenced out: another node owns this shard now").pipe(
-                Effect.annotateLogs({ current: String(error.current) })
-              )),
+            Effect.catchTags({
+              StaleEpoch: (error) =>
+                Effect.logWarning("fenced out: another node owns this shard now").pipe(
+                  Effect.annotateLogs({ current: String(error.current) })
+                ),
+              Replaced: () => Effect.void
+            }),
             Effect.tapErrorCause((cause) =>
               Cause.isInterruptedOnly(cause)
                 ? Effect.void
@@ -176,7 +193,14 @@ export const make = Effect.fn("SessionHost.make")(function*(hostOptions: HostOpt
             Effect.exit
           )
         }).pipe(
-          Effect.catchAll((error) => Effect.as(Effect.logError("command failed", error), Exit.die(error))),
+          // Postgres failing or slow (reading the session to start its actor): a typed answer the gateway turns
+          // into 503 + Retry-After, not a defect (a 500 to the caller).
+          Effect.catchAll((error) =>
+            Effect.as(
+              Effect.logWarning("command not answered: storage unavailable", error),
+              Exit.fail(new StorageUnavailable({ sessionId: command.sessionId }))
+            )
+          ),
           Effect.withSpan("SessionHost.ask", { attributes: { command: command._tag, sessionId: command.sessionId } })
         )
 
@@ -184,9 +208,21 @@ export const make = Effect.fn("SessionHost.make")(function*(hostOptions: HostOpt
         decodeCommand(new TextDecoder().decode(payload)).pipe(
           Effect.flatMap((command) =>
             ask(command).pipe(
-              Effect.flatMap((exit) => encodeReply(command, exit)),
-              Effect.orElseSucceed(() =>
-                JSON.stringify({ _tag: "Failure", cause: { _tag: "Die", defect: "unencodable reply" } })
+              Effect.flatMap((exit) =>
+                encodeReply(command, exit).pipe(
+                  Effect.catchAll((error) =>
+                    Effect.as(
+                      Effect.logError("a reply could not be encoded").pipe(
+                        Effect.annotateLogs({
+                          command: command._tag,
+                          error: error.message,
+                          exit: Exit.isSuccess(exit) ? "success" : Cause.pretty(exit.cause)
+                        })
+                      ),
+                      JSON.stringify({ _tag: "Failure", cause: { _tag: "Die", defect: "unencodable reply" } })
+                    )
+                  )
+                )
               )
             )
           ),
@@ -199,8 +235,12 @@ export const make = Effect.fn("SessionHost.make")(function*(hostOptions: HostOpt
           Effect.map((text) => new TextEncoder().encode(text))
         )
 
-      yield* scan
+      // The first scan is retried like the fence; commands start their session's actor on demand meanwhile.
       yield* nats.serve(rpcSubject(shard), serveRequest)
+      yield* scan.pipe(
+        Effect.tapError((error) => Effect.logWarning("could not list the shard's sessions; retrying", error)),
+        Effect.retry(Schedule.exponential("200 millis").pipe(Schedule.union(Schedule.spaced("2 seconds"))))
+      )
       yield* scan.pipe(
         Effect.catchAll((error) => Effect.logWarning("shard rescan failed", error)),
         Effect.repeat(Schedule.spaced(options.rescanEvery)),

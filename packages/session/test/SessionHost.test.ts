@@ -3,11 +3,12 @@ import { ClusterConfig } from "@wacluster/cluster/ClusterConfig"
 import { Membership } from "@wacluster/cluster/Membership"
 import { Nats } from "@wacluster/cluster/Nats"
 import { Router } from "@wacluster/cluster/Router"
-import { ShardLeases } from "@wacluster/cluster/ShardLeases"
+import { EpochFloor, ShardLeases } from "@wacluster/cluster/ShardLeases"
 import { makeSessionId, NodeId, type SessionId } from "@wacluster/domain/Ids"
 import { EnsureStarted, GetStatus } from "@wacluster/domain/Protocol"
 import { shardOf } from "@wacluster/domain/Shard"
 import * as NatsServer from "@wacluster/infra/NatsServer"
+import { StoreError } from "@wacluster/store/Errors"
 import { Sessions } from "@wacluster/store/Sessions"
 import { seedTenant, storeLayer } from "@wacluster/store/test/support"
 import * as InProcessDriver from "@wacluster/whatsapp/InProcessDriver"
@@ -52,6 +53,22 @@ const FlakyDriver = Layer.effect(
     }))
 ).pipe(Layer.provide(InProcessDriver.layer()), Layer.merge(ProxyConfig.layerWith({})))
 
+/** Session ids whose row the node cannot read: Postgres failing under that one read. */
+const unreadable = new Set<string>()
+
+/** The real store, except that reading an unreadable session fails as a Postgres outage does. */
+const FlakySessions = Layer.effect(
+  Sessions,
+  Effect.map(Sessions, (sessions) =>
+    Sessions.of({
+      ...sessions,
+      findById: (id) =>
+        unreadable.has(id)
+          ? Effect.fail(new StoreError({ message: "connection terminated unexpectedly", cause: null }))
+          : sessions.findById(id)
+    }))
+)
+
 const natsLayer = Layer.unwrapScoped(Effect.gen(function*() {
   const dir = yield* Effect.acquireRelease(
     Effect.promise(() => mkdtemp(join(tmpdir(), "wacluster-nats-"))),
@@ -62,6 +79,7 @@ const natsLayer = Layer.unwrapScoped(Effect.gen(function*() {
 }))
 
 const NodeLayer = ShardLeases.layer.pipe(
+  Layer.provide(EpochFloor.none),
   Layer.provideMerge(SessionHost.layer({
     mailboxCapacity: 16,
     backoff: defaultBackoff,
@@ -81,6 +99,7 @@ const TestLayer = Layer.mergeAll(
   Router.layer({ requestTimeout: Duration.seconds(1), budget: Duration.seconds(5) })
 ).pipe(
   Layer.provideMerge(natsLayer),
+  Layer.provideMerge(FlakySessions),
   Layer.provideMerge(storeLayer("session_host")),
   Layer.provideMerge(config)
 )
@@ -137,6 +156,19 @@ layer(TestLayer, { timeout: 60_000, excludeTestServices: true })("SessionHost", 
       yield* (yield* Sessions).delete(session.id)
       const error = yield* Effect.flip(router.send(new GetStatus({ sessionId: session.id })))
       expect(error._tag).toBe("SessionUnknown")
+    }))
+
+  it.effect("answers 'storage unavailable' (retryable), not a defect, when it cannot read the session", () =>
+    Effect.gen(function*() {
+      const router = yield* Router
+      const session = yield* createSession
+      unreadable.add(session.id)
+      const error = yield* Effect.flip(router.send(new EnsureStarted({ sessionId: session.id })))
+      expect(error._tag).toBe("StorageUnavailable")
+      // Once Postgres answers again, so does the session.
+      unreadable.delete(session.id)
+      const view = yield* router.send(new GetStatus({ sessionId: session.id }))
+      expect(view.sessionId).toBe(session.id)
     }))
 
   it.effect("starts the sessions of a shard whose desired state is running, without being asked", () =>

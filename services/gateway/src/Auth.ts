@@ -2,7 +2,7 @@
  * The credentials middlewares of the contract: admin token, tenant token, session API key.
  * Every refusal is the same 401 shape and never tells whether a session exists.
  */
-import { Unauthorized } from "@wacluster/domain/ApiErrors"
+import { ServiceUnavailable, Unauthorized } from "@wacluster/domain/ApiErrors"
 import { AdminAuth, SessionAccess, SessionKeyAuth, TenantAuth } from "@wacluster/domain/Auth"
 import type { ApiKeyId, SessionId, TenantId } from "@wacluster/domain/Ids"
 import { ApiKeys } from "@wacluster/store/ApiKeys"
@@ -33,11 +33,21 @@ const cachedLookup = <A, E>(ttl: Duration.Duration, lookup: (hash: Uint8Array) =
     timeToLive: (exit) => Exit.isSuccess(exit) ? ttl : Duration.zero
   }).pipe(Effect.map((cache) => (secret: string) => cache.get(Buffer.from(hashSecret(secret)).toString("hex"))))
 
-/** Store trouble while authenticating is logged and answered as a refusal, never as a leak of detail. */
+/**
+ * Store trouble while authenticating (Postgres restarting) is logged and answered 503 with Retry-After: the
+ * credentials may well be good, and a 401 would tell a client to stop trying. No detail leaks.
+ */
 const orRefuse = <A, E>(effect: Effect.Effect<A, E>) =>
   effect.pipe(
     Effect.tapError((error) => Effect.logError("credential lookup failed", error)),
-    Effect.catchAll(() => refuse("credentials could not be checked, try again"))
+    Effect.catchAll(() =>
+      Effect.fail(
+        new ServiceUnavailable({
+          message: "credentials could not be checked right now; retry shortly",
+          retryAfterSeconds: 1
+        })
+      )
+    )
   )
 
 export const AdminAuthLive = Layer.effect(
@@ -58,12 +68,15 @@ export const AdminAuthLive = Layer.effect(
 
 /** The tenant and key lookups, with their caches, shared by every middleware that accepts them. */
 class Credentials extends Context.Tag("@wacluster/gateway/Credentials")<Credentials, {
-  readonly tenant: (token: string, missing: string) => Effect.Effect<{ readonly tenantId: TenantId }, Unauthorized>
+  readonly tenant: (
+    token: string,
+    missing: string
+  ) => Effect.Effect<{ readonly tenantId: TenantId }, Unauthorized | ServiceUnavailable>
   readonly apiKey: (key: string, missing: string) => Effect.Effect<{
     readonly keyId: ApiKeyId
     readonly sessionId: SessionId
     readonly tenantId: TenantId
-  }, Unauthorized>
+  }, Unauthorized | ServiceUnavailable>
 }>() {}
 
 const CredentialsLive = Layer.effect(

@@ -5,6 +5,7 @@
 import { HttpApiBuilder, HttpMiddleware, HttpServer } from "@effect/platform"
 import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
 import { ClusterConfig } from "@wacluster/cluster/ClusterConfig"
+import { ClusterView } from "@wacluster/cluster/ClusterView"
 import { Logging } from "@wacluster/cluster/Logging"
 import { Nats } from "@wacluster/cluster/Nats"
 import { Router } from "@wacluster/cluster/Router"
@@ -19,6 +20,7 @@ import { Config, Effect, identity, Layer } from "effect"
 import { createServer } from "node:http"
 import * as Auth from "./Auth.js"
 import * as ErrorResponses from "./ErrorResponses.js"
+import { AdminLive } from "./http/Admin.js"
 import { CitiesLive, HealthLive } from "./http/Public.js"
 import { SessionAccessLive } from "./http/SessionAccess.js"
 import { SessionsLive } from "./http/Sessions.js"
@@ -31,10 +33,12 @@ const StoreLive = Layer.mergeAll(Tenants.layer, Sessions.layer, ApiKeys.layer, S
   Layer.provideMerge(Database.layer)
 )
 
-const ClusterLive = Router.layerConfig.pipe(Layer.provideMerge(Nats.layerConfig("gateway")))
+const ClusterLive = Layer.merge(Router.layerConfig, ClusterView.layer).pipe(
+  Layer.provideMerge(Nats.layerConfig("gateway"))
+)
 
 const ApiLive = HttpApiBuilder.api(WaclusterApi).pipe(
-  Layer.provide([HealthLive, CitiesLive, TenantsLive, SessionsLive, SessionStatusLive, SessionAccessLive]),
+  Layer.provide([HealthLive, CitiesLive, TenantsLive, SessionsLive, SessionStatusLive, SessionAccessLive, AdminLive]),
   Layer.provide([Auth.layer, QrImages.layer])
 )
 

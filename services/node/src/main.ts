@@ -7,7 +7,8 @@ import { ClusterConfig } from "@wacluster/cluster/ClusterConfig"
 import { Logging } from "@wacluster/cluster/Logging"
 import { Membership } from "@wacluster/cluster/Membership"
 import { Nats } from "@wacluster/cluster/Nats"
-import { ShardLeases } from "@wacluster/cluster/ShardLeases"
+import * as NodeControl from "@wacluster/cluster/NodeControl"
+import { EpochFloor, ShardLeases } from "@wacluster/cluster/ShardLeases"
 import { Health, NodeApi, ProcessMemory } from "@wacluster/domain/Api"
 import { NodeId } from "@wacluster/domain/Ids"
 import * as SessionHost from "@wacluster/session/SessionHost"
@@ -21,7 +22,7 @@ import * as ShardFences from "@wacluster/store/ShardFences"
 import * as Startup from "@wacluster/store/Startup"
 import * as BaileysDriver from "@wacluster/whatsapp/BaileysDriver"
 import { ProxyConfig } from "@wacluster/whatsapp/ProxyConfig"
-import { Config, ConfigError, Effect, Either, Layer, ParseResult, Schema } from "effect"
+import { Config, ConfigError, Effect, Either, Layer, ParseResult, Schedule, Schema } from "effect"
 import { createServer } from "node:http"
 import { hostname } from "node:os"
 
@@ -52,10 +53,33 @@ const StoreLive = Layer.mergeAll(
 /** WhatsApp through Baileys, each session through its city's proxy (WA_WEBSOCKET_URL points at a simulator). */
 const DriverLive = Layer.merge(BaileysDriver.layerConfig, ProxyConfig.layer)
 
+/** New lease epochs start above every fence in Postgres, even on a NATS that lost its storage. */
+const EpochFloorLive = Layer.effect(
+  EpochFloor,
+  Effect.map(ShardFences.ShardFences, (fences) => ({ highest: fences.highest }))
+)
+
+/** What this node runs goes out with its heartbeats, for the operator's view (`GET /admin/cluster`). */
+const LoadReportLive = Layer.scopedDiscard(Effect.gen(function*() {
+  const config = yield* ClusterConfig
+  const host = yield* SessionHost.SessionHost
+  const leases = yield* ShardLeases
+  const membership = yield* Membership
+  const report = Effect.gen(function*() {
+    let sessions = 0
+    for (const count of (yield* host.running).values()) sessions += count
+    yield* membership.reportLoad({ shards: (yield* leases.held).length, sessions })
+  })
+  yield* report.pipe(Effect.repeat(Schedule.spaced(config.heartbeat)), Effect.forkScoped)
+}))
+
 const ClusterLive = Layer.unwrapEffect(
   Effect.map(nodeIdConfig, (nodeId) =>
-    ShardLeases.layer.pipe(
-      Layer.provide(SessionHost.layerConfig),
+    Layer.merge(NodeControl.layer, LoadReportLive).pipe(
+      Layer.provideMerge(ShardLeases.layer),
+      Layer.provide(EpochFloorLive),
+      // The same layer value as the HTTP health check uses, so both share the one host (memoised by reference).
+      Layer.provideMerge(SessionHost.layerConfig),
       Layer.provideMerge(Membership.layer({ nodeId, version: VERSION }))
     ))
 )

@@ -15,6 +15,7 @@ type RoutingError = CommandError | OwnerUnavailable
 const routingTags: ReadonlyArray<RoutingError["_tag"]> = [
   "SessionUnknown",
   "SessionBusy",
+  "StorageUnavailable",
   "NotOwner",
   "OwnerUnavailable"
 ]
@@ -29,6 +30,13 @@ const toHttp = (sessionId: string, error: RoutingError): Effect.Effect<never, No
     case "SessionBusy":
       return Effect.fail(
         new ServiceUnavailable({ message: "the session is busy; retry shortly", retryAfterSeconds: 1 })
+      )
+    case "StorageUnavailable":
+      return Effect.fail(
+        new ServiceUnavailable({
+          message: "the node running this session cannot reach storage; retry shortly",
+          retryAfterSeconds: 2
+        })
       )
     case "NotOwner":
       return Effect.fail(new ServiceUnavailable({ message: "the session is moving between nodes; retry shortly" }))

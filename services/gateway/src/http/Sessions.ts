@@ -18,7 +18,7 @@ import type { RuntimeRecord } from "@wacluster/store/SessionRuntime"
 import { SessionRuntime } from "@wacluster/store/SessionRuntime"
 import type { SessionRecord } from "@wacluster/store/Sessions"
 import { Sessions } from "@wacluster/store/Sessions"
-import { DateTime, Effect, Either, Encoding, Option, Schema } from "effect"
+import { Cause, DateTime, Effect, Either, Encoding, Option, Schema } from "effect"
 import { API_KEY_PREFIX, hashSecret, newSecret, VISIBLE_PREFIX } from "../Secrets.js"
 
 export const toSession = (record: SessionRecord, runtime: Option.Option<RuntimeRecord>) =>
@@ -82,13 +82,20 @@ export const SessionsLive = HttpApiBuilder.group(WaclusterApi, "sessions", (hand
             keyHash: hashSecret(secret),
             rateLimit: null
           }).pipe(Effect.orDie)
-          // Best effort, and brief: the owner also starts every running session of its shards by itself.
+          // Best effort, and brief: the owner also starts every running session of its shards by itself. The
+          // session is recorded by now, so nothing the owner answers (a defect included) may fail the create: the
+          // caller would retry and get a second session.
           yield* router.send(new EnsureStarted({ sessionId: id })).pipe(
             Effect.timeout("1 second"),
-            Effect.catchAll((error) =>
-              Effect.logInfo("session recorded; its owner will start it when it takes the shard").pipe(
-                Effect.annotateLogs({ sessionId: id, why: error._tag })
-              )
+            Effect.catchAllCause((cause) =>
+              Cause.isInterruptedOnly(cause) ?
+                Effect.interrupt :
+                Effect.logInfo("session recorded; its owner will start it when it takes the shard").pipe(
+                  Effect.annotateLogs({
+                    sessionId: id,
+                    why: Cause.isFailType(cause) ? cause.error._tag : Cause.pretty(cause)
+                  })
+                )
             )
           )
           const current = yield* runtime.load(id).pipe(Effect.orDie)

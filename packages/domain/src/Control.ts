@@ -1,0 +1,68 @@
+/**
+ * Control messages on NATS (`wa.ctl.>`) and the operator's view of the cluster. Operators drain a node through
+ * the gateway (`POST /admin/nodes/{nodeId}/drain`) or straight over NATS:
+ *
+ *   nats req wa.ctl.nodes.node-2.drain '{"draining":true}'
+ */
+import { Schema } from "effect"
+import { NodeId } from "./Ids.js"
+
+/** The subject a node answers drain requests on. */
+export const drainSubject = (nodeId: string): string => `wa.ctl.nodes.${nodeId}.drain`
+
+export class DrainRequest extends Schema.Class<DrainRequest>("DrainRequest")({
+  /** true: hand every shard to the other nodes and take none; false: take a share again. */
+  draining: Schema.Boolean
+}) {}
+
+export class NodeDrain extends Schema.Class<NodeDrain>("NodeDrain")({
+  nodeId: NodeId,
+  draining: Schema.Boolean,
+  /** Shards the node still holds; a draining node hands them over a batch per heartbeat. */
+  shards: Schema.NonNegativeInt,
+  /** Other nodes that can take shards; a draining node with none keeps its shards until one joins. */
+  otherNodes: Schema.NonNegativeInt
+}) {}
+
+/** A control request the node could not read. */
+export class ControlRefused extends Schema.Class<ControlRefused>("ControlRefused")({
+  error: Schema.String
+}) {}
+
+export const DrainReply = Schema.Union(NodeDrain, ControlRefused)
+
+export class ClusterNodeView extends Schema.Class<ClusterNodeView>("ClusterNodeView")({
+  nodeId: NodeId,
+  /** When the node process started (its own clock). */
+  liveSince: Schema.DateTimeUtc,
+  draining: Schema.Boolean,
+  version: Schema.String,
+  /** Shards whose lease the node holds. */
+  shards: Schema.NonNegativeInt,
+  /** Session actors the node runs, as of its last heartbeat. */
+  sessions: Schema.NonNegativeInt
+}) {}
+
+export class ShardOwnerView extends Schema.Class<ShardOwnerView>("ShardOwnerView")({
+  shard: Schema.NonNegativeInt,
+  /** The node holding the lease, or null while the shard is free. */
+  owner: Schema.NullOr(NodeId),
+  /** The fencing epoch of the lease (its KV revision at acquisition). */
+  epoch: Schema.NullOr(Schema.NonNegativeInt),
+  /** The node that should hold it, by rendezvous hashing over the live, non-draining nodes. */
+  desiredOwner: Schema.NullOr(NodeId)
+}) {}
+
+export class ShardMove extends Schema.Class<ShardMove>("ShardMove")({
+  shard: Schema.NonNegativeInt,
+  /** The current holder, or null when the shard is free (a node died or just released it). */
+  from: Schema.NullOr(NodeId),
+  to: NodeId
+}) {}
+
+export class ClusterOverview extends Schema.Class<ClusterOverview>("ClusterOverview")({
+  nodes: Schema.Array(ClusterNodeView),
+  shards: Schema.Array(ShardOwnerView),
+  /** Shards not yet held by their desired owner. */
+  moves: Schema.Array(ShardMove)
+}) {}
