@@ -24,7 +24,7 @@ import { chmod, mkdtemp, readFile, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { parseArgs } from "node:util"
-import { call, field, text } from "../support/Gateway.js"
+import { call, type ListedSession, listSessions, text } from "../support/Gateway.js"
 import { waSimControl } from "../support/WaSimControl.js"
 import { measure, type Measured, megabytes, type MemorySample } from "./memory.js"
 
@@ -74,6 +74,19 @@ const ENV: Record<string, string> = {
   ...serviceSettings,
   ...(nodeOptions.length > 0 ? { NODE_OPTIONS: nodeOptions.join(" ") } : {}),
   ...(profileDir === undefined ? {} : { LOOP_PROBE_PROFILE_DIR: profileDir })
+}
+
+/** The last log lines each service kept (with quiet logs, they are shown only when something fails). */
+const printRecentLogs = async (cluster: LocalCluster.LocalCluster | undefined) => {
+  const services = cluster === undefined ? [] : [
+    cluster.gateway.service,
+    ...cluster.nodes.map((node) => node.service),
+    ...(cluster.waSim ? [cluster.waSim.service] : [])
+  ]
+  for (const service of services) {
+    const tail = await Effect.runPromise(service.recentLogs)
+    process.stdout.write(`--- last log lines of ${service.name} ---\n${tail.join("\n")}\n`)
+  }
 }
 
 /** Starts or ends (and writes) the node's CPU profile of a phase, with `--profile`. */
@@ -138,40 +151,7 @@ const settle = async (pid: number, ms: number) => {
   return ((await cpuSeconds(pid)) - before) / (ms / 1000) * 100
 }
 
-interface Listed {
-  readonly id: string
-  readonly status: string
-  readonly reason: string | null
-  readonly connectedAt: number | null
-}
-
-/** Every session of the tenant, page by page, as the tenant lists them. */
-const listAll = async (gateway: string, token: string): Promise<Array<Listed>> => {
-  const all: Array<Listed> = []
-  let cursor: string | null = null
-  do {
-    const path: string = `/sessions?limit=500${cursor === null ? "" : `&cursor=${encodeURIComponent(cursor)}`}`
-    const reply = await call(gateway, "GET", path, { bearer: token })
-    if (reply.status !== 200) throw new Error(`GET ${path}: ${reply.status} ${JSON.stringify(reply.body)}`)
-    const page = field(reply.body, "sessions")
-    if (!Array.isArray(page)) throw new Error(`GET ${path}: no sessions in ${JSON.stringify(reply.body)}`)
-    for (const entry of page) {
-      const connectedAt = field(entry, "connectedAt")
-      const reason = field(entry, "reason")
-      all.push({
-        id: text(entry, "id"),
-        status: text(entry, "status"),
-        reason: typeof reason === "string" ? reason : null,
-        connectedAt: typeof connectedAt === "string" ? Date.parse(connectedAt) : null
-      })
-    }
-    const next = field(reply.body, "nextCursor")
-    cursor = typeof next === "string" ? next : null
-  } while (cursor !== null)
-  return all
-}
-
-const histogram = (sessions: ReadonlyArray<Listed>) => {
+const histogram = (sessions: ReadonlyArray<ListedSession>) => {
   const counts = new Map<string, number>()
   for (const { reason, status } of sessions) {
     const key = reason === null ? status : `${status}/${reason}`
@@ -196,7 +176,7 @@ const awaitConnected = async (
   const deadline = Date.now() + timeoutMs
   let lastReport = Date.now()
   while (true) {
-    const sessions = await listAll(gateway, token)
+    const sessions = await listSessions(gateway, token)
     const done = sessions.filter((s) =>
       s.status === "connected" && s.connectedAt !== null && s.connectedAt >= sinceWall
     )
@@ -383,6 +363,8 @@ const main = async () => {
         } catch (error) {
           failures.push(String(error))
           if (failures.length <= 5) log(`link ${index} failed: ${String(error)}`)
+          // With quiet logs, what the services said just before the first failure is the evidence.
+          if (failures.length === 1 && logs === "quiet") await printRecentLogs(started)
         }
       }
     }))
@@ -545,16 +527,7 @@ const main = async () => {
   } catch (error) {
     if (abort.signal.aborted) return
     // With quiet logs, the last lines of each service are the evidence of what broke.
-    const cluster = started
-    const services = cluster === undefined ? [] : [
-      cluster.gateway.service,
-      ...cluster.nodes.map((node) => node.service),
-      ...(cluster.waSim ? [cluster.waSim.service] : [])
-    ]
-    for (const service of services) {
-      const tail = await Effect.runPromise(service.recentLogs)
-      process.stdout.write(`--- last log lines of ${service.name} ---\n${tail.join("\n")}\n`)
-    }
+    await printRecentLogs(started)
     throw error
   } finally {
     process.off("SIGINT", interrupted)

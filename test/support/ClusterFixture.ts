@@ -73,6 +73,16 @@ export const startCluster = async (options: {
     const command = <C extends SessionCommand>(sent: C) =>
       Effect.runPromise(Effect.exit(router.send(sent)) as Effect.Effect<Exit.Exit<unknown, unknown>>)
     if (cluster.waSim === undefined) throw new Error("the test cluster runs without wa-sim")
+    // Ready once every shard has an owner: a node answers /healthz before it has taken its shards, and a test's
+    // first call would otherwise spend the router's budget waiting for one (and get 503 on a busy machine).
+    const shards = Number(options.env?.SHARDS ?? "256")
+    if (options.nodes > 0) {
+      const deadline = Date.now() + 60_000
+      while ((await owners(shards)).size < shards) {
+        if (Date.now() > deadline) throw new Error("the test cluster's shards never all had an owner")
+        await new Promise((resolve) => setTimeout(resolve, 200))
+      }
+    }
     return {
       cluster,
       sim: waSimControl(cluster.waSim.controlUrl),

@@ -47,3 +47,38 @@ export const text = (value: unknown, ...path: ReadonlyArray<string | number>): s
   if (typeof found !== "string") throw new Error(`expected a string at ${path.join(".")}, got ${JSON.stringify(value)}`)
   return found
 }
+
+/** One session as the tenant's list shows it. */
+export interface ListedSession {
+  readonly id: string
+  readonly status: string
+  readonly reason: string | null
+  /** Milliseconds since the epoch. */
+  readonly connectedAt: number | null
+}
+
+/** Every session of the tenant, page by page, as the tenant lists them. */
+export const listSessions = async (gateway: string, token: string): Promise<Array<ListedSession>> => {
+  const all: Array<ListedSession> = []
+  let cursor: string | null = null
+  do {
+    const path: string = `/sessions?limit=500${cursor === null ? "" : `&cursor=${encodeURIComponent(cursor)}`}`
+    const reply = await call(gateway, "GET", path, { bearer: token })
+    if (reply.status !== 200) throw new Error(`GET ${path}: ${reply.status} ${JSON.stringify(reply.body)}`)
+    const page = field(reply.body, "sessions")
+    if (!Array.isArray(page)) throw new Error(`GET ${path}: no sessions in ${JSON.stringify(reply.body)}`)
+    for (const entry of page) {
+      const connectedAt = field(entry, "connectedAt")
+      const reason = field(entry, "reason")
+      all.push({
+        id: text(entry, "id"),
+        status: text(entry, "status"),
+        reason: typeof reason === "string" ? reason : null,
+        connectedAt: typeof connectedAt === "string" ? Date.parse(connectedAt) : null
+      })
+    }
+    const next = field(reply.body, "nextCursor")
+    cursor = typeof next === "string" ? next : null
+  } while (cursor !== null)
+  return all
+}

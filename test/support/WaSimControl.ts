@@ -25,6 +25,11 @@ export const waSimControl = (controlUrl: string) => ({
   /** Types the pairing code shown by the session on the phone of `phoneNumber`; returns the device JID. */
   enterCode: async (phoneNumber: string, code: string) =>
     text(await ok(call(controlUrl, "POST", "/pairing", { json: { phoneNumber, code } }), "pairing"), "jid"),
+  /**
+   * `overlaps` counts logins whose older socket of the same device answered a liveness probe (a frozen peer does not
+   * count). The sim answers once the probes of earlier logins have settled (up to its `livenessProbeMs`), so one read
+   * at the end of a round is final.
+   */
   stats: async () => (await ok(call(controlUrl, "GET", "/stats"), "stats")) as SimStats,
   devices: async () =>
     (await ok(call(controlUrl, "GET", "/devices"), "devices")) as ReadonlyArray<{
@@ -40,8 +45,10 @@ export const waSimControl = (controlUrl: string) => ({
   sent: async (jid: string) =>
     (await ok(call(controlUrl, "GET", `${device(jid)}/sent`), "sent")) as ReadonlyArray<{
       readonly id: string
-      readonly text: string
+      /** null when the contact's phone could not decrypt it (see `error`). */
+      readonly text: string | null
       readonly phoneNumber: string
+      readonly error?: string
     }>,
   receipt: (jid: string, messageId: string, status: "delivered" | "read") =>
     ok(call(controlUrl, "POST", `${device(jid)}/receipts`, { json: { messageId, status } }), "receipt"),
