@@ -32,30 +32,40 @@ export interface StateWriter {
   readonly flush: () => void
 }
 
+/** The shortest wait between a change and its write. */
+const MIN_DELAY_MS = 50
+/** A write may take at most 1/WRITE_SHARE of the time between writes. */
+const WRITE_SHARE = 20
+
 /**
  * Writes are synchronous on purpose: the file holds no one-time prekeys, so it stays small (a few hundred bytes per
- * device), and a synchronous write can never race a later one or be cut short by a shutdown.
+ * device), and a synchronous write can never race a later one or be cut short by a shutdown. The whole file is
+ * written each time, so the wait between writes grows with what the last write cost (at most 1/20 of the sim's
+ * time): with thousands of devices linking, writing every 50 ms would take most of a core.
  */
 export const makeWriter = (path: string, snapshot: () => Snapshot, onError: (error: unknown) => void): StateWriter => {
   let dirty = false
   let timer: NodeJS.Timeout | undefined
+  let delayMs = MIN_DELAY_MS
   const temporary = `${path}.tmp`
   const flush = () => {
     if (timer) clearTimeout(timer)
     timer = undefined
     if (!dirty) return
     dirty = false
+    const started = performance.now()
     try {
       writeFileSync(temporary, encode(snapshot()), "utf8")
       renameSync(temporary, path)
     } catch (error) {
       onError(error)
     }
+    delayMs = Math.max(MIN_DELAY_MS, WRITE_SHARE * (performance.now() - started))
   }
   return {
     schedule: () => {
       dirty = true
-      timer ??= setTimeout(flush, 50)
+      timer ??= setTimeout(flush, delayMs)
     },
     flush
   }
