@@ -2,7 +2,7 @@
  * The chaos run: a whole cluster on real processes (nodes, a gateway, NATS — one server or three —, a private
  * Postgres, wa-sim with linked sessions) and a client that keeps reading status and sending texts, while seeded
  * random faults hit it: a node killed or paused past its lease, a NATS server or Postgres restarted, a node added
- * or drained away. After every fault the run waits until every session is connected again and checks that wa-sim
+ * or drained away (each kind once, in a seeded order, before any kind twice). After every fault the run waits until every session is connected again and checks that wa-sim
  * never saw two live sockets for one device (invariant 1); at the end of each phase, that every send the cluster
  * accepted reached WhatsApp (invariant 2). Sends go through the session's owner over NATS, as the gateway routes
  * them.
@@ -145,6 +145,8 @@ export const runChaos = async (options: ChaosOptions): Promise<ChaosSummary> => 
   const recoveryLimit = Duration.toMillis(options.recoveryLimit ?? Duration.minutes(2))
   const outer = Effect.runSync(Scope.make())
   const phases: Array<PhaseSummary> = []
+  /** The kinds of fault this run has injected so far, over all its phases. */
+  const injected = new Set<FaultKind>()
   let linkMs = 0
   let failure: string | undefined
 
@@ -367,7 +369,11 @@ export const runChaos = async (options: ChaosOptions): Promise<ChaosSummary> => 
 
         const endAt = Date.now() + Duration.toMillis(options.duration)
         while (Date.now() < endAt) {
-          const kind = pick(possible())
+          // Every kind once before any twice (as far as the cluster's size allows), so a short run covers them all.
+          const now = possible()
+          const fresh = now.filter((kind) => !injected.has(kind))
+          const kind = pick(fresh.length > 0 ? fresh : now)
+          injected.add(kind)
           const started = Date.now()
           const what = await inject(kind)
           faults[kind] = (faults[kind] ?? 0) + 1
