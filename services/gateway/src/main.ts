@@ -6,6 +6,7 @@ import { HttpApiBuilder, HttpMiddleware, HttpServer } from "@effect/platform"
 import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
 import { ClusterConfig } from "@wacluster/cluster/ClusterConfig"
 import { ClusterView } from "@wacluster/cluster/ClusterView"
+import * as FairScheduler from "@wacluster/cluster/FairScheduler"
 import { Logging } from "@wacluster/cluster/Logging"
 import { Nats } from "@wacluster/cluster/Nats"
 import { Router } from "@wacluster/cluster/Router"
@@ -67,7 +68,9 @@ const MainLive = HttpLive.pipe(
   Layer.provide(ClusterConfig.layer),
   Layer.provide(Logging.layer("gateway")),
   // No span exporter is configured yet, so spans would only cost time on every request (tens of µs each).
-  Layer.provide(Layer.setTracerEnabled(false))
+  Layer.provide(Layer.setTracerEnabled(false)),
+  // Fibers run in slices of 10 ms, so timers and socket reads are never starved (FairScheduler.ts).
+  Layer.provide(FairScheduler.layer(10))
 )
 
 NodeRuntime.runMain(Layer.launch(MainLive), { disablePrettyLogger: true })

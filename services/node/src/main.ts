@@ -4,6 +4,7 @@
 import { HttpApiBuilder, HttpServer } from "@effect/platform"
 import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
 import { ClusterConfig } from "@wacluster/cluster/ClusterConfig"
+import * as FairScheduler from "@wacluster/cluster/FairScheduler"
 import { Logging } from "@wacluster/cluster/Logging"
 import { Membership } from "@wacluster/cluster/Membership"
 import { Nats } from "@wacluster/cluster/Nats"
@@ -130,7 +131,9 @@ const MainLive = Layer.mergeAll(ClusterLive, HttpLive).pipe(
   Layer.provide(ClusterConfig.layer),
   Layer.provide(Logging.layer("node")),
   // No span exporter is configured yet, so spans would only cost time on every request (tens of µs each).
-  Layer.provide(Layer.setTracerEnabled(false))
+  Layer.provide(Layer.setTracerEnabled(false)),
+  // Fibers run in slices of 10 ms, so timers (lease renewals) and socket reads are never starved (FairScheduler.ts).
+  Layer.provide(FairScheduler.layer(10))
 )
 
 NodeRuntime.runMain(Layer.launch(MainLive), { disablePrettyLogger: true })
