@@ -7,13 +7,14 @@
  *
  *   pnpm exec tsx test/bench/density.ts [--sessions 100] [--link-concurrency 20] [--settle 15]
  *     [--baseline-sessions N] [--skip-baseline] [--skip-restart] [--timeout 20 (minutes)]
- *     [--logs quiet|inherit] [--log-level Warn] [--env NAME=value]… [--probe on|off] [--profile <dir>]
+ *     [--logs quiet|inherit] [--log-level Warn] [--env NAME=value]… [--probe on|off] [--profile <dir> [--heap]]
+ *     [--node-flags "<flags for the services' Node, e.g. --max-semi-space-size=64>"]
  *     [--shared-als (a what-if, see shared-als.ts)]
  *
  * `--probe on` (the default) preloads loop-probe.ts into the gateway and the node: event-loop stalls show in their
  * logs, and the node can be asked for a full garbage collection, so live memory is reported beside running memory.
  * `--profile <dir>` also writes the node's CPU profile of each phase there (idle, link, linked, restart, restarted;
- * read them with profile-summary.ts).
+ * read them with profile-summary.ts); with `--heap`, what each phase allocated too (heap-summary.ts).
  */
 import { Health } from "@wacluster/domain/Api"
 import * as LocalCluster from "@wacluster/infra/LocalCluster"
@@ -42,6 +43,8 @@ const { values } = parseArgs({
     env: { type: "string", multiple: true, default: [] },
     probe: { type: "string", default: "on" },
     profile: { type: "string" },
+    "node-flags": { type: "string", default: "" },
+    heap: { type: "boolean", default: false },
     "shared-als": { type: "boolean", default: false }
   }
 })
@@ -62,18 +65,21 @@ const WAHA_MB_PER_SESSION = 60
 const SETTINGS: Record<string, string> = {
   node: process.version,
   ...(sharedAls ? { "what-if": "shared AsyncLocalStorage (shared-als.ts) in the node and the baseline" } : {}),
+  ...(values["node-flags"] === "" ? {} : { "node flags": values["node-flags"] }),
   LOG_LEVEL: values["log-level"],
   ...Object.fromEntries(values.env.map((pair) => [pair.slice(0, pair.indexOf("=")), pair.slice(pair.indexOf("=") + 1)]))
 }
 const nodeOptions = [
+  ...values["node-flags"].split(" ").filter((flag) => flag !== ""),
   ...(probe ? ["--expose-gc", "--import", "tsx", "--import", join(repoRoot, "test/bench/loop-probe.ts")] : []),
   ...(sharedAls ? [...(probe ? [] : ["--import", "tsx"]), ...sharedAlsImport] : [])
 ]
-const { node: _node, "what-if": _whatIf, ...serviceSettings } = SETTINGS
+const { node: _node, "what-if": _whatIf, "node flags": _nodeFlags, ...serviceSettings } = SETTINGS
 const ENV: Record<string, string> = {
   ...serviceSettings,
   ...(nodeOptions.length > 0 ? { NODE_OPTIONS: nodeOptions.join(" ") } : {}),
-  ...(profileDir === undefined ? {} : { LOOP_PROBE_PROFILE_DIR: profileDir })
+  ...(profileDir === undefined ? {} : { LOOP_PROBE_PROFILE_DIR: profileDir }),
+  ...(profileDir !== undefined && values.heap ? { LOOP_PROBE_HEAP: "on" } : {})
 }
 
 /** The last log lines each service kept (with quiet logs, they are shown only when something fails). */

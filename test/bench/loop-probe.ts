@@ -44,8 +44,11 @@ setInterval(() => {
   gcTotal = 0
 }, 5000).unref()
 
-// With LOOP_PROBE_PROFILE_DIR set, SIGWINCH starts a CPU profile and the next SIGWINCH writes it there.
+// With LOOP_PROBE_PROFILE_DIR set, SIGWINCH starts a CPU profile and the next SIGWINCH writes it there. With
+// LOOP_PROBE_HEAP=on as well, the same phases also sample allocations (garbage included: what a phase allocated,
+// not what it kept) into a .heapprofile beside it (read it with heap-summary.ts).
 const profileDir = process.env.LOOP_PROBE_PROFILE_DIR
+const sampleHeap = process.env.LOOP_PROBE_HEAP === "on"
 if (profileDir !== undefined) {
   const session = new Session()
   session.connect()
@@ -55,14 +58,29 @@ if (profileDir !== undefined) {
     if (!profiling) {
       profiling = true
       session.post("Profiler.enable", () => session.post("Profiler.start"))
+      if (sampleHeap) {
+        session.post("HeapProfiler.enable", () =>
+          session.post("HeapProfiler.startSampling", {
+            samplingInterval: 64 * 1024,
+            includeObjectsCollectedByMajorGC: true,
+            includeObjectsCollectedByMinorGC: true
+          }))
+      }
       return
     }
     profiling = false
+    const file = join(profileDir, `${label}-${process.pid}-${++count}`)
     session.post("Profiler.stop", (error, result) => {
       if (error !== null) return process.stderr.write(`loop-probe ${label}: profile failed: ${String(error)}\n`)
-      const file = join(profileDir, `${label}-${process.pid}-${++count}.cpuprofile`)
-      writeFileSync(file, JSON.stringify(result.profile))
-      process.stderr.write(`loop-probe ${label}: profile written to ${file}\n`)
+      writeFileSync(`${file}.cpuprofile`, JSON.stringify(result.profile))
+      process.stderr.write(`loop-probe ${label}: profile written to ${file}.cpuprofile\n`)
     })
+    if (sampleHeap) {
+      session.post("HeapProfiler.stopSampling", (error, result) => {
+        if (error !== null) return process.stderr.write(`loop-probe ${label}: heap profile failed: ${String(error)}\n`)
+        writeFileSync(`${file}.heapprofile`, JSON.stringify(result.profile))
+        process.stderr.write(`loop-probe ${label}: heap profile written to ${file}.heapprofile\n`)
+      })
+    }
   })
 }
