@@ -9,6 +9,7 @@
  */
 import { readFileSync } from "node:fs"
 import { parseArgs } from "node:util"
+import { packageOf } from "./profile-frames.js"
 
 interface HeapNode {
   readonly id: number
@@ -29,14 +30,6 @@ const skipped = new Set(values.skip.split(",").filter((name) => name !== ""))
 const top = Number(values.top)
 const depth = Number(values.depth)
 
-const packageOf = (url: string) => {
-  if (url === "") return "(native / runtime)"
-  const modules = url.match(/node_modules\/(?:\.pnpm\/[^/]+\/node_modules\/)?((?:@[^/]+\/)?[^/]+)/)
-  if (modules?.[1] !== undefined) return modules[1]
-  const ours = url.match(/\/((?:packages|services)\/[^/]+)\//)
-  if (ours?.[1] !== undefined) return ours[1]
-  return url.startsWith("node:") ? "(node)" : url
-}
 const frameOf = (node: HeapNode) =>
   `${node.callFrame.functionName || "(anonymous)"} ${
     node.callFrame.url.replace(/^.*node_modules\/(?:\.pnpm\/[^/]+\/node_modules\/)?/, "").replace(
@@ -60,10 +53,10 @@ for (const file of positionals) {
       total += node.selfSize
       const name = frameOf(node)
       byFunction.set(name, (byFunction.get(name) ?? 0) + node.selfSize)
-      const pkg = packageOf(node.callFrame.url)
+      const pkg = packageOf(node.callFrame.url, "(native / runtime)")
       byPackage.set(pkg, (byPackage.get(pkg) ?? 0) + node.selfSize)
       const first = here.findIndex((frame) =>
-        frame.callFrame.url !== "" && !skipped.has(packageOf(frame.callFrame.url))
+        frame.callFrame.url !== "" && !skipped.has(packageOf(frame.callFrame.url, "(native / runtime)"))
       )
       const shown = skipped.size === 0 || first < 0 ? here : here.slice(first)
       const caller = shown[0] === undefined ? "(none)" : frameOf(shown[0])

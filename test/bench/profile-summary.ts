@@ -5,6 +5,7 @@
  */
 import { readFileSync } from "node:fs"
 import { parseArgs } from "node:util"
+import { packageOf } from "./profile-frames.js"
 
 interface ProfileNode {
   readonly id: number
@@ -22,16 +23,6 @@ const { positionals, values } = parseArgs({
   options: { top: { type: "string", default: "40" } }
 })
 const top = Number(values.top)
-
-/** node_modules/<pkg> or packages/<name>, services/<name>; "(node)" for Node's own code. */
-const packageOf = (url: string) => {
-  if (url === "") return "(native / idle / gc)"
-  const modules = url.match(/node_modules\/(?:\.pnpm\/[^/]+\/node_modules\/)?((?:@[^/]+\/)?[^/]+)/)
-  if (modules?.[1] !== undefined) return modules[1]
-  const ours = url.match(/\/((?:packages|services|infra|test)\/[^/]+)/)
-  if (ours?.[1] !== undefined) return ours[1]
-  return url.startsWith("node:") ? "(node)" : url
-}
 
 for (const file of positionals) {
   const profile = JSON.parse(readFileSync(file, "utf8")) as Profile
@@ -51,7 +42,7 @@ for (const file of positionals) {
     const { functionName, lineNumber, url } = node.callFrame
     const key = `${functionName || "(anonymous)"} ${url.replace(/.*node_modules\//, "")}:${lineNumber + 1}`
     byFunction.set(key, (byFunction.get(key) ?? 0) + micros)
-    const pkg = packageOf(url)
+    const pkg = packageOf(url, "(native / idle / gc)")
     byPackage.set(pkg, (byPackage.get(pkg) ?? 0) + micros)
   }
   const show = (map: Map<string, number>, limit: number) =>
