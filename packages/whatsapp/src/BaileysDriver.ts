@@ -23,6 +23,7 @@ import makeWASocket, {
 import { Config, Deferred, Duration, Effect, Exit, Layer, Option, Queue, Redacted, Runtime, Stream } from "effect"
 import * as BaileysAuthState from "./BaileysAuthState.js"
 import { makeLogger } from "./internal/BaileysLogger.js"
+import * as PreKeyThreads from "./internal/PreKeyThreads.js"
 import { type CloseReason, DriverError, SocketEvent, WhatsAppDriver, type WhatsAppSocket } from "./WhatsAppDriver.js"
 
 export interface BaileysOptions {
@@ -40,6 +41,8 @@ export interface BaileysOptions {
   readonly sendAckTimeout: Duration.Duration
   /** Baileys' log level, bridged into the node's logs. */
   readonly logLevel: "error" | "warn" | "info" | "debug" | "trace"
+  /** Worker threads making the pre-keys a device uploads when it links (0: on the main thread). */
+  readonly preKeyThreads: number
 }
 
 export const config: Config.Config<BaileysOptions> = Config.all({
@@ -79,6 +82,13 @@ export const config: Config.Config<BaileysOptions> = Config.all({
   logLevel: Config.literal("error", "warn", "info", "debug", "trace")("WA_LOG_LEVEL").pipe(
     Config.withDefault("warn" as const),
     Config.withDescription("Baileys' own log level")
+  ),
+  preKeyThreads: Config.integer("WA_PREKEY_THREADS").pipe(
+    Config.withDefault(1),
+    Config.validate({ message: "WA_PREKEY_THREADS must be 0 or more", validation: (threads) => threads >= 0 }),
+    Config.withDescription(
+      "Worker threads making the 812 pre-keys each device uploads when it links (0: on the node's main thread)"
+    )
   )
 })
 
@@ -138,6 +148,7 @@ export const toJid = (to: string): string => to.includes("@") ? to : `${to.repla
 export const make = Effect.fn("BaileysDriver.make")(function*(options: BaileysOptions) {
   const store = yield* AuthState
   const runtime = yield* Effect.runtime<never>()
+  const preKeys = yield* PreKeyThreads.make({ threads: options.preKeyThreads })
   // Baileys checks the server's certificate chain against this key; a simulator signs with its own.
   if (Option.isSome(options.rootPublicKey)) {
     WA_CERT_DETAILS.PUBLIC_KEY = Buffer.from(Redacted.value(options.rootPublicKey.value), "hex")
@@ -172,6 +183,7 @@ export const make = Effect.fn("BaileysDriver.make")(function*(options: BaileysOp
             syncFullHistory: false,
             shouldSyncHistoryMessage: () => false,
             fireInitQueries: true,
+            generatePreKeyPairs: preKeys.generate,
             generateHighQualityLinkPreview: false,
             connectTimeoutMs: Duration.toMillis(options.connectTimeout),
             keepAliveIntervalMs: Duration.toMillis(options.keepAlive),
@@ -336,6 +348,6 @@ export const make = Effect.fn("BaileysDriver.make")(function*(options: BaileysOp
   return WhatsAppDriver.of({ name: "baileys", connect, forget })
 })
 
-export const layer = (options: BaileysOptions) => Layer.effect(WhatsAppDriver, make(options))
+export const layer = (options: BaileysOptions) => Layer.scoped(WhatsAppDriver, make(options))
 
 export const layerConfig = Layer.unwrapEffect(Effect.map(config, layer))

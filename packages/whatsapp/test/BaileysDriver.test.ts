@@ -28,7 +28,8 @@ const DriverLive = Layer.unwrapEffect(Effect.map(WaSim.WaSim, (sim) =>
     qrTimeout: Option.some(Duration.seconds(1)),
     authFlushEvery: Duration.millis(200),
     sendAckTimeout: Duration.seconds(2),
-    logLevel: "error"
+    logLevel: "error",
+    preKeyThreads: 1
   })))
 
 const TestLayer = DriverLive.pipe(Layer.provideMerge(SimLive), Layer.provideMerge(storeLayer("baileys_driver")))
@@ -195,7 +196,8 @@ const RareFlushLive = Layer.unwrapEffect(Effect.map(WaSim.WaSim, (sim) =>
     qrTimeout: Option.some(Duration.seconds(1)),
     authFlushEvery: Duration.hours(1),
     sendAckTimeout: Duration.seconds(2),
-    logLevel: "error"
+    logLevel: "error",
+    preKeyThreads: 1
   })))
 
 layer(
