@@ -21,9 +21,9 @@ import * as LocalCluster from "@wacluster/infra/LocalCluster"
 import { repoRoot } from "@wacluster/infra/Service"
 import { Effect, Exit, Schema, Scope } from "effect"
 import { spawn } from "node:child_process"
-import { chmod, mkdtemp, readFile, rm } from "node:fs/promises"
+import { chmod, mkdir, mkdtemp, readFile, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
-import { join } from "node:path"
+import { join, resolve } from "node:path"
 import { parseArgs } from "node:util"
 import { call, type ListedSession, listSessions, text } from "../support/Gateway.js"
 import { waSimControl } from "../support/WaSimControl.js"
@@ -55,7 +55,8 @@ const baselineCount = Number(values["baseline-sessions"] ?? values.sessions)
 const timeoutMs = Number(values.timeout) * 60_000
 const logs = values.logs === "inherit" ? "inherit" : "quiet"
 const probe = values.probe !== "off" || values.profile !== undefined
-const profileDir = values.profile
+const profileDir = values.profile === undefined ? undefined : resolve(values.profile)
+if (profileDir !== undefined) await mkdir(profileDir, { recursive: true })
 const sharedAls = values["shared-als"]
 const sharedAlsImport = ["--import", join(repoRoot, "test/bench/shared-als.ts")]
 
