@@ -146,10 +146,31 @@ const main = async () => {
     // Failover: SIGKILL the node.
     const killAt = Date.now()
     await Effect.runPromise(cluster.stopNode(victim.nodeId, "SIGKILL"))
+    // Beside the sessions, when each of the victim's shards got a new owner: detection and acquisition, before
+    // any session of it can log in.
+    const victimShards = [...ownersBefore].filter(([, owner]) => owner === victim.nodeId).map(([shard]) => shard)
+    const takenAt = new Map<number, number>()
+    const watchTakeover = (async () => {
+      while (takenAt.size < victimShards.length && Date.now() < killAt + timeoutMs) {
+        const owners = ownersOf(await overview())
+        for (const shard of victimShards) {
+          const owner = owners.get(shard)
+          if (!takenAt.has(shard) && owner != null && owner !== victim.nodeId) takenAt.set(shard, Date.now() - killAt)
+        }
+        await sleep(100)
+      }
+    })()
     const failover = await awaitReconnected(gateway, token, affected, killAt, "after the kill")
+    await watchTakeover
+    const takeover = [...takenAt.values()]
     const afterKill = await settledView("after the kill")
     const overlapsAfterKill = (await sim.stats()).overlaps
     log(`failover, SIGKILL ${victim.nodeId} with ${affected.size} sessions: reconnected ${spread(failover)}`)
+    log(
+      `  its ${victimShards.length} shards got a new owner: first ${s(Math.min(...takeover))}, last ${
+        s(Math.max(...takeover))
+      } after the kill`
+    )
 
     // Rebalance: a fourth node joins.
     const ownersBeforeJoin = ownersOf(afterKill)
@@ -171,6 +192,11 @@ const main = async () => {
     )
     console.log(`  baseline (drop, node alive), ${affected.size} sessions: ${spread(baseline)}`)
     console.log(`  failover (SIGKILL ${victim.nodeId}), ${affected.size} sessions: ${spread(failover)}`)
+    console.log(
+      `    of which detection and takeover: its ${victimShards.length} shards had a new owner ${
+        s(Math.min(...takeover))
+      } (first) to ${s(Math.max(...takeover))} (last) after the kill`
+    )
     console.log(
       `  ratio failover/baseline: p50 ${ratio(percentile(failover, 50), percentile(baseline, 50))}×, p99 ${
         ratio(percentile(failover, 99), percentile(baseline, 99))
