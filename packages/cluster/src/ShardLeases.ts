@@ -5,7 +5,7 @@
  * A shard whose renewal has not succeeded within 0.6 × LEASE_TTL stops its work (self-fencing) before
  * another node may take it over (LEASE_TTL after the last change it saw).
  */
-import { Context, Data, Duration, Effect, Exit, FiberMap, Layer, Option, Ref, Schedule, Schema, Scope } from "effect"
+import { Context, Data, Duration, Effect, Exit, FiberMap, Layer, Option, Ref, Schema, Scope } from "effect"
 import { ownerOf } from "./Assignment.js"
 import { ClusterConfig, monotonicMillis } from "./ClusterConfig.js"
 import { Membership } from "./Membership.js"
@@ -85,6 +85,28 @@ class LeaseLost extends Data.TaggedError("LeaseLost")<{ readonly shard: number; 
 export interface HeldShard {
   readonly shard: number
   readonly epoch: number
+}
+
+/**
+ * How long the reconciler waits before its next pass: a heartbeat, or less when another node's silence reaches
+ * NODE_TTL sooner, so a dead node's shards are taken the moment it counts as gone rather than up to a heartbeat
+ * later. `live` as `Membership.live` reports it (`seenAt` on the same monotonic clock as `now`).
+ */
+export const nextPassIn = (
+  now: number,
+  live: ReadonlyArray<{ readonly entry: { readonly nodeId: string }; readonly seenAt: number }>,
+  self: string,
+  heartbeat: number,
+  nodeTtl: number
+): number => {
+  let wait = heartbeat
+  for (const node of live) {
+    if (node.entry.nodeId === self) continue
+    // Just past the moment it counts as gone (`now - seenAt >= NODE_TTL`).
+    const goneIn = node.seenAt + nodeTtl - now + 10
+    if (goneIn > 0 && goneIn < wait) wait = goneIn
+  }
+  return wait
 }
 
 export class ShardLeases extends Context.Tag("@wacluster/cluster/ShardLeases")<ShardLeases, {
@@ -392,9 +414,16 @@ export class ShardLeases extends Context.Tag("@wacluster/cluster/ShardLeases")<S
     // once (this finalizer runs before the shards' own, which release them).
     yield* Effect.addFinalizer(() => membership.setDraining(true))
 
+    const heartbeat = Duration.toMillis(config.heartbeat)
+    const nodeTtl = Duration.toMillis(config.nodeTtl)
+    const untilNextPass = Effect.gen(function*() {
+      const now = yield* monotonicMillis
+      return Duration.millis(nextPassIn(now, yield* membership.live, self, heartbeat, nodeTtl))
+    })
+
     // Let nodes that start together see each other before anyone takes shards.
     yield* Effect.sleep(Duration.times(config.heartbeat, 2)).pipe(
-      Effect.zipRight(reconcile.pipe(Effect.repeat(Schedule.spaced(config.heartbeat)))),
+      Effect.zipRight(reconcile.pipe(Effect.zipRight(Effect.flatMap(untilNextPass, Effect.sleep)), Effect.forever)),
       Effect.forkScoped
     )
 

@@ -13,6 +13,7 @@ import {
   EpochFloor,
   leaseKey,
   LeaseValue,
+  nextPassIn,
   type ShardLease,
   ShardLeases,
   ShardLifecycle,
@@ -124,6 +125,23 @@ const startNode = (
 
 const desiredOf = (nodeId: string, nodes: ReadonlyArray<string>) =>
   Array.from({ length: SHARDS }, (_, s) => s).filter((s) => ownerOf(s, nodes) === nodeId)
+
+describe("the reconciler's next pass", () => {
+  const node = (nodeId: string, seenAt: number) => ({ entry: { nodeId }, seenAt })
+
+  it("comes a heartbeat later while every other node was heard from recently", () => {
+    expect(nextPassIn(10_000, [node("a", 9_900), node("b", 9_500)], "a", 1_000, 5_000)).toBe(1_000)
+  })
+
+  it("comes just after another node's silence reaches NODE_TTL, when that is sooner than a heartbeat", () => {
+    // b was last heard 4.6 s ago: it counts as gone in 400 ms.
+    expect(nextPassIn(10_000, [node("a", 9_900), node("b", 5_400)], "a", 1_000, 5_000)).toBe(410)
+  })
+
+  it("never waits on its own silence or on a node already counted as gone", () => {
+    expect(nextPassIn(10_000, [node("a", 5_400), node("b", 2_000)], "a", 1_000, 5_000)).toBe(1_000)
+  })
+})
 
 describe("ShardLeases on a real nats-server", () => {
   it.live(
