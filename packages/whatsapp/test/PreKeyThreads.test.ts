@@ -7,6 +7,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Curve } from "@whiskeysockets/baileys"
 import { Effect } from "effect"
 import { createPrivateKey, createPublicKey } from "node:crypto"
+import { readdirSync, readFileSync } from "node:fs"
 import * as PreKeyThreads from "../src/internal/PreKeyThreads.js"
 
 const PRIVATE_KEY_DER_PREFIX = Buffer.from("302e020100300506032b656e04220420", "hex")
@@ -47,6 +48,24 @@ describe("PreKeyThreads", () => {
       expect(Buffer.from(Curve.sharedKey(alice.private, bob.public)))
         .toEqual(Buffer.from(Curve.sharedKey(bob.private, alice.public)))
     }))
+
+  it.scoped.skipIf(process.platform !== "linux")(
+    "runs its workers below the event loop's priority",
+    () =>
+      Effect.gen(function*() {
+        const niceOf = (task: string) => {
+          // Field 19 of /proc/<pid>/task/<tid>/stat, counted after the parenthesised command name.
+          const stat = readFileSync(`/proc/self/task/${task}/stat`, "utf8")
+          return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16])
+        }
+        const before = new Set(readdirSync("/proc/self/task"))
+        const threads = yield* PreKeyThreads.make({ threads: 1 })
+        yield* Effect.promise(() => threads.generate(10))
+        const added = readdirSync("/proc/self/task").filter((task) => !before.has(task)).map(niceOf)
+        expect(added).toContain(PreKeyThreads.WORKER_NICE)
+        expect(niceOf(String(process.pid))).toBe(0)
+      })
+  )
 
   it.scoped("serves on the main thread when a worker dies, and keeps serving", () =>
     Effect.gen(function*() {

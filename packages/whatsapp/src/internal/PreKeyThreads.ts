@@ -3,6 +3,7 @@
  * costs ~120 µs of OpenSSL: ~100 ms per link that a node otherwise spends on its main thread, where the event loop
  * also renews the node's leases and serves every other session. A worker makes a whole batch and hands back one
  * buffer (public and private key, 32 bytes each, per pair), the same DER-encoded key generation libsignal uses.
+ * Workers run at a lower priority than the event loop (`WORKER_NICE`).
  *
  * Never a reason for a link to fail: if a worker dies, its requests and the next ones are served on the main
  * thread in slices (as Baileys does itself) and a new worker is started on a later request.
@@ -12,10 +13,22 @@ import { Curve } from "@whiskeysockets/baileys"
 import { Effect, type Scope } from "effect"
 import { Worker } from "node:worker_threads"
 
+/**
+ * Niceness of the worker threads (Linux): below the node's event loop, which renews the leases and serves every
+ * session. On a busy machine a full-speed worker took the event loop's core and stalled it for seconds while
+ * thousands of devices linked; at nice 10 linking slows down instead.
+ */
+export const WORKER_NICE = 10
+
 /** The worker's code (CommonJS, run with `eval`): `{ id, count }` in, `{ id, pairs }` out. */
 export const workerSource = `
 const { parentPort } = require("node:worker_threads")
 const { generateKeyPairSync } = require("node:crypto")
+try {
+  // On Linux a thread has its own niceness: /proc/thread-self names this thread's id.
+  const tid = Number(require("node:fs").readlinkSync("/proc/thread-self").split("/").pop())
+  require("node:os").setPriority(tid, ${WORKER_NICE})
+} catch {}
 const encoding = { publicKeyEncoding: { format: "der", type: "spki" }, privateKeyEncoding: { format: "der", type: "pkcs8" } }
 // The DER prefixes of an X25519 SubjectPublicKeyInfo (12 bytes) and PrivateKeyInfo (16 bytes).
 parentPort.on("message", ({ id, count }) => {
