@@ -19,7 +19,7 @@ describe("Migrations", () => {
       const db = yield* Layer.build(Database.layerFromUrl(url))
       const first = yield* Migrations.run.pipe(Effect.provide(db))
       const second = yield* Migrations.run.pipe(Effect.provide(db))
-      assert.deepStrictEqual(first, [[1, "initial"], [2, "proxy_sticky"], [3, "messages_wa_id"]])
+      assert.deepStrictEqual(first, [[1, "initial"], [2, "proxy_sticky"], [3, "messages_wa_id"], [4, "outbox"]])
       assert.deepStrictEqual(second, [])
       assert.deepStrictEqual(yield* tables.pipe(Effect.provide(db)), [
         "api_keys",
@@ -49,7 +49,10 @@ describe("Migrations", () => {
           { concurrency: "unbounded" }
         )
         assert.strictEqual(results.filter((applied) => applied.length > 0).length, 1)
-        assert.deepStrictEqual(results.flat(), [[1, "initial"], [2, "proxy_sticky"], [3, "messages_wa_id"]])
+        assert.deepStrictEqual(results.flat(), [[1, "initial"], [2, "proxy_sticky"], [3, "messages_wa_id"], [
+          4,
+          "outbox"
+        ]])
         const db = yield* Layer.build(Database.layerFromUrl(url))
         assert.include(yield* tables.pipe(Effect.provide(db)), "sessions")
       }),

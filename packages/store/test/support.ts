@@ -16,6 +16,7 @@ import * as ClusterMeta from "../src/ClusterMeta.js"
 import * as Database from "../src/Database.js"
 import * as Messages from "../src/Messages.js"
 import * as Migrations from "../src/Migrations.js"
+import * as Outbox from "../src/Outbox.js"
 import * as SessionRuntime from "../src/SessionRuntime.js"
 import * as Sessions from "../src/Sessions.js"
 import * as ShardFences from "../src/ShardFences.js"
@@ -63,6 +64,7 @@ export const storeLayer = (label: string) => {
     ShardFences.layer,
     SessionRuntime.layer,
     Messages.layer,
+    Outbox.layer,
     ClusterMeta.layer,
     AuthState.layer.pipe(Layer.provide(AuthCipher.layerFromKey(TEST_AUTH_KEY)))
   ).pipe(

@@ -1,0 +1,193 @@
+/**
+ * The durable outbound queue. A text a session is asked to send is a `messages` row (direction outbound) with
+ * status `queued` from the moment it is accepted; the session's actor sends the queued rows oldest first and moves
+ * each to `sent` (then receipts move it to `delivered` and `read`) or to `failed` with a reason. Nothing lives only
+ * in memory: a node that dies leaves the queue in Postgres, and the shard's next owner sends it.
+ *
+ * WhatsApp's message id is chosen before the first attempt and stored with the row: an attempt that reached
+ * WhatsApp but whose `sent` was never recorded (the node died in between) is repeated under the same id, which
+ * WhatsApp and the recipient's phone treat as the same message.
+ *
+ * Every write is fenced by the shard epoch, like every other write a session makes.
+ */
+import { SqlClient } from "@effect/sql"
+import { MessageId, SessionId } from "@wacluster/domain/Ids"
+import { Context, Effect, Layer, Option, Schema } from "effect"
+import { mapStoreError, type StaleEpoch, type StoreError } from "./Errors.js"
+import * as Fence from "./Fence.js"
+import { Int8 } from "./internal/Columns.js"
+
+/** A queued text, as its actor sends it. */
+export class QueuedText extends Schema.Class<QueuedText>("@wacluster/store/QueuedText")({
+  id: MessageId,
+  sessionId: SessionId,
+  remoteJid: Schema.String,
+  text: Schema.String,
+  /** Chosen before the first attempt; null until then. */
+  waMessageId: Schema.NullOr(Schema.String),
+  createdAt: Schema.DateFromSelf
+}) {}
+
+/** The answer to an enqueue: the message as it stands (for a repeated idempotency key, the first one). */
+export class Enqueued extends Schema.Class<Enqueued>("@wacluster/store/Enqueued")({
+  messageId: MessageId,
+  status: Schema.String,
+  createdAt: Schema.DateFromSelf,
+  /** The idempotency key had been used before: nothing new was queued. */
+  repeated: Schema.Boolean
+}) {}
+
+export interface NewText {
+  readonly id: MessageId
+  readonly sessionId: SessionId
+  readonly remoteJid: string
+  readonly text: string
+  readonly idempotencyKey?: string | undefined
+}
+
+export interface QueueDepth {
+  readonly pending: number
+  readonly oldestAt: Date | null
+}
+
+export class Outbox extends Context.Tag("@wacluster/store/Outbox")<Outbox, {
+  /** Queues a text; with an idempotency key already used for the session, returns that message instead. */
+  readonly enqueue: (fence: Fence.Fence, text: NewText) => Effect.Effect<Enqueued, StoreError | StaleEpoch>
+  /** Up to `limit` queued texts of the session, oldest first. */
+  readonly next: (sessionId: SessionId, limit: number) => Effect.Effect<ReadonlyArray<QueuedText>, StoreError>
+  /** Records the WhatsApp id a queued text is (about to be) sent under; kept for every later attempt. */
+  readonly assignWaMessageId: (
+    fence: Fence.Fence,
+    id: MessageId,
+    waMessageId: string
+  ) => Effect.Effect<void, StoreError | StaleEpoch>
+  /** queued → sent. False when it was no longer queued. */
+  readonly markSent: (fence: Fence.Fence, id: MessageId) => Effect.Effect<boolean, StoreError | StaleEpoch>
+  /** queued → failed, with the reason. False when it was no longer queued. */
+  readonly markFailed: (
+    fence: Fence.Fence,
+    id: MessageId,
+    reason: string
+  ) => Effect.Effect<boolean, StoreError | StaleEpoch>
+  /** Fails every text of the session queued before `before`, with the reason; how many. */
+  readonly expire: (
+    fence: Fence.Fence,
+    sessionId: SessionId,
+    before: Date,
+    reason: string
+  ) => Effect.Effect<number, StoreError | StaleEpoch>
+  /** How many texts wait, and since when the oldest. */
+  readonly depth: (sessionId: SessionId) => Effect.Effect<QueueDepth, StoreError>
+}>() {}
+
+const EnqueuedRow = Schema.Struct({ id: MessageId, status: Schema.String, createdAt: Schema.DateFromSelf })
+const QueuedRow = Schema.Struct({
+  id: MessageId,
+  sessionId: SessionId,
+  remoteJid: Schema.String,
+  body: Schema.Struct({ text: Schema.String }),
+  waMessageId: Schema.NullOr(Schema.String),
+  createdAt: Schema.DateFromSelf
+})
+const DepthRow = Schema.Struct({ pending: Int8, oldestAt: Schema.NullOr(Schema.DateFromSelf) })
+
+export const make = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+
+  const enqueue = (fence: Fence.Fence, text: NewText) =>
+    Effect.gen(function*() {
+      const inserted = yield* Fence.fenced(sql, fence, (guard) =>
+        sql`INSERT INTO messages (id, session_id, direction, remote_jid, body, status, idempotency_key)
+          SELECT ${text.id}, ${text.sessionId}, 'outbound', ${text.remoteJid},
+            ${JSON.stringify({ text: text.text })}::jsonb, 'queued', ${text.idempotencyKey ?? null}
+          WHERE ${guard}
+          ON CONFLICT DO NOTHING
+          RETURNING id, status, created_at`)
+      const row = inserted[0]
+      if (row !== undefined) {
+        const fresh = yield* Schema.decodeUnknown(EnqueuedRow)(row)
+        return new Enqueued({ messageId: fresh.id, status: fresh.status, createdAt: fresh.createdAt, repeated: false })
+      }
+      // Nothing inserted with the fence intact: the idempotency key (or, astronomically unlikely, the id) was taken.
+      const first = yield* sql`SELECT id, status, created_at FROM messages
+        WHERE session_id = ${text.sessionId} AND idempotency_key = ${text.idempotencyKey ?? null}`.pipe(
+        Effect.flatMap(Schema.decodeUnknown(Schema.Array(EnqueuedRow))),
+        Effect.map((rows) =>
+          Option.fromNullable(rows[0])
+        )
+      )
+      if (Option.isNone(first)) {
+        return yield* Effect.dieMessage(`message ${text.id} was neither queued nor a repeat`)
+      }
+      return new Enqueued({
+        messageId: first.value.id,
+        status: first.value.status,
+        createdAt: first.value.createdAt,
+        repeated: true
+      })
+    }).pipe(mapStoreError("Outbox.enqueue"), Effect.withSpan("Outbox.enqueue"))
+
+  const next = (sessionId: SessionId, limit: number) =>
+    sql`SELECT id, session_id, remote_jid, body, wa_message_id, created_at FROM messages
+      WHERE session_id = ${sessionId} AND direction = 'outbound' AND status = 'queued'
+      ORDER BY created_at, id
+      LIMIT ${limit}`.pipe(
+      Effect.flatMap(Schema.decodeUnknown(Schema.Array(QueuedRow))),
+      Effect.map((rows) =>
+        rows.map((row) =>
+          new QueuedText({
+            id: row.id,
+            sessionId: row.sessionId,
+            remoteJid: row.remoteJid,
+            text: row.body.text,
+            waMessageId: row.waMessageId,
+            createdAt: row.createdAt
+          })
+        )
+      ),
+      mapStoreError("Outbox.next")
+    )
+
+  const assignWaMessageId = (fence: Fence.Fence, id: MessageId, waMessageId: string) =>
+    Fence.fenced(sql, fence, (guard) =>
+      sql`UPDATE messages SET wa_message_id = ${waMessageId}, updated_at = now()
+        WHERE id = ${id} AND status = 'queued' AND ${guard}
+        RETURNING 1 AS updated`).pipe(Effect.asVoid, mapStoreError("Outbox.assignWaMessageId"))
+
+  const settle = (fence: Fence.Fence, id: MessageId, status: "sent" | "failed", reason: string | null) =>
+    Fence.fenced(
+      sql,
+      fence,
+      (guard) =>
+        sql`UPDATE messages SET status = ${status}, error = ${reason}, updated_at = now()
+        WHERE id = ${id} AND status = 'queued' AND ${guard}
+        RETURNING 1 AS updated`
+    ).pipe(Effect.map((rows) => rows.length > 0))
+
+  const expire = (fence: Fence.Fence, sessionId: SessionId, before: Date, reason: string) =>
+    Fence.fenced(sql, fence, (guard) =>
+      sql`UPDATE messages SET status = 'failed', error = ${reason}, updated_at = now()
+        WHERE session_id = ${sessionId} AND direction = 'outbound' AND status = 'queued' AND created_at < ${before}
+          AND ${guard}
+        RETURNING 1 AS updated`).pipe(Effect.map((rows) => rows.length), mapStoreError("Outbox.expire"))
+
+  const depth = (sessionId: SessionId) =>
+    sql`SELECT count(*) AS pending, min(created_at) AS oldest_at FROM messages
+      WHERE session_id = ${sessionId} AND direction = 'outbound' AND status = 'queued'`.pipe(
+      Effect.flatMap(Schema.decodeUnknown(Schema.Array(DepthRow))),
+      Effect.map((rows) => rows[0] ?? { pending: 0, oldestAt: null }),
+      mapStoreError("Outbox.depth")
+    )
+
+  return Outbox.of({
+    enqueue,
+    next,
+    assignWaMessageId,
+    markSent: (fence, id) => settle(fence, id, "sent", null).pipe(mapStoreError("Outbox.markSent")),
+    markFailed: (fence, id, reason) => settle(fence, id, "failed", reason).pipe(mapStoreError("Outbox.markFailed")),
+    expire,
+    depth
+  })
+})
+
+export const layer = Layer.effect(Outbox, make)

@@ -1,0 +1,126 @@
+import { assert, describe, it } from "@effect/vitest"
+import { makeMessageId, type MessageId } from "@wacluster/domain/Ids"
+import { ShardNumber } from "@wacluster/domain/Shard"
+import { Effect, Exit } from "effect"
+import { Messages } from "../src/Messages.js"
+import { Outbox } from "../src/Outbox.js"
+import { ShardFences } from "../src/ShardFences.js"
+import { seedSession, storeLayer } from "./support.js"
+
+const fence = (shard: number, epoch: number) => ({ shard: ShardNumber.make(shard), epoch })
+const to = "628111222333@s.whatsapp.net"
+
+describe("Outbox", () => {
+  it.layer(storeLayer("outbox"))((it) => {
+    it.effect("queues texts and hands them out oldest first, then sent or failed ones no more", () =>
+      Effect.gen(function*() {
+        const outbox = yield* Outbox
+        const session = yield* seedSession({ shard: 5 })
+        yield* (yield* ShardFences).advance(5, 1)
+        const ids: Array<MessageId> = []
+        for (const text of ["one", "two", "three"]) {
+          const queued = yield* outbox.enqueue(fence(5, 1), {
+            id: yield* makeMessageId,
+            sessionId: session.id,
+            remoteJid: to,
+            text
+          })
+          assert.strictEqual(queued.status, "queued")
+          assert.isFalse(queued.repeated)
+          ids.push(queued.messageId)
+        }
+        const waiting = yield* outbox.next(session.id, 10)
+        assert.deepStrictEqual(waiting.map((m) => m.text), ["one", "two", "three"])
+        assert.deepStrictEqual(waiting.map((m) => m.id), ids)
+        assert.isNull(waiting[0]?.waMessageId)
+        assert.strictEqual((yield* outbox.depth(session.id)).pending, 3)
+
+        const [first, second] = ids
+        if (first === undefined || second === undefined) return assert.fail("not queued")
+        yield* outbox.assignWaMessageId(fence(5, 1), first, "3EB0FIRST")
+        assert.strictEqual((yield* outbox.next(session.id, 1))[0]?.waMessageId, "3EB0FIRST")
+        assert.isTrue(yield* outbox.markSent(fence(5, 1), first))
+        assert.isFalse(yield* outbox.markSent(fence(5, 1), first))
+        assert.isTrue(yield* outbox.markFailed(fence(5, 1), second, "not on WhatsApp"))
+        assert.deepStrictEqual((yield* outbox.next(session.id, 10)).map((m) => m.text), ["three"])
+        const depth = yield* outbox.depth(session.id)
+        assert.strictEqual(depth.pending, 1)
+        assert.instanceOf(depth.oldestAt, Date)
+        // The sent one is history now, and a receipt moves it on.
+        assert.isTrue(yield* (yield* Messages).recordReceipt(fence(5, 1), session.id, "3EB0FIRST", "delivered"))
+      }))
+
+    it.effect("returns the first message for a repeated idempotency key and queues nothing more", () =>
+      Effect.gen(function*() {
+        const outbox = yield* Outbox
+        const session = yield* seedSession({ shard: 6 })
+        yield* (yield* ShardFences).advance(6, 1)
+        const text = { sessionId: session.id, remoteJid: to, text: "pay day", idempotencyKey: "order-17" }
+        const first = yield* outbox.enqueue(fence(6, 1), { ...text, id: yield* makeMessageId })
+        const again = yield* outbox.enqueue(fence(6, 1), { ...text, id: yield* makeMessageId })
+        assert.isTrue(again.repeated)
+        assert.strictEqual(again.messageId, first.messageId)
+        assert.strictEqual(again.createdAt.getTime(), first.createdAt.getTime())
+        assert.strictEqual((yield* outbox.depth(session.id)).pending, 1)
+        // The same key on another session is another message.
+        const other = yield* seedSession({ shard: 6 })
+        const elsewhere = yield* outbox.enqueue(fence(6, 1), { ...text, sessionId: other.id, id: yield* makeMessageId })
+        assert.isFalse(elsewhere.repeated)
+      }))
+
+    it.effect("expires texts queued too long ago, and only those", () =>
+      Effect.gen(function*() {
+        const outbox = yield* Outbox
+        const session = yield* seedSession({ shard: 7 })
+        yield* (yield* ShardFences).advance(7, 1)
+        const old = yield* outbox.enqueue(fence(7, 1), {
+          id: yield* makeMessageId,
+          sessionId: session.id,
+          remoteJid: to,
+          text: "old"
+        })
+        // Real time passes between the two (the test clock would not move Postgres' now()).
+        yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 20)))
+        const fresh = yield* outbox.enqueue(fence(7, 1), {
+          id: yield* makeMessageId,
+          sessionId: session.id,
+          remoteJid: to,
+          text: "new"
+        })
+        assert.isBelow(old.createdAt.getTime(), fresh.createdAt.getTime())
+        assert.strictEqual(yield* outbox.expire(fence(7, 1), session.id, fresh.createdAt, "queued too long"), 1)
+        assert.deepStrictEqual((yield* outbox.next(session.id, 10)).map((m) => m.text), ["new"])
+      }))
+
+    it.effect("refuses every write from a stale owner and keeps the queue as it was", () =>
+      Effect.gen(function*() {
+        const outbox = yield* Outbox
+        const fences = yield* ShardFences
+        const session = yield* seedSession({ shard: 8 })
+        yield* fences.advance(8, 1)
+        const queued = yield* outbox.enqueue(fence(8, 1), {
+          id: yield* makeMessageId,
+          sessionId: session.id,
+          remoteJid: to,
+          text: "hi"
+        })
+        yield* fences.advance(8, 2)
+        const stale = fence(8, 1)
+        const refused: Array<Exit.Exit<unknown, unknown>> = [
+          yield* Effect.exit(
+            outbox.enqueue(stale, { id: yield* makeMessageId, sessionId: session.id, remoteJid: to, text: "x" })
+          ),
+          yield* Effect.exit(outbox.assignWaMessageId(stale, queued.messageId, "3EB0STALE")),
+          yield* Effect.exit(outbox.markSent(stale, queued.messageId)),
+          yield* Effect.exit(outbox.markFailed(stale, queued.messageId, "no")),
+          yield* Effect.exit(outbox.expire(stale, session.id, new Date(Date.now() + 60_000), "no"))
+        ]
+        for (const exit of refused) {
+          assert.isTrue(Exit.isFailure(exit))
+          if (Exit.isFailure(exit)) assert.include(String(exit.cause), "StaleEpoch")
+        }
+        const waiting = yield* outbox.next(session.id, 10)
+        assert.deepStrictEqual(waiting.map((m) => [m.text, m.waMessageId]), [["hi", null]])
+      }))
+  })
+})
