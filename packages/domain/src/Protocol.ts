@@ -130,6 +130,29 @@ export class SendText extends Schema.TaggedRequest<SendText>()("SendText", {
   }
 }) {}
 
+/** A text accepted into the session's durable queue (or, for a repeated idempotency key, the first one). */
+export class AcceptedMessage extends Schema.Class<AcceptedMessage>("AcceptedMessage")({
+  messageId: MessageId,
+  status: Schema.String.annotations({ description: "queued, then sent, delivered, read, or failed" }),
+  createdAt: Schema.DateTimeUtc
+}) {}
+
+/**
+ * Queues a text in the session's durable outbound queue; the session sends queued texts in order whenever it is
+ * connected, and they survive node restarts and failover.
+ */
+export class QueueText extends Schema.TaggedRequest<QueueText>()("QueueText", {
+  failure: CommandError,
+  success: AcceptedMessage,
+  payload: {
+    sessionId: SessionId,
+    /** A WhatsApp JID (the gateway turns E.164 numbers into one). */
+    to: Schema.String,
+    text: Schema.String,
+    idempotencyKey: Schema.NullOr(Schema.String)
+  }
+}) {}
+
 export class ProxyHealthView extends Schema.Class<ProxyHealthView>("ProxyHealthView")({
   /** The proxy URL with its password masked. */
   url: Schema.String,
@@ -152,13 +175,23 @@ export class ConnectionHealth extends Schema.Class<ConnectionHealth>("Connection
   connectedAt: Schema.NullOr(Schema.DateTimeUtc)
 }) {}
 
-/** The session's health panel: connection, last activity, and the city proxy it goes through. */
+/** Texts waiting in the durable queue to be sent. */
+export class MessageQueueHealth extends Schema.Class<MessageQueueHealth>("MessageQueueHealth")({
+  pending: Schema.NonNegativeInt,
+  oldestQueuedAt: Schema.NullOr(Schema.DateTimeUtc).annotations({ description: "null when nothing waits" }),
+  oldestAgeSeconds: Schema.NullOr(Schema.NonNegative).annotations({
+    description: "how long the oldest pending text has waited, in seconds; null when nothing waits"
+  })
+}) {}
+
+/** The session's health panel: connection, last activity, message queue, and the city proxy it goes through. */
 export class SessionHealthView extends Schema.Class<SessionHealthView>("SessionHealthView")({
   sessionId: SessionId,
   connection: ConnectionHealth,
   lastActivityAt: Schema.NullOr(Schema.DateTimeUtc).annotations({
     description: "time of the last message sent or received"
   }),
+  messageQueue: MessageQueueHealth,
   proxy: Schema.NullOr(ProxyHealthView).annotations({ description: "null when the session connects directly" })
 }) {}
 
@@ -204,6 +237,7 @@ export const SessionCommand = Schema.Union(
   GetQr,
   Reconnect,
   SendText,
+  QueueText,
   GetHealth,
   RequestPairingCode
 )
@@ -244,6 +278,10 @@ const replies = {
   RequestPairingCode: {
     decode: Schema.decodeUnknown(replyJson(PairingCode, PairingError)),
     encode: Schema.encodeUnknown(replyJson(PairingCode, PairingError))
+  },
+  QueueText: {
+    decode: Schema.decodeUnknown(replyJson(AcceptedMessage)),
+    encode: Schema.encodeUnknown(replyJson(AcceptedMessage))
   },
   SendText: {
     decode: Schema.decodeUnknown(replyJson(SentText, SendError)),

@@ -5,6 +5,7 @@
 import type { SessionId } from "@wacluster/domain/Ids"
 import {
   ConnectionHealth,
+  MessageQueueHealth,
   PairingUnavailable,
   ProxyHealthView,
   QrCode,
@@ -14,6 +15,7 @@ import {
 } from "@wacluster/domain/Protocol"
 import { healthOf } from "@wacluster/domain/Session"
 import type { SessionReason, SessionStatus } from "@wacluster/domain/Session"
+import type { QueueDepth } from "@wacluster/store/Outbox"
 import type { ProxyHealth } from "@wacluster/whatsapp/SessionProxy"
 import { DateTime } from "effect"
 
@@ -57,7 +59,13 @@ export const statusView = (sessionId: SessionId, state: LiveState, now: number) 
 
 const at = (date: Date | null) => date === null ? null : DateTime.unsafeFromDate(date)
 
-export const healthView = (sessionId: SessionId, state: LiveState, proxy: ProxyHealth) =>
+export const healthView = (
+  sessionId: SessionId,
+  state: LiveState,
+  queue: QueueDepth,
+  proxy: ProxyHealth,
+  now: Date
+) =>
   new SessionHealthView({
     sessionId,
     connection: new ConnectionHealth({
@@ -67,6 +75,13 @@ export const healthView = (sessionId: SessionId, state: LiveState, proxy: ProxyH
       connectedAt: at(state.connectedAt)
     }),
     lastActivityAt: at(state.lastActivityAt),
+    messageQueue: new MessageQueueHealth({
+      pending: queue.pending,
+      oldestQueuedAt: at(queue.oldestAt),
+      oldestAgeSeconds: queue.oldestAt === null
+        ? null
+        : Math.max(0, Math.round((now.getTime() - queue.oldestAt.getTime()) / 100) / 10)
+    }),
     proxy: proxy.enabled && proxy.url !== null
       ? new ProxyHealthView({
         url: proxy.url,

@@ -7,18 +7,28 @@
 import { monotonicMillis } from "@wacluster/cluster/ClusterConfig"
 import { findCity } from "@wacluster/domain/Cities"
 import { makeMessageId, type SessionId } from "@wacluster/domain/Ids"
-import { NotConnected, NotOwner, PairingCode, SendFailed, SentText, SessionBusy } from "@wacluster/domain/Protocol"
+import {
+  AcceptedMessage,
+  NotConnected,
+  NotOwner,
+  PairingCode,
+  SendFailed,
+  SentText,
+  SessionBusy,
+  StorageUnavailable
+} from "@wacluster/domain/Protocol"
 import type { CommandError, PairingError, SendError, SessionCommand } from "@wacluster/domain/Protocol"
 import type { SessionReason, SessionStatus } from "@wacluster/domain/Session"
 import type { Fence } from "@wacluster/store/Fence"
 import { Messages } from "@wacluster/store/Messages"
+import { Outbox } from "@wacluster/store/Outbox"
 import { SessionRuntime } from "@wacluster/store/SessionRuntime"
 import { Sessions } from "@wacluster/store/Sessions"
 import { ProxyConfig } from "@wacluster/whatsapp/ProxyConfig"
 import * as SessionProxy from "@wacluster/whatsapp/SessionProxy"
 import { WhatsAppDriver } from "@wacluster/whatsapp/WhatsAppDriver"
 import type { CloseReason, SocketEvent, WhatsAppSocket } from "@wacluster/whatsapp/WhatsAppDriver"
-import { Data, Deferred, Duration, Effect, Option, Queue, Schedule, Stream } from "effect"
+import { Data, DateTime, Deferred, Duration, Effect, Option, Queue, Schedule, Stream } from "effect"
 import { type BackoffPolicy, nextDelay } from "./Backoff.js"
 import { healthView, type LiveState, pairingUnavailable, qrView, statusView } from "./LiveState.js"
 import { makeWindow, type RestartIntensityPolicy } from "./RestartIntensity.js"
@@ -30,6 +40,10 @@ export interface ActorOptions {
   readonly intensity: RestartIntensityPolicy
   /** How often counters and uptime are saved even when nothing changes. */
   readonly persistEvery: Duration.Duration
+  /** The least time between two queued texts this session sends (per-session pacing). */
+  readonly sendInterval: Duration.Duration
+  /** A queued text not sent within this time fails (the session stayed disconnected, or WhatsApp never took it). */
+  readonly queueMaxAge: Duration.Duration
   /**
    * Shared by the node's actors: a permit is held from connecting until the socket's first event (QR, open or
    * close). A WhatsApp handshake and its first queries cost CPU; a node that takes over a thousand sessions at once
@@ -95,6 +109,7 @@ export const make = Effect.fn("SessionActor.make")(function*(
   const runtime = yield* SessionRuntime
   const sessions = yield* Sessions
   const messages = yield* Messages
+  const outbox = yield* Outbox
   const proxyConfig = yield* ProxyConfig
   const driver = yield* WhatsAppDriver
   const mailbox = yield* Queue.dropping<Envelope>(options.mailboxCapacity)
@@ -201,6 +216,7 @@ export const make = Effect.fn("SessionActor.make")(function*(
             state.phoneNumber = event.phoneNumber
             // The phone number and connection time are news even if the status were not.
             if (!(yield* transition("connected", null))) yield* persist
+            yield* Queue.offer(outboxWake, undefined)
             return
           case "MessageReceived": {
             const recorded = yield* messages.insert(fence, {
@@ -231,6 +247,8 @@ export const make = Effect.fn("SessionActor.make")(function*(
     let current: WhatsAppSocket | null = null
     /** Wakes the connection loop out of a backoff, a park or a final state (the Reconnect command). */
     const wake = yield* Queue.sliding<void>(1)
+    /** Wakes the outbox loop: a text was queued, or the session connected. */
+    const outboxWake = yield* Queue.sliding<void>(1)
 
     const connectOnce = Effect.scoped(
       Effect.gen(function*() {
@@ -319,6 +337,61 @@ export const make = Effect.fn("SessionActor.make")(function*(
       }
     })
 
+    /**
+     * Sends the durable queue, oldest first, while connected, one text per `sendInterval`. A text keeps the WhatsApp
+     * id of its first attempt, so an attempt repeated after a lost connection (or by the shard's next owner after a
+     * crash) is the same message. WhatsApp refusing a text fails it; a failure of the path leaves it queued.
+     */
+    const outboxLoop = Effect.gen(function*() {
+      const maxAgeMs = Duration.toMillis(options.queueMaxAge)
+      while (true) {
+        const socket = current
+        if (socket === null || state.status !== "connected") {
+          yield* Queue.take(outboxWake)
+          continue
+        }
+        const now = yield* wallClock
+        const expired = yield* outbox.expire(
+          fence,
+          sessionId,
+          new Date(now.getTime() - maxAgeMs),
+          `not sent within ${Duration.format(options.queueMaxAge)} (OUTBOX_MAX_AGE)`
+        ).pipe(storeRetry)
+        if (expired > 0) {
+          yield* Effect.logWarning("queued texts expired unsent").pipe(Effect.annotateLogs({ expired }))
+        }
+        const batch = yield* outbox.next(sessionId, 32).pipe(storeRetry)
+        if (batch.length === 0) {
+          yield* Queue.take(outboxWake)
+          continue
+        }
+        for (const text of batch) {
+          if (current !== socket || state.status !== "connected") break
+          const waMessageId = text.waMessageId ?? (yield* socket.newMessageId)
+          if (text.waMessageId === null) {
+            yield* outbox.assignWaMessageId(fence, text.id, waMessageId).pipe(storeRetry)
+          }
+          const sent = yield* socket.sendText(text.remoteJid, text.text, waMessageId).pipe(Effect.either)
+          if (sent._tag === "Right") {
+            // WhatsApp has it: counted even when a receipt got to the row first.
+            yield* outbox.markSent(fence, text.id).pipe(storeRetry)
+            state.messagesSent++
+            state.lastActivityAt = yield* wallClock
+          } else if (sent.left.refused === true) {
+            yield* outbox.markFailed(fence, text.id, sent.left.message).pipe(storeRetry)
+          } else {
+            yield* Effect.logWarning("send failed; the text stays queued").pipe(
+              Effect.annotateLogs({ messageId: text.id, error: sent.left.message })
+            )
+            // The next attempt after a pause (or a reconnect), not in a tight loop.
+            yield* Effect.raceFirst(Effect.sleep(Duration.seconds(1)), Queue.take(outboxWake))
+            break
+          }
+          if (Duration.toMillis(options.sendInterval) > 0) yield* Effect.sleep(options.sendInterval)
+        }
+      }
+    }).pipe(Effect.withSpan("SessionActor.outbox"))
+
     const answer = (envelope: Envelope) =>
       Effect.gen(function*() {
         const { command } = envelope
@@ -390,8 +463,42 @@ export const make = Effect.fn("SessionActor.make")(function*(
               new PairingCode({ sessionId, phoneNumber: command.phoneNumber, pairingCode: code.right })
             )
           }
-          case "GetHealth":
-            return yield* Deferred.succeed(envelope.reply, healthView(sessionId, state, yield* proxy.health))
+          case "QueueText": {
+            const queued = yield* outbox.enqueue(fence, {
+              id: yield* makeMessageId,
+              sessionId,
+              remoteJid: command.to,
+              text: command.text,
+              idempotencyKey: command.idempotencyKey ?? undefined
+            }).pipe(Effect.either)
+            if (queued._tag === "Left") {
+              if (queued.left._tag === "StoreError") {
+                return yield* Deferred.fail(envelope.reply, new StorageUnavailable({ sessionId }))
+              }
+              // Another node owns the session now: the caller retries there, and this actor stops.
+              yield* Deferred.fail(envelope.reply, new NotOwner({ shard: fence.shard }))
+              return yield* queued.left
+            }
+            if (!queued.right.repeated) yield* Queue.offer(outboxWake, undefined)
+            return yield* Deferred.succeed(
+              envelope.reply,
+              new AcceptedMessage({
+                messageId: queued.right.messageId,
+                status: queued.right.status,
+                createdAt: DateTime.unsafeFromDate(queued.right.createdAt)
+              })
+            )
+          }
+          case "GetHealth": {
+            const queue = yield* outbox.depth(sessionId).pipe(Effect.either)
+            if (queue._tag === "Left") {
+              return yield* Deferred.fail(envelope.reply, new StorageUnavailable({ sessionId }))
+            }
+            return yield* Deferred.succeed(
+              envelope.reply,
+              healthView(sessionId, state, queue.right, yield* proxy.health, yield* wallClock)
+            )
+          }
           case "GetQr":
             return yield* Deferred.succeed(envelope.reply, qrView(sessionId, state))
         }
@@ -402,7 +509,10 @@ export const make = Effect.fn("SessionActor.make")(function*(
 
     yield* Effect.annotateLogs(Effect.logDebug("actor started"), "sessionId", sessionId)
     yield* transition("connecting", "reconnecting").pipe(Effect.zipRight(persist))
-    yield* Effect.all([connectionLoop, mailboxLoop, periodicPersist], { concurrency: "unbounded", discard: true })
+    yield* Effect.all([connectionLoop, mailboxLoop, periodicPersist, outboxLoop], {
+      concurrency: "unbounded",
+      discard: true
+    })
   }).pipe(
     Effect.ensuring(
       // Commands still queued when the actor stops are answered "not owner", and the mailbox closes: the

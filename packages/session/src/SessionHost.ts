@@ -18,6 +18,7 @@ import type { CommandError, PairingError, SendError } from "@wacluster/domain/Pr
 import { ShardNumber } from "@wacluster/domain/Shard"
 import type { Fence } from "@wacluster/store/Fence"
 import type { Messages } from "@wacluster/store/Messages"
+import type { Outbox } from "@wacluster/store/Outbox"
 import { type SessionRuntime } from "@wacluster/store/SessionRuntime"
 import { Sessions } from "@wacluster/store/Sessions"
 import { ShardFences } from "@wacluster/store/ShardFences"
@@ -74,6 +75,14 @@ export const hostConfig: Config.Config<HostOptions> = Config.all({
     Config.withDefault(Duration.seconds(30)),
     Config.withDescription("How often an actor saves its counters and uptime when nothing else happens")
   ),
+  sendInterval: Config.duration("SESSION_SEND_INTERVAL").pipe(
+    Config.withDefault(Duration.millis(100)),
+    Config.withDescription("The least time between two queued texts one session sends")
+  ),
+  queueMaxAge: Config.duration("OUTBOX_MAX_AGE").pipe(
+    Config.withDefault(Duration.hours(1)),
+    Config.withDescription("A queued text not sent within this time fails (reason: not sent within OUTBOX_MAX_AGE)")
+  ),
   connectConcurrency: Config.integer("SESSION_CONNECT_CONCURRENCY").pipe(
     Config.withDefault(16),
     Config.validate({ message: "SESSION_CONNECT_CONCURRENCY must be at least 1", validation: (n) => n >= 1 }),
@@ -101,7 +110,7 @@ export const make = Effect.fn("SessionHost.make")(function*(hostOptions: HostOpt
   const nats = yield* Nats
   const sessions = yield* Sessions
   const fences = yield* ShardFences
-  const context = yield* Effect.context<SessionRuntime | Sessions | Messages | ProxyConfig | WhatsAppDriver>()
+  const context = yield* Effect.context<SessionRuntime | Sessions | Messages | Outbox | ProxyConfig | WhatsAppDriver>()
   /** The actors of every shard this node runs. */
   const shardActors = new Map<number, ReadonlyMap<SessionId, SessionActor.SessionActorHandle>>()
 

@@ -1,7 +1,19 @@
+import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
-import type { SessionId } from "@wacluster/domain/Ids"
-import { GetStatus, Reconnect, SendText, type SentText, type SessionStatusView } from "@wacluster/domain/Protocol"
+import { MessageId, type SessionId } from "@wacluster/domain/Ids"
+import {
+  type AcceptedMessage,
+  GetHealth,
+  GetStatus,
+  QueueText,
+  Reconnect,
+  SendText,
+  type SentText,
+  type SessionHealthView,
+  type SessionStatusView
+} from "@wacluster/domain/Protocol"
 import { ShardNumber } from "@wacluster/domain/Shard"
+import { Outbox } from "@wacluster/store/Outbox"
 import { SessionRuntime } from "@wacluster/store/SessionRuntime"
 import { ShardFences } from "@wacluster/store/ShardFences"
 import { seedSession, storeLayer } from "@wacluster/store/test/support"
@@ -20,6 +32,8 @@ const options: SessionActor.ActorOptions = {
   intensity: defaultIntensity,
   connectGate: Effect.unsafeMakeSemaphore(64),
   persistEvery: Duration.seconds(30),
+  sendInterval: Duration.zero,
+  queueMaxAge: Duration.hours(1),
   leaseHeld: Effect.succeed(true)
 }
 
@@ -266,6 +280,85 @@ describe("SessionActor", () => {
         yield* qrOf(sessionId)
         yield* link(sessionId, "628555666777")
         yield* until(handle, (v) => v.status === "connected")
+      }))
+
+    it.scoped("queues texts while not connected, shows them in health, and sends them in order once connected", () =>
+      Effect.gen(function*() {
+        const network = yield* InProcessWhatsApp
+        const { handle, sessionId } = yield* start()
+        const ask = <A>(command: QueueText | GetHealth) =>
+          handle.offer(command).pipe(Effect.orDie, Effect.flatMap(Deferred.await), Effect.orDie) as Effect.Effect<A>
+        const queue = (text: string, idempotencyKey: string | null = null) =>
+          ask<AcceptedMessage>(new QueueText({ sessionId, to: "628999000111@s.whatsapp.net", text, idempotencyKey }))
+        const first = yield* queue("one", "k-1")
+        expect(first.status).toBe("queued")
+        yield* queue("two")
+        yield* queue("three")
+        // A repeat of the first request answers the first message and queues nothing.
+        expect((yield* queue("one again", "k-1")).messageId).toBe(first.messageId)
+        const waiting = yield* ask<SessionHealthView>(new GetHealth({ sessionId }))
+        expect(waiting.messageQueue.pending).toBe(3)
+        expect(waiting.messageQueue.oldestQueuedAt).not.toBeNull()
+        expect(yield* network.sent(sessionId)).toEqual([])
+
+        yield* link(sessionId)
+        const view = yield* until(handle, (v) => v.metrics.messagesSent === 3)
+        expect(view.status).toBe("connected")
+        expect((yield* network.sent(sessionId)).map((m) => m.text)).toEqual(["one", "two", "three"])
+        const drained = yield* ask<SessionHealthView>(new GetHealth({ sessionId }))
+        expect(drained.messageQueue).toMatchObject({ pending: 0, oldestQueuedAt: null, oldestAgeSeconds: null })
+        expect(drained.lastActivityAt).not.toBeNull()
+      }))
+
+    it.scoped("fails texts that waited longer than OUTBOX_MAX_AGE instead of sending them late", () =>
+      Effect.gen(function*() {
+        const network = yield* InProcessWhatsApp
+        // The session's clock is two hours ahead of Postgres, which stamps queued texts with the real time.
+        yield* TestClock.setTime(Date.now() + Duration.toMillis(Duration.hours(2)))
+        const { handle, sessionId } = yield* start(3, 10, { ...options, queueMaxAge: Duration.hours(1) })
+        const reply = yield* handle.offer(
+          new QueueText({ sessionId, to: "628999000111@s.whatsapp.net", text: "stale", idempotencyKey: null })
+        ).pipe(Effect.orDie)
+        const accepted = (yield* Effect.orDie(Deferred.await(reply))) as AcceptedMessage
+        yield* link(sessionId)
+        yield* until(handle, (v) => v.status === "connected")
+        const sql = yield* SqlClient.SqlClient
+        for (let i = 0; i < 100; i++) {
+          const rows = yield* sql<{ status: string; error: string | null }>`SELECT status, error FROM messages
+            WHERE id = ${accepted.messageId}`.pipe(Effect.orDie)
+          if (rows[0]?.status === "failed") {
+            expect(rows[0].error).toContain("not sent within 1h")
+            expect(yield* network.sent(sessionId)).toEqual([])
+            return
+          }
+          yield* settle
+        }
+        return yield* Effect.dieMessage("the stale text never failed")
+      }))
+
+    it.scoped("resends a text under the WhatsApp id of its first attempt (a previous owner's, say)", () =>
+      Effect.gen(function*() {
+        const network = yield* InProcessWhatsApp
+        const outbox = yield* Outbox
+        const fence = { shard: ShardNumber.make(2), epoch: 10 }
+        const session = yield* seedSession({ shard: 2 })
+        yield* (yield* ShardFences).advance(2, 10)
+        // A previous owner chose the id, and may or may not have sent it, before it died.
+        const queued = yield* outbox.enqueue(fence, {
+          id: MessageId.make("msg_00000000000000000001"),
+          sessionId: session.id,
+          remoteJid: "628999000111@s.whatsapp.net",
+          text: "half sent"
+        })
+        yield* outbox.assignWaMessageId(fence, queued.messageId, "3EB0FROMBEFORE")
+        // Whatever time the (shared) test clock shows, the text is not too old to send.
+        const actor = yield* SessionActor.make(session.id, fence, { ...options, queueMaxAge: Duration.days(3650) })
+        yield* Effect.forkScoped(actor.run)
+        yield* link(session.id)
+        yield* until(actor.handle, (v) => v.metrics.messagesSent === 1)
+        expect(yield* network.sent(session.id)).toEqual([
+          { waMessageId: "3EB0FROMBEFORE", to: "628999000111@s.whatsapp.net", text: "half sent" }
+        ])
       }))
 
     it.scoped("refuses to send while not connected, and sends and counts once connected", () =>

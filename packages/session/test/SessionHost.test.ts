@@ -87,6 +87,8 @@ const NodeLayer = ShardLeases.layer.pipe(
     // Low, so the tests that start many sessions at once go through the gate.
     connectConcurrency: 2,
     persistEvery: Duration.seconds(30),
+    sendInterval: Duration.millis(10),
+    queueMaxAge: Duration.hours(1),
     askTimeout: Duration.seconds(2),
     rescanEvery: Duration.seconds(1)
   })),

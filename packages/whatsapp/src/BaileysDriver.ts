@@ -200,8 +200,9 @@ export const make = Effect.fn("BaileysDriver.make")(function*(options: BaileysOp
        * Sends waiting for WhatsApp's server acknowledgement, by message id: a message written to the socket is not
        * yet WhatsApp's (a socket can die with it unsent), an acknowledged one is.
        */
-      const awaitingAck = new Map<string, (error: string | undefined) => void>()
-      const settleAcks = (error: string) => {
+      const awaitingAck = new Map<string, (error: DriverError | undefined) => void>()
+      const settleAcks = (message: string) => {
+        const error = new DriverError({ operation: "sendText", message })
         for (const settle of awaitingAck.values()) settle(error)
         awaitingAck.clear()
       }
@@ -210,7 +211,13 @@ export const make = Effect.fn("BaileysDriver.make")(function*(options: BaileysOp
         const settle = id === undefined ? undefined : awaitingAck.get(id)
         if (id === undefined || settle === undefined) return
         awaitingAck.delete(id)
-        settle(node.attrs.error === undefined ? undefined : `WhatsApp refused the message (error ${node.attrs.error})`)
+        settle(
+          node.attrs.error === undefined ? undefined : new DriverError({
+            operation: "sendText",
+            message: `WhatsApp refused the message (error ${node.attrs.error})`,
+            refused: true
+          })
+        )
       }
       socket.ws.on("CB:ack,class:message", onAck)
       socket.ev.on("creds.update", auth.saveCreds)
@@ -300,16 +307,16 @@ export const make = Effect.fn("BaileysDriver.make")(function*(options: BaileysOp
         events: Stream.fromQueue(events).pipe(Stream.takeUntil((event) => event._tag === "Closed")),
         requestPairingCode: (phoneNumber) =>
           operation("requestPairingCode", () => socket.requestPairingCode(phoneNumber.replace(/[^0-9]/g, ""))),
-        sendText: (to, text) => {
-          const messageId = generateMessageIDV2(socket.user?.id)
+        newMessageId: Effect.sync(() => generateMessageIDV2(socket.user?.id)),
+        sendText: (to, text, waMessageId) => {
+          const messageId = waMessageId ?? generateMessageIDV2(socket.user?.id)
           return Effect.gen(function*() {
             const acknowledged = yield* Deferred.make<void, DriverError>()
             // Listening before sending: the acknowledgement can arrive before sendMessage's promise settles.
-            awaitingAck.set(messageId, (error) =>
-              Deferred.unsafeDone(
-                acknowledged,
-                error === undefined ? Exit.void : Exit.fail(new DriverError({ operation: "sendText", message: error }))
-              ))
+            awaitingAck.set(
+              messageId,
+              (error) => Deferred.unsafeDone(acknowledged, error === undefined ? Exit.void : Exit.fail(error))
+            )
             yield* operation("sendText", () => socket.sendMessage(toJid(to), { text }, { messageId }))
             // Encrypting moved the contact's signal session forward: that step is written before the send counts
             // as done, or a node taking the session over after a crash would encrypt the next message with a

@@ -71,6 +71,7 @@ const makeNetwork = (options: InProcessOptions) =>
     const outbox = new Map<SessionId, Array<SentText>>()
     let nextSocketId = 0
     let nextMessageId = 0
+    const freshMessageId = () => `3EB0${(nextMessageId++).toString(16).padStart(12, "0").toUpperCase()}`
 
     const close = (sessionId: SessionId, reason: CloseReason, detail: string) =>
       Effect.suspend(() => {
@@ -138,12 +139,15 @@ const makeNetwork = (options: InProcessOptions) =>
               mine && !devices.has(sessionId) && /^\d{6,15}$/.test(phoneNumber)
                 ? Effect.succeed(randomToken(6).replace(/[^A-Za-z0-9]/g, "X").slice(0, 8).toUpperCase())
                 : new DriverError({ operation: "requestPairingCode", message: "not waiting for a link" })),
-          sendText: (to, text) =>
+          newMessageId: Effect.sync(freshMessageId),
+          sendText: (to, text, id) =>
             Effect.zipRight(
               requireOpen("sendText"),
               Effect.sync(() => {
-                const waMessageId = `3EB0${(nextMessageId++).toString(16).padStart(12, "0").toUpperCase()}`
+                const waMessageId = id ?? freshMessageId()
                 const list = outbox.get(sessionId) ?? []
+                // The same id again is the same message (WhatsApp's rule): recorded once.
+                if (list.some((sent) => sent.waMessageId === waMessageId)) return { waMessageId }
                 list.push({ waMessageId, to, text })
                 outbox.set(sessionId, list)
                 return { waMessageId }

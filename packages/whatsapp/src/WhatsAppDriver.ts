@@ -48,6 +48,11 @@ export const SocketEvent = Data.taggedEnum<SocketEvent>()
 export class DriverError extends Data.TaggedError("DriverError")<{
   readonly operation: string
   readonly message: string
+  /**
+   * WhatsApp answered and refused (a send it will not take, whatever the connection): trying again will not
+   * help. Absent for failures of the path (timeouts, a socket that closed), which a later attempt may overcome.
+   */
+  readonly refused?: boolean
   readonly cause?: unknown
 }> {}
 
@@ -56,7 +61,17 @@ export interface WhatsAppSocket {
   readonly events: Stream.Stream<SocketEvent>
   /** Links by phone number instead of QR: returns the 8-character code to type on the phone. */
   readonly requestPairingCode: (phoneNumber: string) => Effect.Effect<string, DriverError>
-  readonly sendText: (to: string, text: string) => Effect.Effect<{ readonly waMessageId: string }, DriverError>
+  /** A fresh WhatsApp message id for this device, for a send that must keep its id across attempts. */
+  readonly newMessageId: Effect.Effect<string>
+  /**
+   * Sends a text and waits for WhatsApp's server acknowledgement. With `waMessageId`, under that id: sending again
+   * under the same id is the same message to WhatsApp and the recipient.
+   */
+  readonly sendText: (
+    to: string,
+    text: string,
+    waMessageId?: string
+  ) => Effect.Effect<{ readonly waMessageId: string }, DriverError>
   /** Unlinks the device; the socket then closes with `logged_out`. */
   readonly logout: Effect.Effect<void, DriverError>
 }

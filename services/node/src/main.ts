@@ -17,6 +17,7 @@ import * as AuthCipher from "@wacluster/store/AuthCipher"
 import * as AuthState from "@wacluster/store/AuthState"
 import * as Database from "@wacluster/store/Database"
 import * as Messages from "@wacluster/store/Messages"
+import * as Outbox from "@wacluster/store/Outbox"
 import * as SessionRuntime from "@wacluster/store/SessionRuntime"
 import * as Sessions from "@wacluster/store/Sessions"
 import * as ShardFences from "@wacluster/store/ShardFences"
@@ -44,6 +45,7 @@ const StoreLive = Layer.mergeAll(
   Sessions.layer,
   SessionRuntime.layer,
   Messages.layer,
+  Outbox.layer,
   ShardFences.layer,
   AuthState.layer.pipe(Layer.provide(AuthCipher.layerConfig))
 ).pipe(
