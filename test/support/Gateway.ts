@@ -11,9 +11,15 @@ export const call = async (
   base: string,
   method: string,
   path: string,
-  options: { readonly bearer?: string; readonly apiKey?: string; readonly json?: unknown; readonly raw?: string } = {}
+  options: {
+    readonly bearer?: string
+    readonly apiKey?: string
+    readonly json?: unknown
+    readonly raw?: string
+    readonly headers?: Readonly<Record<string, string>>
+  } = {}
 ): Promise<Reply> => {
-  const headers: Record<string, string> = {}
+  const headers: Record<string, string> = { ...options.headers }
   if (options.bearer !== undefined) headers.authorization = `Bearer ${options.bearer}`
   if (options.apiKey !== undefined) headers["x-api-key"] = options.apiKey
   let body: string | undefined

@@ -3,7 +3,7 @@
  * document are derived from this one definition.
  */
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
-import { Schema } from "effect"
+import { ParseResult, Schema } from "effect"
 import {
   BadRequestJson,
   ConflictJson,
@@ -17,7 +17,7 @@ import { AdminAuth, SessionAccess, SessionKeyAuth, TenantAuth } from "./Auth.js"
 import { City, Continent } from "./Cities.js"
 import { ClusterOverview, NodeDrain } from "./Control.js"
 import { ApiKeyId, NodeId, SessionId, TenantId } from "./Ids.js"
-import { PairingCode, QrCode, SessionHealthView, SessionStatusView } from "./Protocol.js"
+import { AcceptedMessage, PairingCode, QrCode, SessionHealthView, SessionStatusView } from "./Protocol.js"
 import { SessionName, SessionReason, SessionStatus } from "./Session.js"
 
 export class ProcessMemory extends Schema.Class<ProcessMemory>("ProcessMemory")({
@@ -152,6 +152,54 @@ export class RequestPairing extends Schema.Class<RequestPairing>("RequestPairing
   )
 }) {}
 
+/**
+ * Where a text goes: an international phone number (E.164; spaces, dashes, parentheses and the + are allowed) or a
+ * WhatsApp JID, decoded to the JID WhatsApp expects.
+ */
+export const Recipient = Schema.String.pipe(
+  Schema.transformOrFail(Schema.String, {
+    strict: true,
+    decode: (raw, _, ast) => {
+      const jid = raw.trim().toLowerCase().match(/^([1-9][0-9]{6,14})@(s\.whatsapp\.net|c\.us)$/)
+      if (jid !== null) return ParseResult.succeed(`${jid[1]}@s.whatsapp.net`)
+      const digits = raw.replace(/[\s()+.-]/g, "")
+      if (/^[1-9][0-9]{6,14}$/.test(digits)) return ParseResult.succeed(`${digits}@s.whatsapp.net`)
+      return ParseResult.fail(
+        new ParseResult.Type(
+          ast,
+          raw,
+          "to must be a phone number with its country code (E.164, e.g. +6281234567890) or a WhatsApp JID " +
+            "(6281234567890@s.whatsapp.net)"
+        )
+      )
+    },
+    encode: (jid) => ParseResult.succeed(jid)
+  })
+).annotations({ description: "E.164 number (+6281234567890) or WhatsApp JID (6281234567890@s.whatsapp.net)" })
+
+/** WhatsApp's own limit for one text. */
+export const MAX_TEXT_LENGTH = 65_536
+
+export class SendMessage extends Schema.Class<SendMessage>("SendMessage")({
+  to: Recipient,
+  text: Schema.String.pipe(
+    Schema.filter((text) => text.trim().length > 0, { message: () => "text must not be empty" }),
+    Schema.filter((text) => text.length <= MAX_TEXT_LENGTH, {
+      message: () => `text must be at most ${MAX_TEXT_LENGTH} characters`
+    })
+  )
+}) {}
+
+export const IdempotencyHeaders = Schema.Struct({
+  "idempotency-key": Schema.optional(
+    Schema.String.pipe(
+      Schema.filter((key) => key.length >= 1 && key.length <= 255, {
+        message: () => "Idempotency-Key must be 1 to 255 characters"
+      })
+    )
+  )
+})
+
 export class SessionAccessApi extends HttpApiGroup.make("sessionAccess")
   .add(
     HttpApiEndpoint.get("qr")`/sessions/${sessionIdParam}/qr`
@@ -190,6 +238,21 @@ export class SessionAccessApi extends HttpApiGroup.make("sessionAccess")
         "Links the session by phone number instead of a QR scan: returns the 8-character code to type on that " +
           "phone (WhatsApp > Linked devices > Link a device > Link with phone number instead). The session must " +
           "be waiting to be linked (showing a QR code); 409 otherwise."
+      )
+  )
+  .add(
+    HttpApiEndpoint.post("sendMessage")`/sessions/${sessionIdParam}/messages`
+      .setPayload(SendMessage)
+      .setHeaders(IdempotencyHeaders)
+      .addSuccess(AcceptedMessage, { status: 202 })
+      .addError(NotFoundJson)
+      .addError(ServiceUnavailableJson)
+      .annotate(
+        OpenApi.Description,
+        "Queues a text: 202 with its messageId and status queued. The session sends its queue in order whenever " +
+          "it is connected (queued texts survive node restarts and failover; the health panel shows how many " +
+          "wait); a text not sent within OUTBOX_MAX_AGE fails. With an Idempotency-Key header, a repeat of the " +
+          "request returns the first answer and queues nothing."
       )
   )
   .add(

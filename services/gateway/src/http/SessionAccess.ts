@@ -8,9 +8,18 @@ import { WaclusterApi } from "@wacluster/domain/Api"
 import { Conflict, InternalError } from "@wacluster/domain/ApiErrors"
 import { CurrentCaller } from "@wacluster/domain/Auth"
 import type { SessionId } from "@wacluster/domain/Ids"
-import { GetHealth, GetQr, type QrCode, Reconnect, RequestPairingCode } from "@wacluster/domain/Protocol"
+import {
+  AcceptedMessage,
+  GetHealth,
+  GetQr,
+  type QrCode,
+  QueueText,
+  Reconnect,
+  RequestPairingCode
+} from "@wacluster/domain/Protocol"
 import { Sessions } from "@wacluster/store/Sessions"
 import { DateTime, Effect, Option } from "effect"
+import { randomUUID } from "node:crypto"
 import { QrImages } from "../QrImages.js"
 import { routingErrors, sessionNotFound } from "./Routing.js"
 
@@ -81,6 +90,18 @@ export const SessionAccessLive = HttpApiBuilder.group(
           Effect.gen(function*() {
             yield* authorize(path.sessionId)
             return yield* router.send(new GetHealth({ sessionId: path.sessionId })).pipe(routingErrors(path.sessionId))
+          })).handle("sendMessage", ({ headers, path, payload }) =>
+          Effect.gen(function*() {
+            yield* authorize(path.sessionId)
+            const clientKey = headers["idempotency-key"]
+            // Without the caller's key, one of our own: a request the router repeats (a lost reply, an owner
+            // moving) queues the text once. The two kinds never collide.
+            const idempotencyKey = clientKey === undefined ? `gateway:${randomUUID()}` : `client:${clientKey}`
+            const accepted = yield* router.send(
+              new QueueText({ sessionId: path.sessionId, to: payload.to, text: payload.text, idempotencyKey })
+            ).pipe(routingErrors(path.sessionId))
+            // A repeat gets the first answer, whatever happened to the text since.
+            return new AcceptedMessage({ ...accepted, status: "queued" })
           })).handle("reconnect", ({ path }) =>
           Effect.gen(function*() {
             yield* authorize(path.sessionId)
