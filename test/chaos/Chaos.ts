@@ -4,8 +4,9 @@
  * random faults hit it: a node killed or paused past its lease, a NATS server or Postgres restarted, a node added
  * or drained away (each kind once, in a seeded order, before any kind twice). After every fault the run waits until every session is connected again and checks that wa-sim
  * never saw two live sockets for one device (invariant 1); at the end of each phase, that every send the cluster
- * accepted reached WhatsApp (invariant 2). Sends go through the session's owner over NATS, as the gateway routes
- * them.
+ * accepted reached WhatsApp (invariant 2). Sends go into the sessions' durable queues through the session's owner
+ * over NATS, as the gateway routes them, each with an idempotency key (the router repeats a request whose reply was
+ * lost); a queued text must arrive whatever happens to its node afterwards.
  *
  * A run has one phase per NATS variant. The sessions are linked once, in the first phase; each later phase starts
  * a new cluster on the same Postgres and wa-sim data (a whole-cluster restart, which must resume every session
@@ -14,7 +15,7 @@
 import { ClusterConfig } from "@wacluster/cluster/ClusterConfig"
 import { Nats } from "@wacluster/cluster/Nats"
 import { Router } from "@wacluster/cluster/Router"
-import { SendText } from "@wacluster/domain/Protocol"
+import { QueueText } from "@wacluster/domain/Protocol"
 import * as LocalCluster from "@wacluster/infra/LocalCluster"
 import * as Postgres from "@wacluster/infra/Postgres"
 import {
@@ -122,6 +123,8 @@ const random = (seed: number) => {
 
 /** The services' default LEASE_TTL: a pause must outlast it for another node to take over. */
 const LEASE_TTL_MS = 6_000
+/** How long, once every session is connected again, the queued sends of a phase may take to reach WhatsApp. */
+const QUEUE_DRAIN_MS = 60_000
 
 class PhaseFailed extends Error {
   constructor(message: string, readonly summary: PhaseSummary) {
@@ -275,7 +278,14 @@ export const runChaos = async (options: ChaosOptions): Promise<ChaosSummary> => 
             const target = pick(linked)
             const text = `chaos ${options.seed}/${natsServers} #${sequence++}`
             const exit = await Effect.runPromise(
-              Effect.exit(router.send(new SendText({ sessionId: session.id, to: target.phoneNumber, text })))
+              Effect.exit(router.send(
+                new QueueText({
+                  sessionId: session.id,
+                  to: `${target.phoneNumber}@s.whatsapp.net`,
+                  text,
+                  idempotencyKey: text
+                })
+              ))
             )
             if (Exit.isSuccess(exit)) {
               accepted.push({ jid: session.jid, text })
@@ -388,19 +398,30 @@ export const runChaos = async (options: ChaosOptions): Promise<ChaosSummary> => 
 
         stopClient = true
         await client
-        // Every accepted send must have reached WhatsApp, whatever happened meanwhile.
+        // Every accepted (queued) send must reach WhatsApp, whatever happened meanwhile: the queues get a while to
+        // drain now that every session is connected again.
         const byDevice = new Map<string, Set<string>>()
         const undecryptable: Array<string> = []
-        for (const jid of new Set(accepted.map((a) => a.jid))) {
-          const sent = await sim.sent(jid)
-          byDevice.set(jid, new Set(sent.flatMap((m) => (m.text === null ? [] : [m.text]))))
-          for (const m of sent) if (m.text === null) undecryptable.push(`${jid}: ${m.error ?? "not a text"}`)
+        const missing = async () => {
+          undecryptable.length = 0
+          const waitingOn = new Set(accepted.filter((a) => byDevice.get(a.jid)?.has(a.text) !== true).map((a) => a.jid))
+          for (const jid of waitingOn) {
+            const sent = await sim.sent(jid)
+            byDevice.set(jid, new Set(sent.flatMap((m) => (m.text === null ? [] : [m.text]))))
+            for (const m of sent) if (m.text === null) undecryptable.push(`${jid}: ${m.error ?? "not a text"}`)
+          }
+          return accepted.filter((a) => byDevice.get(a.jid)?.has(a.text) !== true)
         }
-        const lost = accepted.filter((a) => byDevice.get(a.jid)?.has(a.text) !== true)
+        let lost = await missing()
+        for (const drainUntil = Date.now() + QUEUE_DRAIN_MS; lost.length > 0 && Date.now() < drainUntil;) {
+          await sleep(1_000)
+          lost = await missing()
+        }
         const done = summary((await sim.stats()).overlaps, lost.length)
         if (lost.length > 0) {
           throw new PhaseFailed(
-            `${lost.length} accepted sends never reached WhatsApp readable (first: ${lost[0]?.text}); ` +
+            `${lost.length} accepted sends never reached WhatsApp readable (first: ${lost[0]?.text}; ` +
+              `waited ${QUEUE_DRAIN_MS / 1000} s for the queues to drain); ` +
               `${undecryptable.length} arrived but could not be decrypted (first: ${undecryptable[0] ?? "-"})`,
             done
           )
