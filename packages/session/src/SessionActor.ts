@@ -50,6 +50,8 @@ export interface ActorOptions {
    * must not stall its event loop (and with it its lease renewals).
    */
   readonly connectGate: Effect.Semaphore
+  /** Waited for before a connect takes its turn at the gate: returns once the node's event loop keeps up. */
+  readonly connectHeadroom: Effect.Effect<void>
   /**
    * Whether this node still holds the session's shard, asked of NATS: after WhatsApp says another login replaced
    * this one (440), an actor whose shard moved stops instead of fighting the new owner for the device.
@@ -258,6 +260,7 @@ export const make = Effect.fn("SessionActor.make")(function*(
           gated = false
           return options.connectGate.release(1)
         })
+        yield* options.connectHeadroom
         yield* Effect.acquireRelease(
           Effect.tap(options.connectGate.take(1), () => (gated = true)),
           () => leaveGate

@@ -39,12 +39,17 @@ import {
   Schema
 } from "effect"
 import { defaultBackoff } from "./Backoff.js"
+import * as LoopLag from "./LoopLag.js"
 import { defaultIntensity } from "./RestartIntensity.js"
 import * as SessionActor from "./SessionActor.js"
 
-export interface HostOptions extends Omit<SessionActor.ActorOptions, "connectGate" | "leaseHeld"> {
+export interface HostOptions extends Omit<SessionActor.ActorOptions, "connectGate" | "connectHeadroom" | "leaseHeld"> {
   /** Sockets of this node that may be connecting (handshake until the first event) at the same time. */
   readonly connectConcurrency: number
+  /** New connects wait while the node's event loop runs later than this (ms)... */
+  readonly connectLagLimit: Duration.Duration
+  /** ...but no longer than this each. */
+  readonly connectLagMaxWait: Duration.Duration
   /** How long a command may wait for the actor's answer. */
   readonly askTimeout: Duration.Duration
   /** How often each held shard is rescanned for sessions that should run but do not. */
@@ -88,6 +93,14 @@ export const hostConfig: Config.Config<HostOptions> = Config.all({
     Config.validate({ message: "SESSION_CONNECT_CONCURRENCY must be at least 1", validation: (n) => n >= 1 }),
     Config.withDescription("WhatsApp connects a node runs at once (the rest wait their turn)")
   ),
+  connectLagLimit: Config.duration("CONNECT_LAG_LIMIT").pipe(
+    Config.withDefault(Duration.millis(300)),
+    Config.withDescription("New WhatsApp connects wait while the node's event loop runs later than this")
+  ),
+  connectLagMaxWait: Config.duration("CONNECT_LAG_MAX_WAIT").pipe(
+    Config.withDefault(Duration.seconds(5)),
+    Config.withDescription("The longest a connect waits for the event loop to catch up before it goes anyway")
+  ),
   askTimeout: Config.duration("SESSION_ASK_TIMEOUT").pipe(
     Config.withDefault(Duration.seconds(5)),
     Config.withDescription("How long a command waits for the session actor's answer")
@@ -107,6 +120,10 @@ export class SessionHost extends Context.Tag("@wacluster/session/SessionHost")<S
 
 export const make = Effect.fn("SessionHost.make")(function*(hostOptions: HostOptions) {
   const connectGate = yield* Effect.makeSemaphore(hostOptions.connectConcurrency)
+  const loopLag = yield* LoopLag.make({
+    limitMs: Duration.toMillis(hostOptions.connectLagLimit),
+    maxWait: hostOptions.connectLagMaxWait
+  })
   const nats = yield* Nats
   const sessions = yield* Sessions
   const fences = yield* ShardFences
@@ -120,6 +137,7 @@ export const make = Effect.fn("SessionHost.make")(function*(hostOptions: HostOpt
       const options: HostOptions & SessionActor.ActorOptions = {
         ...hostOptions,
         connectGate,
+        connectHeadroom: loopLag.headroom,
         leaseHeld: lease.stillHeld
       }
       // Postgres may be away (restarting): keep trying for as long as the lease is held (the shard's scope closes
@@ -270,7 +288,7 @@ export const make = Effect.fn("SessionHost.make")(function*(hostOptions: HostOpt
 })
 
 export const layer = (options: HostOptions) =>
-  Layer.effectContext(
+  Layer.scopedContext(
     Effect.map(make(options), ({ host, lifecycle }) =>
       Context.make(ShardLifecycle, lifecycle).pipe(Context.add(SessionHost, host)))
   )

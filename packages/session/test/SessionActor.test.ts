@@ -31,6 +31,7 @@ const options: SessionActor.ActorOptions = {
   backoff: defaultBackoff,
   intensity: defaultIntensity,
   connectGate: Effect.unsafeMakeSemaphore(64),
+  connectHeadroom: Effect.void,
   persistEvery: Duration.seconds(30),
   sendInterval: Duration.zero,
   queueMaxAge: Duration.hours(1),

@@ -89,6 +89,8 @@ const NodeLayer = ShardLeases.layer.pipe(
     persistEvery: Duration.seconds(30),
     sendInterval: Duration.millis(10),
     queueMaxAge: Duration.hours(1),
+    connectLagLimit: Duration.millis(300),
+    connectLagMaxWait: Duration.seconds(5),
     askTimeout: Duration.seconds(2),
     rescanEvery: Duration.seconds(1)
   })),
