@@ -17,7 +17,7 @@ let tenantToken: string
 let sessions: ReturnType<typeof sessionsOf>
 
 beforeAll(async () => {
-  fixture = await startCluster({ nodes: 3, env: { SESSION_SEND_INTERVAL: "100 millis" } })
+  fixture = await startCluster({ nodes: 3, env: { SESSION_SEND_INTERVAL: "200 millis" } })
   gateway = fixture.cluster.gatewayUrl
   const tenant = await call(gateway, "POST", "/tenants", { bearer: fixture.cluster.adminToken, json: { name: "msg" } })
   tenantToken = text(tenant.body, "token")
