@@ -353,19 +353,22 @@ export const make = Effect.fn("SessionActor.make")(function*(
           yield* Queue.take(outboxWake)
           continue
         }
-        const now = yield* wallClock
-        const expired = yield* outbox.expire(
-          fence,
-          sessionId,
-          new Date(now.getTime() - maxAgeMs),
-          `not sent within ${Duration.format(options.queueMaxAge)} (OUTBOX_MAX_AGE)`
-        ).pipe(storeRetry)
-        if (expired > 0) {
-          yield* Effect.logWarning("queued texts expired unsent").pipe(Effect.annotateLogs({ expired }))
-        }
+        // One indexed read per wake (every login wakes this loop); the expiry write only when the oldest text
+        // waiting is past OUTBOX_MAX_AGE.
         const batch = yield* outbox.next(sessionId, 32).pipe(storeRetry)
         if (batch.length === 0) {
           yield* Queue.take(outboxWake)
+          continue
+        }
+        const cutoff = new Date((yield* wallClock).getTime() - maxAgeMs)
+        if (batch[0] !== undefined && batch[0].createdAt < cutoff) {
+          const expired = yield* outbox.expire(
+            fence,
+            sessionId,
+            cutoff,
+            `not sent within ${Duration.format(options.queueMaxAge)} (OUTBOX_MAX_AGE)`
+          ).pipe(storeRetry)
+          yield* Effect.logWarning("queued texts expired unsent").pipe(Effect.annotateLogs({ expired }))
           continue
         }
         for (const text of batch) {
