@@ -44,8 +44,9 @@ export class ClusterConfig extends Context.Tag("@wacluster/cluster/ClusterConfig
       Config.withDescription("Most shards a node has released and their new owner not yet taken (a join, a drain)")
     )
   }).pipe(
-    // A node that vanished from membership loses its shards at once, so it must have fenced itself by then: its
-    // last heartbeat may come up to LEASE_TTL/3 after its last renewal, and it fences 0.6 × LEASE_TTL after that.
+    // A node that vanished from membership loses its shards as soon as their leases have also stood still for two
+    // renewals, so it must have fenced itself by then: its last renewal may come up to a heartbeat before its last
+    // heartbeat, and it fences 0.6 × LEASE_TTL after that renewal.
     Config.validate({
       message: "NODE_TTL must be longer than 0.6 × LEASE_TTL (a gone node must have stopped its sessions before " +
         "others take them): raise NODE_TTL or lower LEASE_TTL",

@@ -58,23 +58,18 @@ export const observeNodes: Effect.Effect<
   const config = yield* ClusterConfig
   const nats = yield* Nats
   const bucket = yield* nats.bucket(NODES_BUCKET, { history: 1, replicas: config.replicas })
-  const observed = new Map<string, Observation>()
-  const nodeTtl = Duration.toMillis(config.nodeTtl)
+  const view = makeView(Duration.toMillis(config.heartbeat), Duration.toMillis(config.nodeTtl))
 
   /** Applies one change of the bucket to the view, stamped with this process's clock. */
   const observe = (record: KvRecord) =>
     Effect.map(monotonicMillis, (now) => {
       if (record.operation !== "PUT") {
         // A deleted entry is a node that left on purpose: forget it at once.
-        observed.delete(record.key)
+        view.forget(now, record.key)
         return
       }
       const decoded = decodeEntry(new TextDecoder().decode(record.value))
-      if (Option.isNone(decoded)) return
-      const previous = observed.get(record.key)
-      if (previous === undefined || previous.revision !== record.revision) {
-        observed.set(record.key, { revision: record.revision, seenAt: now, entry: decoded.value })
-      }
+      if (Option.isSome(decoded)) view.saw(now, record.key, record.revision, decoded.value)
     })
 
   // Live nodes beat every HEARTBEAT, so a watch silent for three of them has stalled (for example across a NATS
@@ -96,15 +91,42 @@ export const observeNodes: Effect.Effect<
     Effect.forkScoped
   )
 
-  const heartbeat = Duration.toMillis(config.heartbeat)
-  return Effect.map(monotonicMillis, (now) => {
-    const all = Array.from(observed.values())
-    const reference = silenceReference(now, all, heartbeat, nodeTtl)
-    return all
-      .filter((o) => reference - o.seenAt < nodeTtl)
-      .map((o) => ({ entry: o.entry, seenAt: o.seenAt }))
-  })
+  return Effect.map(monotonicMillis, view.live)
 })
+
+/**
+ * One observer's view of the membership bucket, by its own monotonic clock: when it last saw each node's entry
+ * change, and from that which nodes are live.
+ */
+export const makeView = (heartbeat: number, nodeTtl: number) => {
+  const observed = new Map<string, Observation>()
+  /** The first change heard after a silence that judged nobody: the silence counts against no one. */
+  const resume = (now: number) => {
+    const shift = silenceSoFar(now, observed.values(), heartbeat, nodeTtl)
+    if (shift === 0) return
+    for (const [key, o] of observed) observed.set(key, { ...o, seenAt: o.seenAt + shift })
+  }
+  return {
+    /** The entry under `key` as read at `now`; it counts as a sign of life only when its revision changed. */
+    saw: (now: number, key: string, revision: number, entry: NodeEntry): void => {
+      resume(now)
+      const previous = observed.get(key)
+      if (previous === undefined || previous.revision !== revision) observed.set(key, { revision, seenAt: now, entry })
+    },
+    /** The entry under `key` was deleted: a node that left on purpose, gone at once. */
+    forget: (now: number, key: string): void => {
+      resume(now)
+      observed.delete(key)
+    },
+    live: (now: number): ReadonlyArray<LiveNode> => {
+      const all = Array.from(observed.values())
+      const reference = silenceReference(now, all, heartbeat, nodeTtl)
+      return all
+        .filter((o) => reference - o.seenAt < nodeTtl)
+        .map((o) => ({ entry: o.entry, seenAt: o.seenAt }))
+    }
+  }
+}
 
 /**
  * The moment silences are measured to. Normally now; but a process that has heard no heartbeat at all (not even
@@ -115,13 +137,29 @@ export const observeNodes: Effect.Effect<
  */
 export const silenceReference = (
   now: number,
-  observed: ReadonlyArray<{ readonly seenAt: number }>,
+  observed: Iterable<{ readonly seenAt: number }>,
+  heartbeat: number,
+  nodeTtl: number
+): number => now - silenceSoFar(now, observed, heartbeat, nodeTtl)
+
+/**
+ * How long the silence up to now has lasted, when it is one that judges nobody (no heartbeat at all, not even this
+ * node's own, for more than two heartbeats and less than 3 × NODE_TTL); else 0. Heard when such a silence ends,
+ * it is how far every node's last sighting moves forward: heartbeats come back one by one after it (a membership
+ * bucket that elected a new leader, a stalled process reading its socket again), and the nodes' silences must
+ * resume where they stood when it began rather than include it all at once, or every node whose beat comes a
+ * moment after the first would look gone and lose its shards while it still renews them.
+ */
+export const silenceSoFar = (
+  now: number,
+  observed: Iterable<{ readonly seenAt: number }>,
   heartbeat: number,
   nodeTtl: number
 ): number => {
-  const newest = observed.reduce((max, o) => Math.max(max, o.seenAt), Number.NEGATIVE_INFINITY)
+  let newest = Number.NEGATIVE_INFINITY
+  for (const o of observed) newest = Math.max(newest, o.seenAt)
   const quiet = now - newest
-  return quiet > 2 * heartbeat && quiet < 3 * nodeTtl ? newest : now
+  return quiet > 2 * heartbeat && quiet < 3 * nodeTtl ? quiet : 0
 }
 
 export class Membership extends Context.Tag("@wacluster/cluster/Membership")<Membership, {

@@ -8,7 +8,7 @@
 import { Context, Data, Duration, Effect, Exit, FiberMap, Layer, Option, Ref, Schema, Scope } from "effect"
 import { ownerOf } from "./Assignment.js"
 import { ClusterConfig, monotonicMillis } from "./ClusterConfig.js"
-import { Membership } from "./Membership.js"
+import { Membership, silenceReference } from "./Membership.js"
 import { type Bucket, type KvRecord, Nats } from "./Nats.js"
 import type { NatsError, RevisionMismatch } from "./NatsError.js"
 
@@ -129,7 +129,11 @@ export class ShardLeases extends Context.Tag("@wacluster/cluster/ShardLeases")<S
     // KV writes.
     const renewEvery = leaseTtl / 6
     const fenceAfter = 0.6 * leaseTtl
-    const lateLimit = Math.min(leaseTtl, Duration.toMillis(config.nodeTtl)) - 250
+    const heartbeat = Duration.toMillis(config.heartbeat)
+    const nodeTtl = Duration.toMillis(config.nodeTtl)
+    /** How long the lease of a node gone from membership must have stood still before it is taken. */
+    const goneQuiet = 2 * renewEvery
+    const lateLimit = Math.min(leaseTtl, nodeTtl) - 250
 
     const held = new Map<number, HeldShard>()
     /** When a late renewal was last logged (monotonic). */
@@ -315,28 +319,53 @@ export class ShardLeases extends Context.Tag("@wacluster/cluster/ShardLeases")<S
         Effect.orElseSucceed(() => false)
       )
 
-    /** Tries to take a shard this node should own; succeeds only through a CAS write. */
+    /**
+     * Reads a shard's lease and notes since when its revision has stood still here (`sightings`); returns the
+     * record and for how long it has been unchanged (0 when it just changed or was first seen).
+     */
+    const sight = (shard: number) =>
+      Effect.gen(function*() {
+        const record = yield* bucket.get(leaseKey(shard))
+        // After the read: the record was current at some moment before this.
+        const now = yield* monotonicMillis
+        const live = Option.filter(record, (r) => r.operation === "PUT")
+        if (Option.isNone(live)) {
+          sightings.delete(shard)
+          return { now, record: live, unchangedFor: 0 }
+        }
+        const seen = sightings.get(shard)
+        const revision = live.value.revision
+        if (seen === undefined || seen.revision !== revision) sightings.set(shard, { revision, since: now })
+        const unchangedFor = seen !== undefined && seen.revision === revision ? now - seen.since : 0
+        return { now, record: live, unchangedFor }
+      })
+
+    /**
+     * Tries to take a shard this node should own; succeeds only through a CAS write. A lease is taken when it is
+     * free or our own leftover, when it has not changed for LEASE_TTL (its holder fenced itself long ago), or
+     * sooner when its holder is gone from membership and the lease has also missed its holder's last two renewals:
+     * a node whose heartbeats do not come through may still be renewing its leases (the membership bucket without
+     * a leader while the shards bucket has one, a watch that went quiet), and then its lease keeps changing.
+     */
     const tryAcquire = (shard: number, live: ReadonlySet<string>) =>
       Effect.gen(function*() {
         const baseNow = base
         if (baseNow === undefined) return
         const key = leaseKey(shard)
-        const now = yield* monotonicMillis
-        const record = yield* bucket.get(key)
+        const { now, record, unchangedFor } = yield* sight(shard)
         const fresh = encodeLease(new LeaseValue({ nodeId: self, epoch: null }))
         let attempt: Effect.Effect<number, NatsError | RevisionMismatch> | undefined
-        if (Option.isNone(record) || record.value.operation !== "PUT") {
+        if (Option.isNone(record)) {
           attempt = bucket.create(key, fresh)
         } else {
           const { revision, value } = record.value
           const holder = Option.map(decodeLease(value), (v) => v.nodeId)
-          const seen = sightings.get(shard)
-          if (seen === undefined || seen.revision !== revision) sightings.set(shard, { revision, since: now })
-          const unchangedFor = seen !== undefined && seen.revision === revision ? now - seen.since : 0
           const holderGone = Option.match(holder, { onNone: () => true, onSome: (id) => !live.has(id) })
           // Our own leftover lease (e.g. after self-fencing) is as good as free.
           const ours = Option.contains(holder, self)
-          if (ours || holderGone || unchangedFor >= leaseTtl) attempt = bucket.update(key, fresh, revision)
+          if (ours || (holderGone && unchangedFor >= goneQuiet) || unchangedFor >= leaseTtl) {
+            attempt = bucket.update(key, fresh, revision)
+          }
         }
         if (attempt === undefined) return
         const revision = yield* attempt
@@ -380,6 +409,22 @@ export class ShardLeases extends Context.Tag("@wacluster/cluster/ShardLeases")<S
         if (running && desired !== undefined && desired !== self) toRelease.push(shard)
         else if (!running && desired === self) toAcquire.push(shard)
       }
+      // Shards that would come here if a node silent for two heartbeats turned out gone: their leases are read now,
+      // so that by the time it counts as gone they have been seen standing still (see tryAcquire).
+      const reference = silenceReference(yield* monotonicMillis, live, heartbeat, nodeTtl)
+      const suspects = new Set(
+        live.filter((node) => node.entry.nodeId !== self && reference - node.seenAt >= 2 * heartbeat)
+          .map((node) => node.entry.nodeId as string)
+      )
+      if (suspects.size > 0) {
+        const survivors = candidates.filter((id) => !suspects.has(id))
+        const toSight: Array<number> = []
+        for (let shard = 0; shard < config.shards; shard++) {
+          const desired = ownerOf(shard, candidates)
+          if (desired !== undefined && suspects.has(desired) && ownerOf(shard, survivors) === self) toSight.push(shard)
+        }
+        yield* Effect.forEach(toSight, (shard) => Effect.ignore(sight(shard)), { concurrency: 16, discard: true })
+      }
       // Handover is rate-limited so a joining node or a drain moves sessions a few at a time instead of
       // disconnecting them all at once: at most HANDOVER_BATCH shards are between owners at any moment (released
       // here, not yet taken by their new owner), however slowly the new owner picks them up. A batch's shards stop
@@ -414,8 +459,6 @@ export class ShardLeases extends Context.Tag("@wacluster/cluster/ShardLeases")<S
     // once (this finalizer runs before the shards' own, which release them).
     yield* Effect.addFinalizer(() => membership.setDraining(true))
 
-    const heartbeat = Duration.toMillis(config.heartbeat)
-    const nodeTtl = Duration.toMillis(config.nodeTtl)
     const untilNextPass = Effect.gen(function*() {
       const now = yield* monotonicMillis
       return Duration.millis(nextPassIn(now, yield* membership.live, self, heartbeat, nodeTtl))

@@ -9,6 +9,7 @@ import { ownerOf } from "../src/Assignment.js"
 import { ClusterConfig, type ClusterConfigShape } from "../src/ClusterConfig.js"
 import { Membership, NodeEntry, NODES_BUCKET } from "../src/Membership.js"
 import { Nats } from "../src/Nats.js"
+import { NatsError } from "../src/NatsError.js"
 import {
   EpochFloor,
   leaseKey,
@@ -92,6 +93,27 @@ const stallingNats = (url: string, name: string, stall: { armed: boolean; ms: nu
                 }
                 return yield* Fiber.join(sent)
               })
+          }))
+      }))
+  ).pipe(Layer.provideMerge(Nats.layer({ url: Redacted.make(url), name })))
+
+/**
+ * The real NATS client, except that while `muted.on` its membership heartbeats fail (as when the membership bucket
+ * has no leader while the shards bucket has one): the node keeps renewing leases the others cannot see it behind.
+ */
+const mutingNats = (url: string, name: string, muted: { on: boolean }) =>
+  Layer.effect(
+    Nats,
+    Effect.map(Nats, (nats) =>
+      Nats.of({
+        ...nats,
+        bucket: (bucketName, options) =>
+          Effect.map(nats.bucket(bucketName, options), (bucket) => ({
+            ...bucket,
+            put: (key, value) =>
+              bucketName === NODES_BUCKET && muted.on
+                ? Effect.fail(new NatsError({ operation: `kv.put ${bucketName}/${key}`, cause: "muted by the test" }))
+                : bucket.put(key, value)
           }))
       }))
   ).pipe(Layer.provideMerge(Nats.layer({ url: Redacted.make(url), name })))
@@ -211,6 +233,36 @@ describe("ShardLeases on a real nats-server", () => {
         // Not before the ghost could have been live: NODE_TTL after node-a first saw it.
         expect(Date.now() - startedAt).toBeGreaterThanOrEqual(Duration.toMillis(config.nodeTtl))
         for (const [shard, epoch] of tracker.epochs) expect(epoch).toBeGreaterThan(ghostRevisions.get(shard) ?? 0)
+        expect(tracker.overlaps()).toBe(0)
+      })),
+    30_000
+  )
+
+  it.live(
+    "leaves the shards of a node that looks gone from membership while their leases keep being renewed",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const nats = yield* privateNats()
+        const tracker = makeTracker()
+        const muted = { on: false }
+        yield* startNode("node-a", nats.url, tracker, {}, mutingNats(nats.url, "node-a", muted).pipe(Layer.orDie))
+        yield* startNode("node-b", nats.url, tracker)
+        const mine = desiredOf("node-a", ["node-a", "node-b"])
+        yield* eventually(
+          () => tracker.heldBy("node-a").length === mine.length && tracker.active.size === SHARDS,
+          "10 seconds",
+          "both nodes hold their share"
+        )
+
+        // node-a's heartbeats stop coming through for 4 × NODE_TTL; its renewals still do.
+        muted.on = true
+        yield* Effect.sleep(Duration.times(config.nodeTtl, 4))
+        expect(tracker.overlaps()).toBe(0)
+        expect(tracker.heldBy("node-a")).toEqual(mine)
+        muted.on = false
+        yield* Effect.sleep(Duration.times(config.nodeTtl, 2))
+        expect(tracker.heldBy("node-a")).toEqual(mine)
+        expect(tracker.active.size).toBe(SHARDS)
         expect(tracker.overlaps()).toBe(0)
       })),
     30_000
