@@ -4,7 +4,7 @@
  * it retries with a short backoff within a time budget, then gives up with `OwnerUnavailable`.
  */
 import type { SessionId } from "@wacluster/domain/Ids"
-import { decodeReply, rpcSubject, SessionCommand } from "@wacluster/domain/Protocol"
+import { decodeReply, rpcSubject, SessionCommand, slowCommandTimeout } from "@wacluster/domain/Protocol"
 import { shardOf } from "@wacluster/domain/Shard"
 import { Config, Context, Data, Duration, Effect, Exit, Layer, Schedule, Schema } from "effect"
 import { ClusterConfig, monotonicMillis } from "./ClusterConfig.js"
@@ -44,11 +44,17 @@ export class Router extends Context.Tag("@wacluster/cluster/Router")<Router, {
       const shard = shardOf(command.sessionId, shards)
       const subject = rpcSubject(shard)
       const payload = new TextEncoder().encode(encodeCommand(command))
+      // A slow command gets its own time (and a little more for the way there and back) before it is sent again.
+      const slow = slowCommandTimeout(command)
+      const requestTimeout = slow === undefined
+        ? options.requestTimeout
+        : Duration.max(options.requestTimeout, Duration.sum(slow, Duration.seconds(2)))
+      const budget = Duration.toMillis(Duration.max(options.budget, requestTimeout))
       let attempts = 0
       let lastError = "none"
       const once = Effect.gen(function*() {
         attempts++
-        const reply = yield* nats.request(subject, payload, options.requestTimeout).pipe(
+        const reply = yield* nats.request(subject, payload, requestTimeout).pipe(
           Effect.catchTags({
             NoResponders: () => new Retryable({ reason: "no owner is serving the shard" }),
             RequestTimeout: () => new Retryable({ reason: "the owner did not answer in time" }),
@@ -64,7 +70,6 @@ export class Router extends Context.Tag("@wacluster/cluster/Router")<Router, {
 
       return Effect.gen(function*() {
         const startedAt = yield* monotonicMillis
-        const budget = Duration.toMillis(options.budget)
         const exit = yield* once.pipe(
           Effect.retry({
             schedule: Schedule.exponential("25 millis", 2).pipe(Schedule.either(Schedule.spaced("500 millis"))),

@@ -13,11 +13,18 @@ import {
   ServiceUnavailableJson,
   UnauthorizedJson
 } from "./ApiErrors.js"
-import { AdminAuth, SessionAccess, SessionKeyAuth, TenantAuth } from "./Auth.js"
+import { AdminAuth, SessionAccess, TenantAuth } from "./Auth.js"
 import { City, Continent } from "./Cities.js"
 import { ClusterOverview, NodeDrain } from "./Control.js"
 import { ApiKeyId, NodeId, SessionId, TenantId } from "./Ids.js"
-import { AcceptedMessage, PairingCode, QrCode, SessionHealthView, SessionStatusView } from "./Protocol.js"
+import {
+  AcceptedMessage,
+  MessageQueueHealth,
+  PairingCode,
+  QrCode,
+  SessionHealthView,
+  SessionStatusView
+} from "./Protocol.js"
 import { SessionName, SessionReason, SessionStatus } from "./Session.js"
 
 export class ProcessMemory extends Schema.Class<ProcessMemory>("ProcessMemory")({
@@ -129,8 +136,8 @@ export class SessionStatusApi extends HttpApiGroup.make("sessionStatus")
       .addError(NotFoundJson)
       .addError(ServiceUnavailableJson)
   )
-  .middleware(SessionKeyAuth)
-  .annotate(OpenApi.Description, "Session-scoped calls with the session's API key (x-api-key)")
+  .middleware(SessionAccess)
+  .annotate(OpenApi.Description, "The session's status, with its API key (x-api-key) or the tenant token")
 {}
 
 export const QrFormat = Schema.Literal("png", "svg", "raw").annotations({
@@ -270,6 +277,92 @@ export class SessionAccessApi extends HttpApiGroup.make("sessionAccess")
   .annotate(OpenApi.Description, "Session calls with the session's API key (x-api-key) or the tenant token")
 {}
 
+/** One session in full: what it is, how it is doing, and what waits in its queue. */
+export class SessionDetail extends Schema.Class<SessionDetail>("SessionDetail")({
+  id: SessionId,
+  name: Schema.String,
+  city: Schema.String.annotations({ description: "The city slug; permanent" }),
+  status: SessionStatus,
+  reason: Schema.NullOr(SessionReason),
+  phoneNumber: Schema.NullOr(Schema.String).annotations({
+    description: "The linked WhatsApp number (country code first, digits only); null while not linked"
+  }),
+  createdAt: Schema.DateTimeUtc,
+  connectedAt: Schema.NullOr(Schema.DateTimeUtc),
+  lastActivityAt: Schema.NullOr(Schema.DateTimeUtc).annotations({
+    description: "time of the last message sent or received"
+  }),
+  messageQueue: MessageQueueHealth
+}) {}
+
+export class UpdateSession extends Schema.Class<UpdateSession>("UpdateSession")({
+  name: Schema.optional(SessionName),
+  city: Schema.optional(Schema.String.annotations({
+    description: "Permanent: only the session's own city is accepted here (to use another, create a new session)"
+  }))
+}) {}
+
+export class SessionDeleted extends Schema.Class<SessionDeleted>("SessionDeleted")({
+  sessionId: SessionId,
+  deleted: Schema.Literal(true),
+  deviceUnlinked: Schema.Boolean.annotations({
+    description: "WhatsApp was told to remove the linked device from the phone (Linked devices)"
+  }),
+  detail: Schema.NullOr(Schema.String).annotations({ description: "why the device was not unlinked, if it was not" })
+}) {}
+
+export class SessionLifecycleApi extends HttpApiGroup.make("sessionLifecycle")
+  .add(
+    HttpApiEndpoint.get("get")`/sessions/${sessionIdParam}`
+      .addSuccess(SessionDetail)
+      .addError(NotFoundJson)
+      .addError(ServiceUnavailableJson)
+      .annotate(
+        OpenApi.Description,
+        "The session: name, permanent city, status and reason, linked phone number, when it was created, " +
+          "connected and last active, and its queue of texts waiting to be sent"
+      )
+  )
+  .add(
+    HttpApiEndpoint.patch("update")`/sessions/${sessionIdParam}`
+      .setPayload(UpdateSession)
+      .addSuccess(SessionDetail)
+      .addError(NotFoundJson)
+      .addError(ServiceUnavailableJson)
+      .annotate(
+        OpenApi.Description,
+        "Renames the session. The city is permanent (it decides the session's residential proxy): asking for " +
+          "another city is a 400; create a new session in that city instead."
+      )
+  )
+  .add(
+    HttpApiEndpoint.post("stop")`/sessions/${sessionIdParam}/stop`
+      .addSuccess(SessionStatusView, { status: 202 })
+      .addError(NotFoundJson)
+      .addError(ServiceUnavailableJson)
+      .annotate(
+        OpenApi.Description,
+        "Stops the session: its WhatsApp connection closes and it stays disconnected (reason stopped), keeping " +
+          "its link, keys, history and queued texts, until POST /sessions/{sessionId}/reconnect resumes it " +
+          "(no QR code needed)."
+      )
+  )
+  .add(
+    HttpApiEndpoint.del("delete")`/sessions/${sessionIdParam}`
+      .addSuccess(SessionDeleted)
+      .addError(NotFoundJson)
+      .addError(ServiceUnavailableJson)
+      .annotate(
+        OpenApi.Description,
+        "Deletes the session for good: unlinks its device from the phone (logging in briefly with its saved " +
+          "credentials if it is not connected), revokes every API key, wipes its WhatsApp credentials, history " +
+          "and queue. Afterwards every route of the session answers 404."
+      )
+  )
+  .middleware(SessionAccess)
+  .annotate(OpenApi.Description, "A session's lifecycle, with the session's API key (x-api-key) or the tenant token")
+{}
+
 const nodeIdParam = HttpApiSchema.param("nodeId", NodeId)
 
 export class AdminApi extends HttpApiGroup.make("admin")
@@ -325,6 +418,7 @@ export class WaclusterApi extends HttpApi.make("wacluster")
   .add(SessionsApi)
   .add(SessionStatusApi)
   .add(SessionAccessApi)
+  .add(SessionLifecycleApi)
   .add(AdminApi)
   .addError(BadRequestJson)
   .addError(UnauthorizedJson)

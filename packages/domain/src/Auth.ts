@@ -26,28 +26,17 @@ export class TenantAuth extends HttpApiMiddleware.Tag<TenantAuth>()("@wacluster/
   security: { tenantToken: HttpApiSecurity.bearer }
 }) {}
 
-export class CurrentApiKey extends Context.Tag("@wacluster/domain/CurrentApiKey")<CurrentApiKey, {
-  readonly keyId: ApiKeyId
-  readonly sessionId: SessionId
-  readonly tenantId: TenantId
-}>() {}
-
-/** Session-scoped calls use the session's own API key in `x-api-key`. */
-export class SessionKeyAuth extends HttpApiMiddleware.Tag<SessionKeyAuth>()("@wacluster/domain/SessionKeyAuth", {
-  failure: AuthFailure,
-  provides: CurrentApiKey,
-  security: { apiKey: HttpApiSecurity.apiKey({ in: "header", key: "x-api-key" }) }
-}) {}
-
 export class CurrentCaller extends Context.Tag("@wacluster/domain/CurrentCaller")<CurrentCaller, {
   readonly tenantId: TenantId
   /** Set when the caller used a session's API key: it may only touch that session. */
   readonly sessionId: SessionId | null
+  /** The API key used, if one was. */
+  readonly keyId: ApiKeyId | null
 }>() {}
 
 /**
- * Routes a tenant manages and a session's key may also call: the session's API key in `x-api-key`, or the
- * tenant token as `Authorization: Bearer <tenant token>`.
+ * Session routes: the session's API key in `x-api-key` (it reaches only its own session), or the tenant token as
+ * `Authorization: Bearer <tenant token>` (every session of the tenant).
  */
 export class SessionAccess extends HttpApiMiddleware.Tag<SessionAccess>()("@wacluster/domain/SessionAccess", {
   failure: AuthFailure,

@@ -3,7 +3,7 @@
  * A request on `wa.rpc.<shard>` carries one `SessionCommand`; the reply is the command's `Exit`,
  * encoded with `Schema.exitSchema`, so both sides share one typed contract.
  */
-import { type Effect, type Exit, type ParseResult, Schema } from "effect"
+import { DateTime, Duration, type Effect, type Exit, type ParseResult, Schema } from "effect"
 import { MessageId, SessionId } from "./Ids.js"
 import { SessionHealth, SessionReason, SessionStatus } from "./Session.js"
 import { ShardNumber } from "./Shard.js"
@@ -184,6 +184,16 @@ export class MessageQueueHealth extends Schema.Class<MessageQueueHealth>("Messag
   })
 }) {}
 
+/** The queue panel for `pending` texts, the oldest queued at `oldestAt`, as of `now`. */
+export const messageQueueHealth = (pending: number, oldestAt: Date | null, now: Date) =>
+  new MessageQueueHealth({
+    pending,
+    oldestQueuedAt: oldestAt === null ? null : DateTime.unsafeFromDate(oldestAt),
+    oldestAgeSeconds: oldestAt === null
+      ? null
+      : Math.max(0, Math.round((now.getTime() - oldestAt.getTime()) / 100) / 10)
+  })
+
 /** The session's health panel: connection, last activity, message queue, and the city proxy it goes through. */
 export class SessionHealthView extends Schema.Class<SessionHealthView>("SessionHealthView")({
   sessionId: SessionId,
@@ -231,6 +241,35 @@ export class RequestPairingCode extends Schema.TaggedRequest<RequestPairingCode>
   }
 }) {}
 
+/**
+ * Stops the session (the tenant's "Stop Session"): its socket closes and it stays `disconnected`/`stopped` until a
+ * Reconnect, on this node or any later owner (the gateway records the desired state first). Answers the status.
+ */
+export class StopSession extends Schema.TaggedRequest<StopSession>()("StopSession", {
+  failure: CommandError,
+  success: SessionStatusView,
+  payload: { sessionId: SessionId }
+}) {}
+
+/** What unlinking a session before its deletion did. */
+export class Unlinked extends Schema.Class<Unlinked>("Unlinked")({
+  sessionId: SessionId,
+  /** The linked device was removed from the phone (WhatsApp > Linked devices); false when it could not be. */
+  deviceUnlinked: Schema.Boolean,
+  /** Why not, when it was not (never linked, logged out already, WhatsApp unreachable). */
+  detail: Schema.NullOr(Schema.String)
+}) {}
+
+/**
+ * Unlinks the session's device from the phone (logging in briefly with its saved credentials when it is not
+ * connected), wipes its WhatsApp credentials and stops its actor for good: sent before the session is deleted.
+ */
+export class UnlinkSession extends Schema.TaggedRequest<UnlinkSession>()("UnlinkSession", {
+  failure: CommandError,
+  success: Unlinked,
+  payload: { sessionId: SessionId }
+}) {}
+
 export const SessionCommand = Schema.Union(
   GetStatus,
   EnsureStarted,
@@ -239,11 +278,21 @@ export const SessionCommand = Schema.Union(
   SendText,
   QueueText,
   GetHealth,
-  RequestPairingCode
+  RequestPairingCode,
+  StopSession,
+  UnlinkSession
 )
 export type SessionCommand = typeof SessionCommand.Type
 
 export const SessionCommandJson = Schema.parseJson(SessionCommand)
+
+/**
+ * Commands that may take longer than a routed request normally waits, and how long: unlinking may log in with the
+ * saved credentials first. The owner waits that long for its actor, and the gateway that long (and a little more)
+ * for the reply, rather than sending the command again meanwhile.
+ */
+export const slowCommandTimeout = (command: SessionCommand): Duration.Duration | undefined =>
+  command._tag === "UnlinkSession" ? Duration.seconds(30) : undefined
 
 /**
  * The reply to a command: its `Exit` as JSON, with that command's own success and failure schemas. The codecs
@@ -286,6 +335,14 @@ const replies = {
   SendText: {
     decode: Schema.decodeUnknown(replyJson(SentText, SendError)),
     encode: Schema.encodeUnknown(replyJson(SentText, SendError))
+  },
+  StopSession: {
+    decode: Schema.decodeUnknown(replyJson(SessionStatusView)),
+    encode: Schema.encodeUnknown(replyJson(SessionStatusView))
+  },
+  UnlinkSession: {
+    decode: Schema.decodeUnknown(replyJson(Unlinked)),
+    encode: Schema.encodeUnknown(replyJson(Unlinked))
   }
 } satisfies Record<SessionCommand["_tag"], unknown>
 

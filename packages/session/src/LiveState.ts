@@ -5,7 +5,7 @@
 import type { SessionId } from "@wacluster/domain/Ids"
 import {
   ConnectionHealth,
-  MessageQueueHealth,
+  messageQueueHealth,
   PairingUnavailable,
   ProxyHealthView,
   QrCode,
@@ -75,13 +75,7 @@ export const healthView = (
       connectedAt: at(state.connectedAt)
     }),
     lastActivityAt: at(state.lastActivityAt),
-    messageQueue: new MessageQueueHealth({
-      pending: queue.pending,
-      oldestQueuedAt: at(queue.oldestAt),
-      oldestAgeSeconds: queue.oldestAt === null
-        ? null
-        : Math.max(0, Math.round((now.getTime() - queue.oldestAt.getTime()) / 100) / 10)
-    }),
+    messageQueue: messageQueueHealth(queue.pending, queue.oldestAt, now),
     proxy: proxy.enabled && proxy.url !== null
       ? new ProxyHealthView({
         url: proxy.url,

@@ -15,7 +15,8 @@ import {
   SendFailed,
   SentText,
   SessionBusy,
-  StorageUnavailable
+  StorageUnavailable,
+  Unlinked as UnlinkedView
 } from "@wacluster/domain/Protocol"
 import type { CommandError, PairingError, SendError, SessionCommand } from "@wacluster/domain/Protocol"
 import type { SessionReason, SessionStatus } from "@wacluster/domain/Session"
@@ -62,6 +63,9 @@ export interface ActorOptions {
 /** WhatsApp replaced this login and the shard belongs to another node now: the actor stops for good. */
 export class Replaced extends Data.TaggedError("Replaced")<{ readonly sessionId: SessionId }> {}
 
+/** The session was unlinked before its deletion: the actor stops for good. */
+export class Unlinked extends Data.TaggedError("Unlinked")<{ readonly sessionId: SessionId }> {}
+
 interface Envelope {
   readonly command: SessionCommand
   readonly reply: Deferred.Deferred<unknown, CommandError | SendError | PairingError>
@@ -78,6 +82,9 @@ export interface SessionActorHandle {
     SessionBusy | NotOwner
   >
 }
+
+/** How long unlinking waits for WhatsApp: a logout over the live socket, or a login with saved credentials. */
+const UNLINK_LOGIN_TIMEOUT = Duration.seconds(15)
 
 const wallClock = Effect.map(Effect.clockWith((clock) => clock.currentTimeMillis), (ms) => new Date(ms))
 
@@ -145,9 +152,11 @@ export const make = Effect.fn("SessionActor.make")(function*(
       sticky: Option.match(stored, { onNone: () => undefined, onSome: (r) => r.proxySticky ?? undefined })
     })
     const startedAt = yield* monotonicMillis
+    /** The tenant stopped the session: no socket until a Reconnect (also across owners: it is in Postgres). */
+    let stopped = record.value.desiredState === "stopped"
     const state: LiveState = {
-      status: "connecting",
-      reason: "reconnecting",
+      status: stopped ? "disconnected" : "connecting",
+      reason: stopped ? "stopped" : "reconnecting",
       connectedAt: null,
       phoneNumber: Option.match(stored, { onNone: () => null, onSome: (r) => r.phoneNumber }),
       lastActivityAt: Option.match(stored, { onNone: () => null, onSome: (r) => r.lastActivityAt }),
@@ -251,6 +260,10 @@ export const make = Effect.fn("SessionActor.make")(function*(
     const wake = yield* Queue.sliding<void>(1)
     /** Wakes the outbox loop: a text was queued, or the session connected. */
     const outboxWake = yield* Queue.sliding<void>(1)
+    /** Interrupts whatever the connection loop is doing (connected, connecting, backing off) for a stop. */
+    const stopSignal = yield* Queue.sliding<void>(1)
+    /** Stop commands waiting for the socket to be closed and the stop recorded. */
+    const stopWaiters: Array<Deferred.Deferred<void>> = []
 
     const connectOnce = Effect.scoped(
       Effect.gen(function*() {
@@ -309,7 +322,8 @@ export const make = Effect.fn("SessionActor.make")(function*(
         return undefined
       })
 
-    const connectionLoop = Effect.gen(function*() {
+    /** Connects and keeps the session connected; returns only by failing (Replaced) or being interrupted. */
+    const connected = Effect.gen(function*() {
       let delay: Duration.Duration | undefined
       while (true) {
         const reason = yield* connectOnce
@@ -324,6 +338,8 @@ export const make = Effect.fn("SessionActor.make")(function*(
           yield* Effect.logWarning("proxy failed; rotated to a new exit").pipe(Effect.annotateLogs({ sticky }))
         }
         if (state.status === "connected") delay = undefined
+        // Logged out: no longer linked to any phone.
+        if (reason === "logged_out") state.phoneNumber = null
         yield* transition(next.status, next.reason)
         if (reason === "logged_out") yield* driver.forget(sessionId).pipe(Effect.ignore)
         if (!next.retry) {
@@ -339,6 +355,68 @@ export const make = Effect.fn("SessionActor.make")(function*(
         yield* transition("connecting", "reconnecting")
       }
     })
+
+    /** Runs `connected` until the session is stopped, then waits (socket closed) until a Reconnect resumes it. */
+    const connectionLoop = Effect.gen(function*() {
+      while (true) {
+        if (stopped) {
+          yield* transition("disconnected", "stopped")
+          for (const waiter of stopWaiters.splice(0)) yield* Deferred.succeed(waiter, undefined)
+          while (stopped) yield* Queue.take(wake)
+          restarts.reset()
+          yield* transition("connecting", "reconnecting")
+        }
+        yield* Queue.takeAll(stopSignal)
+        // The stop wins the race by interrupting `connected`, which closes its socket first (its scope).
+        yield* Effect.raceFirst(connected, Queue.take(stopSignal))
+      }
+    })
+
+    /** Stops the session (see StopSession) and waits until its socket is closed and the stop recorded. */
+    const stop = Effect.gen(function*() {
+      if (stopped && state.reason === "stopped") return
+      const done = yield* Deferred.make<void>()
+      stopWaiters.push(done)
+      stopped = true
+      yield* Queue.offer(stopSignal, undefined)
+      yield* Deferred.await(done)
+    })
+
+    /**
+     * Logs in once with the saved credentials only to remove the linked device (the session is stopped: no other
+     * socket runs). Says why not when it could not.
+     */
+    const logoutWithSavedCredentials = Effect.scoped(
+      Effect.gen(function*() {
+        yield* options.connectHeadroom
+        const socket = yield* options.connectGate.withPermits(1)(driver.connect({ sessionId, fence, proxy }))
+        const first = yield* socket.events.pipe(
+          Stream.filter((event) => event._tag === "Open" || event._tag === "Qr" || event._tag === "Closed"),
+          Stream.runHead
+        )
+        if (Option.isNone(first) || first.value._tag === "Qr") {
+          return { deviceUnlinked: false, detail: "no saved credentials: the session was not linked" }
+        }
+        if (first.value._tag === "Closed") {
+          return {
+            deviceUnlinked: false,
+            detail: `WhatsApp did not accept the saved credentials (${first.value.reason})`
+          }
+        }
+        yield* socket.logout
+        return { deviceUnlinked: true, detail: null }
+      })
+    ).pipe(
+      Effect.timeout(UNLINK_LOGIN_TIMEOUT),
+      Effect.catchAll((error) =>
+        Effect.succeed({
+          deviceUnlinked: false,
+          detail: error._tag === "TimeoutException"
+            ? `WhatsApp did not answer within ${Duration.format(UNLINK_LOGIN_TIMEOUT)}`
+            : `could not reach WhatsApp: ${error.message}`
+        })
+      )
+    )
 
     /**
      * Sends the durable queue, oldest first, while connected, one text per `sendInterval`. A text keeps the WhatsApp
@@ -410,6 +488,7 @@ export const make = Effect.fn("SessionActor.make")(function*(
             // Only a session that waits (backoff, park, or a final state) needs waking; one that is connecting
             // already is left to it.
             if (state.status === "disconnected" || state.status === "expired") {
+              stopped = false
               yield* Queue.offer(wake, undefined)
               yield* transition("connecting", "reconnecting")
             }
@@ -507,6 +586,32 @@ export const make = Effect.fn("SessionActor.make")(function*(
           }
           case "GetQr":
             return yield* Deferred.succeed(envelope.reply, qrView(sessionId, state))
+          case "StopSession":
+            yield* stop
+            return yield* Deferred.succeed(envelope.reply, statusView(sessionId, state, yield* monotonicMillis))
+          case "UnlinkSession": {
+            let outcome: { deviceUnlinked: boolean; detail: string | null } = { deviceUnlinked: false, detail: null }
+            const socket = current
+            if (socket !== null && state.status === "connected") {
+              const out = yield* socket.logout.pipe(Effect.timeout(UNLINK_LOGIN_TIMEOUT), Effect.either)
+              outcome = out._tag === "Right"
+                ? { deviceUnlinked: true, detail: null }
+                : { deviceUnlinked: false, detail: `WhatsApp did not take the logout: ${out.left.message}` }
+            }
+            yield* stop
+            if (!outcome.deviceUnlinked && outcome.detail === null) {
+              outcome = state.phoneNumber === null
+                ? { deviceUnlinked: false, detail: "the session was not linked (never, or logged out already)" }
+                : yield* logoutWithSavedCredentials
+            }
+            yield* driver.forget(sessionId).pipe(
+              Effect.tapError((error) => Effect.logWarning("could not wipe the credentials", error)),
+              Effect.ignore
+            )
+            yield* Effect.logInfo("session unlinked").pipe(Effect.annotateLogs(outcome))
+            yield* Deferred.succeed(envelope.reply, new UnlinkedView({ sessionId, ...outcome }))
+            return yield* new Unlinked({ sessionId })
+          }
         }
       })
 
@@ -514,7 +619,7 @@ export const make = Effect.fn("SessionActor.make")(function*(
     const periodicPersist = persist.pipe(Effect.delay(options.persistEvery), Effect.forever)
 
     yield* Effect.annotateLogs(Effect.logDebug("actor started"), "sessionId", sessionId)
-    yield* transition("connecting", "reconnecting").pipe(Effect.zipRight(persist))
+    yield* persist
     yield* Effect.all([connectionLoop, mailboxLoop, periodicPersist, outboxLoop], {
       concurrency: "unbounded",
       discard: true

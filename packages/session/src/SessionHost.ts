@@ -12,6 +12,7 @@ import {
   SessionBusy,
   SessionCommand,
   SessionUnknown,
+  slowCommandTimeout,
   StorageUnavailable
 } from "@wacluster/domain/Protocol"
 import type { CommandError, PairingError, SendError } from "@wacluster/domain/Protocol"
@@ -171,7 +172,8 @@ export const make = Effect.fn("SessionHost.make")(function*(hostOptions: HostOpt
                 Effect.logWarning("fenced out: another node owns this shard now").pipe(
                   Effect.annotateLogs({ current: String(error.current) })
                 ),
-              Replaced: () => Effect.void
+              Replaced: () => Effect.void,
+              Unlinked: () => Effect.void
             }),
             Effect.tapErrorCause((cause) =>
               Cause.isInterruptedOnly(cause)
@@ -191,15 +193,16 @@ export const make = Effect.fn("SessionHost.make")(function*(hostOptions: HostOpt
         Effect.flatMap((rows) => Effect.forEach(rows, (row) => start(row.id), { concurrency: 8, discard: true }))
       )
 
-      /** The actor for a command, started on demand for a session created after the last scan. */
+      /**
+       * The actor for a command, started on demand: a session created after the last scan, or a stopped one (which
+       * the scans leave alone): its actor answers from its saved state and connects only when reconnected.
+       */
       const actorFor = (sessionId: SessionId) =>
         Effect.gen(function*() {
           const known = actors.get(sessionId)
           if (known !== undefined) return Option.some(known)
           const record = yield* sessions.findById(sessionId)
-          if (Option.isNone(record) || record.value.shard !== shard || record.value.desiredState !== "running") {
-            return Option.none()
-          }
+          if (Option.isNone(record) || record.value.shard !== shard) return Option.none()
           yield* start(sessionId)
           return Option.fromNullable(actors.get(sessionId))
         })
@@ -214,7 +217,7 @@ export const make = Effect.fn("SessionHost.make")(function*(hostOptions: HostOpt
           if (reply._tag === "Left") return Exit.fail(reply.left)
           return yield* Deferred.await(reply.right).pipe(
             Effect.timeoutFail({
-              duration: options.askTimeout,
+              duration: Duration.max(options.askTimeout, slowCommandTimeout(command) ?? Duration.zero),
               onTimeout: () => new SessionBusy({ sessionId: command.sessionId })
             }),
             Effect.exit

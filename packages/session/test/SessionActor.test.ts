@@ -9,12 +9,17 @@ import {
   Reconnect,
   SendText,
   type SentText,
+  type SessionCommand,
   type SessionHealthView,
-  type SessionStatusView
+  type SessionStatusView,
+  StopSession,
+  type Unlinked,
+  UnlinkSession
 } from "@wacluster/domain/Protocol"
 import { ShardNumber } from "@wacluster/domain/Shard"
 import { Outbox } from "@wacluster/store/Outbox"
 import { SessionRuntime } from "@wacluster/store/SessionRuntime"
+import { Sessions } from "@wacluster/store/Sessions"
 import { ShardFences } from "@wacluster/store/ShardFences"
 import { seedSession, storeLayer } from "@wacluster/store/test/support"
 import * as InProcessDriver from "@wacluster/whatsapp/InProcessDriver"
@@ -61,6 +66,10 @@ const status = (handle: SessionActor.SessionActorHandle) =>
     const reply = yield* handle.offer(new GetStatus({ sessionId: handle.sessionId })).pipe(Effect.orDie)
     return (yield* Deferred.await(reply)) as SessionStatusView
   })
+
+/** Sends a command and waits for its answer. */
+const ask = (handle: SessionActor.SessionActorHandle, command: SessionCommand) =>
+  Effect.flatMap(Effect.orDie(handle.offer(command)), (reply) => Effect.orDie(Deferred.await(reply)))
 
 /** Waits (on the real clock) until the actor reports the expected status. */
 const until = (handle: SessionActor.SessionActorHandle, check: (view: SessionStatusView) => boolean) =>
@@ -464,6 +473,88 @@ describe("SessionActor", () => {
         yield* actor.handle.offer(command)
         const third = yield* Effect.flip(actor.handle.offer(command))
         expect(third._tag).toBe("SessionBusy")
+      }))
+
+    it.scoped("Stop closes the socket and keeps the session closed, however long, until a Reconnect resumes it", () =>
+      Effect.gen(function*() {
+        const network = yield* InProcessWhatsApp
+        const { handle, sessionId } = yield* start(20)
+        yield* link(sessionId)
+        yield* until(handle, (v) => v.status === "connected")
+        const stopped = (yield* ask(handle, new StopSession({ sessionId }))) as SessionStatusView
+        expect(stopped.status).toBe("disconnected")
+        expect(yield* network.liveSockets).toBe(0)
+        const saved = yield* (yield* SessionRuntime).load(sessionId)
+        expect(Option.map(saved, (r) => [r.status, r.reason])).toEqual(Option.some(["disconnected", "stopped"]))
+        // No backoff, no park brings it back.
+        yield* TestClock.adjust("1 hour")
+        yield* settle
+        expect(yield* network.liveSockets).toBe(0)
+        expect((yield* status(handle)).status).toBe("disconnected")
+        // Stopping a stopped session is no error.
+        expect(((yield* ask(handle, new StopSession({ sessionId }))) as SessionStatusView).status).toBe("disconnected")
+        // Reconnect logs in with the same link: no QR code.
+        yield* ask(handle, new Reconnect({ sessionId }))
+        yield* until(handle, (v) => v.status === "connected")
+        expect(yield* network.liveSockets).toBe(1)
+      }))
+
+    it.scoped("a session whose tenant stopped it starts without connecting, and connects once reconnected", () =>
+      Effect.gen(function*() {
+        const network = yield* InProcessWhatsApp
+        const session = yield* seedSession({ shard: 21 })
+        yield* (yield* Sessions).setDesiredState(session.id, "stopped")
+        yield* (yield* ShardFences).advance(21, 1)
+        const actor = yield* SessionActor.make(session.id, { shard: ShardNumber.make(21), epoch: 1 }, options)
+        yield* Effect.forkScoped(actor.run)
+        const view = yield* until(actor.handle, (v) => v.status === "disconnected")
+        expect(view.connectedAt).toBeNull()
+        yield* settle
+        expect(yield* network.liveSockets).toBe(0)
+        yield* ask(actor.handle, new Reconnect({ sessionId: session.id }))
+        // Never linked: it shows a QR code.
+        expect(yield* qrOf(session.id)).toBeTypeOf("string")
+      }))
+
+    it.scoped("Unlink logs a connected device out, wipes its link and ends the actor", () =>
+      Effect.gen(function*() {
+        const network = yield* InProcessWhatsApp
+        const { fiber, handle, sessionId } = yield* start(22)
+        yield* link(sessionId)
+        yield* until(handle, (v) => v.status === "connected")
+        const unlinked = (yield* ask(handle, new UnlinkSession({ sessionId }))) as Unlinked
+        expect(unlinked).toMatchObject({ sessionId, deviceUnlinked: true, detail: null })
+        const exit = yield* Fiber.await(fiber)
+        expect(String(exit)).toContain("Unlinked")
+        expect(yield* network.liveSockets).toBe(0)
+        expect(Exit.isFailure(yield* Effect.exit(handle.offer(new GetStatus({ sessionId }))))).toBe(true)
+        // The link is gone: the same session started again would need a new scan.
+        const again = yield* SessionActor.make(sessionId, { shard: ShardNumber.make(22), epoch: 10 }, options)
+        yield* Effect.forkScoped(again.run)
+        expect(yield* qrOf(sessionId)).toBeTypeOf("string")
+      }))
+
+    it.scoped("Unlink of a stopped session logs in once with its saved link to log it out", () =>
+      Effect.gen(function*() {
+        const network = yield* InProcessWhatsApp
+        const { fiber, handle, sessionId } = yield* start(23)
+        yield* link(sessionId)
+        yield* until(handle, (v) => v.status === "connected")
+        yield* ask(handle, new StopSession({ sessionId }))
+        expect(yield* network.liveSockets).toBe(0)
+        const unlinked = (yield* ask(handle, new UnlinkSession({ sessionId }))) as Unlinked
+        expect(unlinked.deviceUnlinked).toBe(true)
+        yield* Fiber.await(fiber)
+        expect(yield* network.liveSockets).toBe(0)
+      }))
+
+    it.scoped("Unlink of a session that was never linked says so", () =>
+      Effect.gen(function*() {
+        const { handle, sessionId } = yield* start(24)
+        yield* qrOf(sessionId)
+        const unlinked = (yield* ask(handle, new UnlinkSession({ sessionId }))) as Unlinked
+        expect(unlinked.deviceUnlinked).toBe(false)
+        expect(unlinked.detail).toContain("not linked")
       }))
   })
 })

@@ -54,6 +54,8 @@ export class Sessions extends Context.Tag("@wacluster/store/Sessions")<Sessions,
     id: SessionId,
     state: DesiredState
   ) => Effect.Effect<Option.Option<SessionRecord>, StoreError>
+  /** Renames the session; None when it does not exist. */
+  readonly rename: (id: SessionId, name: string) => Effect.Effect<Option.Option<SessionRecord>, StoreError>
   /** Removes the session and, by cascade, its keys, runtime state, auth state and messages. */
   readonly delete: (id: SessionId) => Effect.Effect<boolean, StoreError>
 }>() {}
@@ -107,6 +109,12 @@ export const make = Effect.gen(function*() {
       sql`UPDATE sessions SET desired_state = ${state}, updated_at = now() WHERE id = ${id} RETURNING *`
   })
 
+  const rename = SqlSchema.findOne({
+    Request: Schema.Struct({ id: SessionId, name: Schema.String }),
+    Result: SessionRecord,
+    execute: ({ id, name }) => sql`UPDATE sessions SET name = ${name}, updated_at = now() WHERE id = ${id} RETURNING *`
+  })
+
   const delete_ = (id: SessionId) =>
     sql`DELETE FROM sessions WHERE id = ${id} RETURNING id`.pipe(Effect.map((rows) => rows.length > 0))
 
@@ -125,6 +133,7 @@ export const make = Effect.gen(function*() {
       (id, state) => setDesiredState({ id, state }),
       mapStoreError("Sessions.setDesiredState")
     ),
+    rename: Effect.fn("Sessions.rename")((id, name) => rename({ id, name }), mapStoreError("Sessions.rename")),
     delete: Effect.fn("Sessions.delete")((id) => delete_(id), mapStoreError("Sessions.delete"))
   })
 })

@@ -3,7 +3,7 @@
  * Every refusal is the same 401 shape and never tells whether a session exists.
  */
 import { ServiceUnavailable, Unauthorized } from "@wacluster/domain/ApiErrors"
-import { AdminAuth, SessionAccess, SessionKeyAuth, TenantAuth } from "@wacluster/domain/Auth"
+import { AdminAuth, SessionAccess, TenantAuth } from "@wacluster/domain/Auth"
 import type { ApiKeyId, SessionId, TenantId } from "@wacluster/domain/Ids"
 import { ApiKeys } from "@wacluster/store/ApiKeys"
 import { Tenants } from "@wacluster/store/Tenants"
@@ -122,15 +122,6 @@ export const TenantAuthLive = Layer.effect(
     }))
 )
 
-export const SessionKeyAuthLive = Layer.effect(
-  SessionKeyAuth,
-  Effect.map(Credentials, (credentials) =>
-    SessionKeyAuth.of({
-      apiKey: (key) =>
-        credentials.apiKey(Redacted.value(key), "missing API key: send the session's key in the x-api-key header")
-    }))
-)
-
 /** Either credential; the key is tried first, and a key binds the caller to its own session. */
 export const SessionAccessLive = Layer.effect(
   SessionAccess,
@@ -141,17 +132,19 @@ export const SessionAccessLive = Layer.effect(
       apiKey: (key) =>
         Effect.map(credentials.apiKey(Redacted.value(key), missing), (active) => ({
           tenantId: active.tenantId,
-          sessionId: active.sessionId
+          sessionId: active.sessionId,
+          keyId: active.keyId
         })),
       tenantToken: (token) =>
         Effect.map(credentials.tenant(Redacted.value(token), missing), ({ tenantId }) => ({
           tenantId,
-          sessionId: null
+          sessionId: null,
+          keyId: null
         }))
     })
   })
 )
 
-export const layer = Layer.mergeAll(AdminAuthLive, TenantAuthLive, SessionKeyAuthLive, SessionAccessLive).pipe(
+export const layer = Layer.mergeAll(AdminAuthLive, TenantAuthLive, SessionAccessLive).pipe(
   Layer.provide(CredentialsLive)
 )

@@ -13,6 +13,7 @@ import { Router } from "@wacluster/cluster/Router"
 import { WaclusterApi } from "@wacluster/domain/Api"
 import * as ApiKeys from "@wacluster/store/ApiKeys"
 import * as Database from "@wacluster/store/Database"
+import * as Outbox from "@wacluster/store/Outbox"
 import * as SessionRuntime from "@wacluster/store/SessionRuntime"
 import * as Sessions from "@wacluster/store/Sessions"
 import * as Startup from "@wacluster/store/Startup"
@@ -24,12 +25,13 @@ import * as ErrorResponses from "./ErrorResponses.js"
 import { AdminLive } from "./http/Admin.js"
 import { CitiesLive, HealthLive } from "./http/Public.js"
 import { SessionAccessLive } from "./http/SessionAccess.js"
+import { SessionLifecycleLive } from "./http/SessionLifecycle.js"
 import { SessionsLive } from "./http/Sessions.js"
 import { SessionStatusLive } from "./http/SessionStatus.js"
 import { TenantsLive } from "./http/Tenants.js"
 import { QrImages } from "./QrImages.js"
 
-const StoreLive = Layer.mergeAll(Tenants.layer, Sessions.layer, ApiKeys.layer, SessionRuntime.layer).pipe(
+const StoreLive = Layer.mergeAll(Tenants.layer, Sessions.layer, ApiKeys.layer, SessionRuntime.layer, Outbox.layer).pipe(
   Layer.provideMerge(Layer.unwrapEffect(Effect.map(ClusterConfig, (config) => Startup.layer(config.shards)))),
   Layer.provideMerge(Database.layer)
 )
@@ -39,7 +41,16 @@ const ClusterLive = Layer.merge(Router.layerConfig, ClusterView.layer).pipe(
 )
 
 const ApiLive = HttpApiBuilder.api(WaclusterApi).pipe(
-  Layer.provide([HealthLive, CitiesLive, TenantsLive, SessionsLive, SessionStatusLive, SessionAccessLive, AdminLive]),
+  Layer.provide([
+    HealthLive,
+    CitiesLive,
+    TenantsLive,
+    SessionsLive,
+    SessionStatusLive,
+    SessionAccessLive,
+    SessionLifecycleLive,
+    AdminLive
+  ]),
   Layer.provide([Auth.layer, QrImages.layer])
 )
 

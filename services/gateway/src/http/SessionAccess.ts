@@ -6,8 +6,6 @@ import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
 import { Router } from "@wacluster/cluster/Router"
 import { WaclusterApi } from "@wacluster/domain/Api"
 import { Conflict, InternalError } from "@wacluster/domain/ApiErrors"
-import { CurrentCaller } from "@wacluster/domain/Auth"
-import type { SessionId } from "@wacluster/domain/Ids"
 import {
   AcceptedMessage,
   GetHealth,
@@ -21,6 +19,7 @@ import { Sessions } from "@wacluster/store/Sessions"
 import { DateTime, Effect, Option } from "effect"
 import { randomUUID } from "node:crypto"
 import { QrImages } from "../QrImages.js"
+import { authorize } from "./Access.js"
 import { routingErrors, sessionNotFound } from "./Routing.js"
 
 /** Why a session shows no QR code, in words a tenant can act on. */
@@ -52,26 +51,6 @@ export const SessionAccessLive = HttpApiBuilder.group(
       const router = yield* Router
       const sessions = yield* Sessions
       const images = yield* QrImages
-
-      /** The caller may act on this session: its own key, or a tenant that owns it. */
-      const authorize = (sessionId: SessionId) =>
-        Effect.gen(function*() {
-          const caller = yield* CurrentCaller
-          if (caller.sessionId !== null) {
-            if (caller.sessionId !== sessionId) return yield* sessionNotFound(sessionId)
-            return
-          }
-          const record = yield* sessions.findById(sessionId).pipe(
-            Effect.catchTag("StoreError", (error) =>
-              Effect.zipRight(
-                Effect.logError("session lookup failed", error),
-                new InternalError({ message: "the session could not be looked up; retry shortly" })
-              ))
-          )
-          if (Option.isNone(record) || record.value.tenantId !== caller.tenantId) {
-            return yield* sessionNotFound(sessionId)
-          }
-        })
 
       return handlers.handle("pairingCode", ({ path, payload }) =>
         Effect.gen(function*() {
@@ -105,6 +84,15 @@ export const SessionAccessLive = HttpApiBuilder.group(
           })).handle("reconnect", ({ path }) =>
           Effect.gen(function*() {
             yield* authorize(path.sessionId)
+            // A stopped session runs again, wherever it runs next (recorded before its owner hears).
+            const resumed = yield* sessions.setDesiredState(path.sessionId, "running").pipe(
+              Effect.catchTag("StoreError", (error) =>
+                Effect.zipRight(
+                  Effect.logError("could not record the reconnect", error),
+                  new InternalError({ message: "the session could not be resumed; retry shortly" })
+                ))
+            )
+            if (Option.isNone(resumed)) return yield* sessionNotFound(path.sessionId)
             return yield* router.send(new Reconnect({ sessionId: path.sessionId })).pipe(routingErrors(path.sessionId))
           })).handle("qr", ({ path, urlParams }) =>
           Effect.gen(function*() {

@@ -1,14 +1,15 @@
 /**
- * `GET /sessions/{sessionId}/status` with the session's API key: routed to the node that owns the session.
- * A key of another session gets the same 404 as a session that does not exist.
+ * `GET /sessions/{sessionId}/status` (the product's health check), with the session's API key or the tenant token:
+ * routed to the node that owns the session. Another session's key gets the same 404 as a session that does not
+ * exist.
  */
 import { HttpApiBuilder } from "@effect/platform"
 import { Router } from "@wacluster/cluster/Router"
 import { WaclusterApi } from "@wacluster/domain/Api"
-import { CurrentApiKey } from "@wacluster/domain/Auth"
 import { GetStatus } from "@wacluster/domain/Protocol"
 import { Effect } from "effect"
-import { routingErrors, sessionNotFound } from "./Routing.js"
+import { authorize } from "./Access.js"
+import { routingErrors } from "./Routing.js"
 
 export const SessionStatusLive = HttpApiBuilder.group(
   WaclusterApi,
@@ -18,8 +19,7 @@ export const SessionStatusLive = HttpApiBuilder.group(
       const router = yield* Router
       return handlers.handle("status", ({ path }) =>
         Effect.gen(function*() {
-          const key = yield* CurrentApiKey
-          if (key.sessionId !== path.sessionId) return yield* sessionNotFound(path.sessionId)
+          yield* authorize(path.sessionId)
           return yield* router.send(new GetStatus({ sessionId: path.sessionId })).pipe(
             routingErrors(path.sessionId)
           )

@@ -1,0 +1,221 @@
+/**
+ * A session's lifecycle through the gateway, on real processes (nodes with real Baileys against wa-sim, Postgres,
+ * NATS): read it, rename it (its city is permanent), stop it (it stays stopped across a failover and resumes without
+ * a QR code), delete it (the device is unlinked from the phone, its keys stop working, every route answers 404).
+ */
+import { shardOf } from "@wacluster/domain/Shard"
+import { Effect } from "effect"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { type Fixture, startCluster } from "../support/ClusterFixture.js"
+import { call, field, text } from "../support/Gateway.js"
+import { eventually, sessionsOf, sleep, type TestSession } from "../support/Sessions.js"
+
+let fixture: Fixture
+let gateway: string
+let tenantToken: string
+let otherTenantToken: string
+let sessions: ReturnType<typeof sessionsOf>
+
+beforeAll(async () => {
+  fixture = await startCluster({ nodes: 2, env: { SESSION_SEND_INTERVAL: "50 millis" } })
+  gateway = fixture.cluster.gatewayUrl
+  const tenant = await call(gateway, "POST", "/tenants", { bearer: fixture.cluster.adminToken, json: { name: "life" } })
+  tenantToken = text(tenant.body, "token")
+  const other = await call(gateway, "POST", "/tenants", { bearer: fixture.cluster.adminToken, json: { name: "other" } })
+  otherTenantToken = text(other.body, "token")
+  sessions = sessionsOf(gateway, tenantToken, fixture.sim)
+}, 180_000)
+
+afterAll(async () => {
+  await fixture?.stop()
+}, 60_000)
+
+const get = (session: TestSession, credentials: { apiKey: string } | { bearer: string } = { apiKey: session.key }) =>
+  call(gateway, "GET", `/sessions/${session.id}`, credentials)
+
+const device = async (jid: string) => (await fixture.sim.devices()).find((entry) => entry.jid === jid)
+
+describe("GET and PATCH /sessions/{sessionId}", () => {
+  it("shows the session to its key and its tenant, and to nobody else", async () => {
+    const session = await sessions.create("Detail", "São Paulo")
+    const other = await sessions.create("Someone-Else")
+    const byKey = await get(session)
+    expect(byKey.status, JSON.stringify(byKey.body)).toBe(200)
+    expect(byKey.body).toMatchObject({
+      id: session.id,
+      name: "Detail",
+      city: "sao-paulo",
+      phoneNumber: null,
+      connectedAt: null,
+      lastActivityAt: null,
+      messageQueue: { pending: 0, oldestQueuedAt: null, oldestAgeSeconds: null }
+    })
+    expect(["connecting", "expired"]).toContain(field(byKey.body, "status"))
+    expect(Date.parse(text(byKey.body, "createdAt"))).toBeGreaterThan(Date.now() - 120_000)
+    const byTenant = await get(session, { bearer: tenantToken })
+    expect(byTenant.status).toBe(200)
+    expect(field(byTenant.body, "id")).toBe(session.id)
+
+    for (const credentials of [{ apiKey: other.key }, { bearer: otherTenantToken }]) {
+      const refused = await get(session, credentials)
+      expect(refused.status, JSON.stringify(credentials)).toBe(404)
+      expect(field(refused.body, "error", "code")).toBe("not_found")
+    }
+    const unknown = await call(gateway, "GET", "/sessions/sess_00000000000000000000", { bearer: tenantToken })
+    expect(unknown.status).toBe(404)
+    const malformed = await call(gateway, "GET", "/sessions/not-a-session", { bearer: tenantToken })
+    expect(malformed.status).toBe(400)
+    expect((await call(gateway, "GET", `/sessions/${session.id}`, {})).status).toBe(401)
+  })
+
+  it("renames; the city is permanent and asking for another is a 400 that says why", async () => {
+    const session = await sessions.create("Old-Name", "jakarta")
+    const renamed = await call(gateway, "PATCH", `/sessions/${session.id}`, {
+      apiKey: session.key,
+      json: { name: "Support-Jakarta-Prod" }
+    })
+    expect(renamed.status, JSON.stringify(renamed.body)).toBe(200)
+    expect(renamed.body).toMatchObject({ id: session.id, name: "Support-Jakarta-Prod", city: "jakarta" })
+    expect(field((await get(session, { bearer: tenantToken })).body, "name")).toBe("Support-Jakarta-Prod")
+
+    const moved = await call(gateway, "PATCH", `/sessions/${session.id}`, {
+      bearer: tenantToken,
+      json: { name: "Elsewhere", city: "london" }
+    })
+    expect(moved.status).toBe(400)
+    expect(field(moved.body, "error", "code")).toBe("bad_request")
+    expect(text(moved.body, "error", "message")).toContain("permanent")
+    expect(text(moved.body, "error", "message")).toContain("create a new session")
+    expect(field(moved.body, "error", "details")).toMatchObject({ field: "city", city: "jakarta" })
+    // Nothing changed, the name included.
+    expect((await get(session)).body).toMatchObject({ name: "Support-Jakarta-Prod", city: "jakarta" })
+
+    // Its own city, by name or slug, is no change.
+    const same = await call(gateway, "PATCH", `/sessions/${session.id}`, {
+      apiKey: session.key,
+      json: { city: "Jakarta", name: "Jakarta-2" }
+    })
+    expect(same.status, JSON.stringify(same.body)).toBe(200)
+    expect(field(same.body, "name")).toBe("Jakarta-2")
+
+    for (const body of [{ name: "" }, { name: "x".repeat(101) }, { name: 42 }, { city: 7 }]) {
+      const bad = await call(gateway, "PATCH", `/sessions/${session.id}`, { apiKey: session.key, json: body })
+      expect(bad.status, JSON.stringify(body)).toBe(400)
+    }
+    const foreign = await call(gateway, "PATCH", `/sessions/${session.id}`, {
+      bearer: otherTenantToken,
+      json: { name: "Hijacked" }
+    })
+    expect(foreign.status).toBe(404)
+    expect(field((await get(session)).body, "name")).toBe("Jakarta-2")
+  })
+})
+
+describe("POST /sessions/{sessionId}/stop", () => {
+  it("closes the connection and keeps the session stopped, across a failover, until a reconnect resumes it", async () => {
+    const session = await sessions.link("Stoppable", "4915100002001")
+    const linked = await get(session)
+    expect(linked.body).toMatchObject({ status: "connected", reason: null, phoneNumber: "4915100002001" })
+    expect(field(linked.body, "connectedAt")).not.toBeNull()
+
+    const stopped = await call(gateway, "POST", `/sessions/${session.id}/stop`, { apiKey: session.key })
+    expect(stopped.status, JSON.stringify(stopped.body)).toBe(202)
+    expect(stopped.body).toMatchObject({ sessionId: session.id, status: "disconnected", connectedAt: null })
+    expect(await fixture.sim.live(session.jid)).toBe(false)
+    expect((await get(session)).body).toMatchObject({ status: "disconnected", reason: "stopped" })
+    // Stopping again is no error.
+    expect((await call(gateway, "POST", `/sessions/${session.id}/stop`, { apiKey: session.key })).status).toBe(202)
+
+    // Texts wait while it is stopped, visible on the session.
+    const queued = await call(gateway, "POST", `/sessions/${session.id}/messages`, {
+      apiKey: session.key,
+      json: { to: "+4915199990000", text: "after the pause" }
+    })
+    expect(queued.status).toBe(202)
+    expect(field((await get(session)).body, "messageQueue", "pending")).toBe(1)
+
+    // Its node dies: the next owner keeps it stopped (no socket, still linked on the phone).
+    const shard = shardOf(session.id, 256)
+    const owner = (await fixture.owners(256)).get(shard)
+    await Effect.runPromise(fixture.cluster.stopNode(owner ?? "", "SIGKILL"))
+    await eventually(
+      "the shard taken by the surviving node",
+      () => fixture.owners(256),
+      (owners) => owners.get(shard) !== undefined && owners.get(shard) !== owner,
+      60_000
+    )
+    const afterFailover = await eventually(
+      "the session read from the next owner",
+      () => get(session),
+      (reply) => reply.status === 200 && field(reply.body, "reason") === "stopped",
+      60_000
+    )
+    expect(afterFailover.body).toMatchObject({ status: "disconnected", reason: "stopped" })
+    await sleep(3_000)
+    expect(await fixture.sim.live(session.jid)).toBe(false)
+    expect(await fixture.sim.sent(session.jid)).toHaveLength(0)
+    expect((await device(session.jid))?.jid).toBe(session.jid)
+
+    // Reconnect resumes it with its saved credentials: no QR code, and the queued text goes out.
+    const resumed = await call(gateway, "POST", `/sessions/${session.id}/reconnect`, { apiKey: session.key })
+    expect(resumed.status, JSON.stringify(resumed.body)).toBe(202)
+    await sessions.statusIs(session, "connected")
+    const sent = await eventually(
+      "the queued text sent",
+      () => fixture.sim.sent(session.jid),
+      (all) => all.length === 1
+    )
+    expect(sent[0]?.text).toBe("after the pause")
+    expect(field((await get(session)).body, "lastActivityAt")).not.toBeNull()
+  })
+})
+
+describe("DELETE /sessions/{sessionId}", () => {
+  it("unlinks a connected session's device from the phone, and then nothing of it answers", async () => {
+    const session = await sessions.link("Doomed", "4915100002002")
+    const deleted = await call(gateway, "DELETE", `/sessions/${session.id}`, { bearer: tenantToken })
+    expect(deleted.status, JSON.stringify(deleted.body)).toBe(200)
+    expect(deleted.body).toEqual({ sessionId: session.id, deleted: true, deviceUnlinked: true, detail: null })
+    await eventually("the phone no longer lists the device", () => device(session.jid), (entry) => entry === undefined)
+
+    // Its key is revoked everywhere within a second; the tenant sees 404 on every route of it.
+    await sleep(1_100)
+    for (const path of ["", "/status", "/health", "/qr?format=raw"]) {
+      const byKey = await call(gateway, "GET", `/sessions/${session.id}${path}`, { apiKey: session.key })
+      expect(byKey.status, path).toBe(401)
+      const byTenant = await call(gateway, "GET", `/sessions/${session.id}${path}`, { bearer: tenantToken })
+      expect(byTenant.status, path).toBe(404)
+    }
+    expect((await call(gateway, "DELETE", `/sessions/${session.id}`, { bearer: tenantToken })).status).toBe(404)
+    const listed = await call(gateway, "GET", "/sessions?limit=500", { bearer: tenantToken })
+    expect(JSON.stringify(listed.body)).not.toContain(session.id)
+    // Nobody logs in as it again.
+    await sleep(2_000)
+    expect(await fixture.sim.live(session.jid)).toBe(false)
+  })
+
+  it("unlinks a stopped session's device by logging in once with its saved credentials", async () => {
+    const session = await sessions.link("Stopped-Then-Deleted", "4915100002003")
+    expect((await call(gateway, "POST", `/sessions/${session.id}/stop`, { apiKey: session.key })).status).toBe(202)
+    const deleted = await call(gateway, "DELETE", `/sessions/${session.id}`, { apiKey: session.key })
+    expect(deleted.status, JSON.stringify(deleted.body)).toBe(200)
+    expect(deleted.body).toMatchObject({ deleted: true, deviceUnlinked: true })
+    await eventually("the phone no longer lists the device", () => device(session.jid), (entry) => entry === undefined)
+    expect((await get(session, { bearer: tenantToken })).status).toBe(404)
+  })
+
+  it("deletes a session that was never linked, and says there was no device to unlink", async () => {
+    const session = await sessions.create("Never-Linked")
+    await sessions.rawQr(session)
+    const deleted = await call(gateway, "DELETE", `/sessions/${session.id}`, { apiKey: session.key })
+    expect(deleted.status, JSON.stringify(deleted.body)).toBe(200)
+    expect(deleted.body).toMatchObject({ deleted: true, deviceUnlinked: false })
+    expect(text(deleted.body, "detail")).toContain("not linked")
+    expect((await get(session, { bearer: tenantToken })).status).toBe(404)
+    // Another tenant cannot delete what is not theirs.
+    const kept = await sessions.create("Kept")
+    const foreign = await call(gateway, "DELETE", `/sessions/${kept.id}`, { bearer: otherTenantToken })
+    expect(foreign.status).toBe(404)
+    expect((await get(kept)).status).toBe(200)
+  })
+})
