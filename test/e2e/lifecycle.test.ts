@@ -197,7 +197,7 @@ describe("DELETE /sessions/{sessionId}", () => {
   it("unlinks a stopped session's device by logging in once with its saved credentials", async () => {
     const session = await sessions.link("Stopped-Then-Deleted", "4915100002003")
     expect((await call(gateway, "POST", `/sessions/${session.id}/stop`, { apiKey: session.key })).status).toBe(202)
-    const deleted = await call(gateway, "DELETE", `/sessions/${session.id}`, { apiKey: session.key })
+    const deleted = await call(gateway, "DELETE", `/sessions/${session.id}`, { bearer: tenantToken })
     expect(deleted.status, JSON.stringify(deleted.body)).toBe(200)
     expect(deleted.body).toMatchObject({ deleted: true, deviceUnlinked: true })
     await eventually("the phone no longer lists the device", () => device(session.jid), (entry) => entry === undefined)
@@ -207,7 +207,11 @@ describe("DELETE /sessions/{sessionId}", () => {
   it("deletes a session that was never linked, and says there was no device to unlink", async () => {
     const session = await sessions.create("Never-Linked")
     await sessions.rawQr(session)
-    const deleted = await call(gateway, "DELETE", `/sessions/${session.id}`, { apiKey: session.key })
+    // Only the tenant deletes a session: its own key cannot.
+    const byKey = await call(gateway, "DELETE", `/sessions/${session.id}`, { apiKey: session.key })
+    expect(byKey.status).toBe(401)
+    expect((await get(session)).status).toBe(200)
+    const deleted = await call(gateway, "DELETE", `/sessions/${session.id}`, { bearer: tenantToken })
     expect(deleted.status, JSON.stringify(deleted.body)).toBe(200)
     expect(deleted.body).toMatchObject({ deleted: true, deviceUnlinked: false })
     expect(text(deleted.body, "detail")).toContain("not linked")
@@ -217,5 +221,129 @@ describe("DELETE /sessions/{sessionId}", () => {
     const foreign = await call(gateway, "DELETE", `/sessions/${kept.id}`, { bearer: otherTenantToken })
     expect(foreign.status).toBe(404)
     expect((await get(kept)).status).toBe(200)
+  })
+})
+
+describe("API keys: /sessions/{sessionId}/keys", () => {
+  const keysOf = (session: TestSession, token = tenantToken) =>
+    call(gateway, "GET", `/sessions/${session.id}/keys`, { bearer: token })
+
+  it("issues a key shown once, lists keys without secrets, and records when each was last used", async () => {
+    const session = await sessions.create("Keyring")
+    const issued = await call(gateway, "POST", `/sessions/${session.id}/keys`, {
+      bearer: tenantToken,
+      json: { name: "  crm-integration ", rateLimit: { requestsPerMinute: 600 } }
+    })
+    expect(issued.status, JSON.stringify(issued.body)).toBe(201)
+    const secret = text(issued.body, "key")
+    expect(secret).toMatch(/^wak_[0-9A-Za-z]{43}$/)
+    expect(issued.body).toMatchObject({
+      name: "crm-integration",
+      prefix: secret.slice(0, 12),
+      rateLimit: { requestsPerMinute: 600, messagesPerHour: null }
+    })
+    expect(text(issued.body, "id")).toMatch(/^key_/)
+
+    // The new key works like the first one.
+    const viaNewKey = await call(gateway, "GET", `/sessions/${session.id}/status`, { apiKey: secret })
+    expect(viaNewKey.status).toBe(200)
+    const listed = await eventually(
+      "the new key's use recorded",
+      () => keysOf(session),
+      (reply) => {
+        const keys = field(reply.body, "keys") as ReadonlyArray<unknown>
+        return keys.some((k) => field(k, "id") === field(issued.body, "id") && field(k, "lastUsedAt") !== null)
+      }
+    )
+    const keys = field(listed.body, "keys") as ReadonlyArray<unknown>
+    expect(keys.map((k) => field(k, "name"))).toEqual(["default", "crm-integration"])
+    expect(JSON.stringify(listed.body)).not.toContain(secret)
+    expect(JSON.stringify(listed.body)).not.toContain(session.key)
+    for (const key of keys) {
+      expect(Object.keys(key as object).sort()).toEqual(
+        ["createdAt", "id", "lastUsedAt", "name", "prefix", "rateLimit"]
+      )
+    }
+  })
+
+  it("revokes a key: refused within a second, gone from the list, the other keys unaffected", async () => {
+    const session = await sessions.create("Revocable")
+    const issued = await call(gateway, "POST", `/sessions/${session.id}/keys`, {
+      bearer: tenantToken,
+      json: { name: "temporary" }
+    })
+    const keyId = text(issued.body, "id")
+    const secret = text(issued.body, "key")
+    expect((await call(gateway, "GET", `/sessions/${session.id}/status`, { apiKey: secret })).status).toBe(200)
+
+    const revoked = await call(gateway, "DELETE", `/sessions/${session.id}/keys/${keyId}`, { bearer: tenantToken })
+    expect(revoked.status, JSON.stringify(revoked.body)).toBe(200)
+    expect(field(revoked.body, "id")).toBe(keyId)
+    const revokedAt = Date.now()
+    const refused = await eventually(
+      "the revoked key refused",
+      () => call(gateway, "GET", `/sessions/${session.id}/status`, { apiKey: secret }),
+      (reply) => reply.status === 401,
+      5_000
+    )
+    expect(Date.now() - revokedAt).toBeLessThan(1_500)
+    expect(field(refused.body, "error", "code")).toBe("unauthorized")
+    expect((await call(gateway, "GET", `/sessions/${session.id}/status`, { apiKey: session.key })).status).toBe(200)
+    const listed = field((await keysOf(session)).body, "keys") as ReadonlyArray<unknown>
+    expect(listed.map((k) => field(k, "id"))).not.toContain(keyId)
+    // Again: the same answer.
+    const again = await call(gateway, "DELETE", `/sessions/${session.id}/keys/${keyId}`, { bearer: tenantToken })
+    expect(again.status).toBe(200)
+    expect(field(again.body, "revokedAt")).toBe(field(revoked.body, "revokedAt"))
+  })
+
+  it("keys are the tenant's to manage: a session key cannot, another tenant sees 404, bad input is a 400", async () => {
+    const session = await sessions.create("Guarded")
+    const other = await sessions.create("Neighbour")
+    const byKey = await call(gateway, "POST", `/sessions/${session.id}/keys`, {
+      apiKey: session.key,
+      json: { name: "escalation" }
+    })
+    expect(byKey.status).toBe(401)
+    expect((await call(gateway, "GET", `/sessions/${session.id}/keys`, { apiKey: session.key })).status).toBe(401)
+    expect((await keysOf(session, otherTenantToken)).status).toBe(404)
+    const foreign = await call(gateway, "POST", `/sessions/${session.id}/keys`, {
+      bearer: otherTenantToken,
+      json: { name: "x" }
+    })
+    expect(foreign.status).toBe(404)
+
+    // Another session's key id through this session's path: not found, and still working.
+    const otherKeyId = field(field((await keysOf(other)).body, "keys"), 0, "id")
+    const crossed = await call(gateway, "DELETE", `/sessions/${session.id}/keys/${String(otherKeyId)}`, {
+      bearer: tenantToken
+    })
+    expect(crossed.status).toBe(404)
+    expect((await call(gateway, "GET", `/sessions/${other.id}/status`, { apiKey: other.key })).status).toBe(200)
+    const unknown = await call(gateway, "DELETE", `/sessions/${session.id}/keys/key_00000000000000000000`, {
+      bearer: tenantToken
+    })
+    expect(unknown.status).toBe(404)
+    const malformed = await call(gateway, "DELETE", `/sessions/${session.id}/keys/nope`, { bearer: tenantToken })
+    expect(malformed.status).toBe(400)
+
+    for (
+      const body of [
+        {},
+        { name: "" },
+        { name: "   " },
+        { name: "x".repeat(101) },
+        { name: "ok", rateLimit: { requestsPerMinute: 0 } },
+        { name: "ok", rateLimit: { messagesPerHour: -5 } },
+        { name: "ok", rateLimit: { requestsPerMinute: 1.5 } },
+        { name: "ok", rateLimit: "fast" }
+      ]
+    ) {
+      const bad = await call(gateway, "POST", `/sessions/${session.id}/keys`, { bearer: tenantToken, json: body })
+      expect(bad.status, JSON.stringify(body)).toBe(400)
+      expect(field(bad.body, "error", "code")).toBe("bad_request")
+    }
+    const keys = field((await keysOf(session)).body, "keys") as ReadonlyArray<unknown>
+    expect(keys).toHaveLength(1)
   })
 })

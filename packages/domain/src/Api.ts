@@ -347,6 +347,66 @@ export class SessionLifecycleApi extends HttpApiGroup.make("sessionLifecycle")
           "(no QR code needed)."
       )
   )
+  .middleware(SessionAccess)
+  .annotate(OpenApi.Description, "A session's lifecycle, with the session's API key (x-api-key) or the tenant token")
+{}
+
+const keyIdParam = HttpApiSchema.param("keyId", ApiKeyId)
+
+const PositiveCount = Schema.Int.pipe(Schema.between(1, 100_000_000))
+
+/** A key's own limits, on top of its session's. */
+export class KeyRateLimit extends Schema.Class<KeyRateLimit>("KeyRateLimit")({
+  requestsPerMinute: Schema.NullOr(PositiveCount).annotations({
+    description: "Requests per minute this key may make; null: only the session's limit applies"
+  }),
+  messagesPerHour: Schema.NullOr(PositiveCount).annotations({
+    description: "Texts per hour this key may queue; null: only the session's limit applies"
+  })
+}) {}
+
+export class CreateApiKey extends Schema.Class<CreateApiKey>("CreateApiKey")({
+  name: Schema.Trim.pipe(
+    Schema.minLength(1, { message: () => "name must not be empty" }),
+    Schema.maxLength(100, { message: () => "name must be at most 100 characters" })
+  ),
+  rateLimit: Schema.optional(Schema.Struct({
+    requestsPerMinute: Schema.optional(PositiveCount),
+    messagesPerHour: Schema.optional(PositiveCount)
+  }))
+}) {}
+
+/** A key as listed: never its secret. */
+export class ApiKeyView extends Schema.Class<ApiKeyView>("ApiKeyView")({
+  id: ApiKeyId,
+  name: Schema.String,
+  prefix: Schema.String.annotations({ description: "The key's first characters, to recognise it" }),
+  createdAt: Schema.DateTimeUtc,
+  lastUsedAt: Schema.NullOr(Schema.DateTimeUtc).annotations({
+    description: "When the key was last used (updated at most once a minute)"
+  }),
+  rateLimit: KeyRateLimit
+}) {}
+
+export class ApiKeyList extends Schema.Class<ApiKeyList>("ApiKeyList")({
+  keys: Schema.Array(ApiKeyView)
+}) {}
+
+export class IssuedApiKey extends Schema.Class<IssuedApiKey>("IssuedApiKey")({
+  id: ApiKeyId,
+  name: Schema.String,
+  prefix: Schema.String,
+  key: Schema.String.annotations({ description: "The secret API key. Shown once: store it now." }),
+  createdAt: Schema.DateTimeUtc,
+  rateLimit: KeyRateLimit
+}) {}
+
+export class RevokedApiKey extends Schema.Class<RevokedApiKey>("RevokedApiKey")({
+  id: ApiKeyId,
+  revokedAt: Schema.DateTimeUtc
+}) {}
+
+export class SessionManagementApi extends HttpApiGroup.make("sessionManagement")
   .add(
     HttpApiEndpoint.del("delete")`/sessions/${sessionIdParam}`
       .addSuccess(SessionDeleted)
@@ -359,8 +419,38 @@ export class SessionLifecycleApi extends HttpApiGroup.make("sessionLifecycle")
           "and queue. Afterwards every route of the session answers 404."
       )
   )
-  .middleware(SessionAccess)
-  .annotate(OpenApi.Description, "A session's lifecycle, with the session's API key (x-api-key) or the tenant token")
+  .add(
+    HttpApiEndpoint.post("createKey")`/sessions/${sessionIdParam}/keys`
+      .setPayload(CreateApiKey)
+      .addSuccess(IssuedApiKey, { status: 201 })
+      .addError(NotFoundJson)
+      .annotate(
+        OpenApi.Description,
+        "Issues another API key for the session, optionally with its own rate limits. The secret is in this " +
+          "answer only: store it now."
+      )
+  )
+  .add(
+    HttpApiEndpoint.get("listKeys")`/sessions/${sessionIdParam}/keys`
+      .addSuccess(ApiKeyList)
+      .addError(NotFoundJson)
+      .annotate(OpenApi.Description, "The session's working keys: name, prefix, created, last used; never the secret")
+  )
+  .add(
+    HttpApiEndpoint.del("revokeKey")`/sessions/${sessionIdParam}/keys/${keyIdParam}`
+      .addSuccess(RevokedApiKey)
+      .addError(NotFoundJson)
+      .annotate(
+        OpenApi.Description,
+        "Revokes the key: every gateway refuses it within a second (CREDENTIAL_CACHE_TTL). Revoking it again " +
+          "answers the same."
+      )
+  )
+  .middleware(TenantAuth)
+  .annotate(
+    OpenApi.Description,
+    "What only the tenant may do to a session (tenant token): delete it, and issue and revoke its API keys"
+  )
 {}
 
 const nodeIdParam = HttpApiSchema.param("nodeId", NodeId)
@@ -419,6 +509,7 @@ export class WaclusterApi extends HttpApi.make("wacluster")
   .add(SessionStatusApi)
   .add(SessionAccessApi)
   .add(SessionLifecycleApi)
+  .add(SessionManagementApi)
   .add(AdminApi)
   .addError(BadRequestJson)
   .addError(UnauthorizedJson)

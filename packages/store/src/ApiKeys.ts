@@ -13,7 +13,8 @@ export class ApiKeyRecord extends Schema.Class<ApiKeyRecord>("@wacluster/store/A
   sessionId: SessionId,
   name: Schema.String,
   prefix: Schema.String,
-  rateLimit: Schema.NullOr(Schema.Int),
+  requestsPerMinute: Schema.NullOr(Schema.Int),
+  messagesPerHour: Schema.NullOr(Schema.Int),
   createdAt: Schema.DateFromSelf,
   lastUsedAt: Schema.NullOr(Schema.DateFromSelf),
   revokedAt: Schema.NullOr(Schema.DateFromSelf)
@@ -25,8 +26,10 @@ export const NewApiKey = Schema.Struct({
   name: Schema.String,
   prefix: Schema.String,
   keyHash: Bytes,
-  /** Requests per second allowed for this key; null = the gateway's default. */
-  rateLimit: Schema.NullOr(Schema.Int.pipe(Schema.positive()))
+  /** Requests per minute this key may make; null: only the session's limit applies. */
+  requestsPerMinute: Schema.NullOr(Schema.Int.pipe(Schema.positive())),
+  /** Texts per hour this key may queue; null: only the session's limit applies. */
+  messagesPerHour: Schema.NullOr(Schema.Int.pipe(Schema.positive()))
 })
 export type NewApiKey = typeof NewApiKey.Type
 
@@ -36,7 +39,8 @@ export const ActiveApiKey = Schema.Struct({
   sessionId: SessionId,
   tenantId: TenantId,
   name: Schema.String,
-  rateLimit: Schema.NullOr(Schema.Int)
+  requestsPerMinute: Schema.NullOr(Schema.Int),
+  messagesPerHour: Schema.NullOr(Schema.Int)
 })
 export type ActiveApiKey = typeof ActiveApiKey.Type
 
@@ -46,6 +50,8 @@ export class ApiKeys extends Context.Tag("@wacluster/store/ApiKeys")<ApiKeys, {
   readonly findActiveByHash: (hash: Uint8Array) => Effect.Effect<Option.Option<ActiveApiKey>, StoreError>
   /** The session's keys, revoked ones included, oldest first. */
   readonly listBySession: (sessionId: SessionId) => Effect.Effect<ReadonlyArray<ApiKeyRecord>, StoreError>
+  /** The session's keys that still work, oldest first. */
+  readonly listActiveBySession: (sessionId: SessionId) => Effect.Effect<ReadonlyArray<ApiKeyRecord>, StoreError>
   readonly touchLastUsed: (id: ApiKeyId) => Effect.Effect<void, StoreError>
   /** Marks the key revoked; None when it does not exist or belongs to another session. */
   readonly revoke: (
@@ -54,7 +60,8 @@ export class ApiKeys extends Context.Tag("@wacluster/store/ApiKeys")<ApiKeys, {
   ) => Effect.Effect<Option.Option<ApiKeyRecord>, StoreError>
 }>() {}
 
-const columns = "id, session_id, name, prefix, rate_limit, created_at, last_used_at, revoked_at"
+const columns =
+  "id, session_id, name, prefix, requests_per_minute, messages_per_hour, created_at, last_used_at, revoked_at"
 
 export const make = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
@@ -64,8 +71,9 @@ export const make = Effect.gen(function*() {
     Request: NewApiKey,
     Result: ApiKeyRecord,
     execute: (key) =>
-      sql`INSERT INTO api_keys (id, session_id, name, prefix, key_hash, rate_limit)
-        VALUES (${key.id}, ${key.sessionId}, ${key.name}, ${key.prefix}, ${key.keyHash}, ${key.rateLimit})
+      sql`INSERT INTO api_keys (id, session_id, name, prefix, key_hash, requests_per_minute, messages_per_hour)
+        VALUES (${key.id}, ${key.sessionId}, ${key.name}, ${key.prefix}, ${key.keyHash}, ${key.requestsPerMinute},
+          ${key.messagesPerHour})
         RETURNING ${returning}`
   })
 
@@ -73,7 +81,7 @@ export const make = Effect.gen(function*() {
     Request: Bytes,
     Result: ActiveApiKey,
     execute: (hash) =>
-      sql`SELECT k.id, k.session_id, s.tenant_id, k.name, k.rate_limit
+      sql`SELECT k.id, k.session_id, s.tenant_id, k.name, k.requests_per_minute, k.messages_per_hour
         FROM api_keys k JOIN sessions s ON s.id = k.session_id
         WHERE k.key_hash = ${hash} AND k.revoked_at IS NULL`
   })
@@ -83,6 +91,14 @@ export const make = Effect.gen(function*() {
     Result: ApiKeyRecord,
     execute: (sessionId) =>
       sql`SELECT ${returning} FROM api_keys WHERE session_id = ${sessionId} ORDER BY created_at, id`
+  })
+
+  const listActiveBySession = SqlSchema.findAll({
+    Request: SessionId,
+    Result: ApiKeyRecord,
+    execute: (sessionId) =>
+      sql`SELECT ${returning} FROM api_keys WHERE session_id = ${sessionId} AND revoked_at IS NULL
+        ORDER BY created_at, id`
   })
 
   const touchLastUsed = SqlSchema.void({
@@ -108,6 +124,10 @@ export const make = Effect.gen(function*() {
     listBySession: Effect.fn("ApiKeys.listBySession")(
       (sessionId) => listBySession(sessionId),
       mapStoreError("ApiKeys.listBySession")
+    ),
+    listActiveBySession: Effect.fn("ApiKeys.listActiveBySession")(
+      (sessionId) => listActiveBySession(sessionId),
+      mapStoreError("ApiKeys.listActiveBySession")
     ),
     touchLastUsed: Effect.fn("ApiKeys.touchLastUsed")(
       (id) => touchLastUsed(id),

@@ -15,6 +15,7 @@ import { migration0001 } from "./internal/migration0001.js"
 import { migration0002 } from "./internal/migration0002.js"
 import { migration0003 } from "./internal/migration0003.js"
 import { migration0004 } from "./internal/migration0004.js"
+import { migration0005 } from "./internal/migration0005.js"
 
 /** Advisory lock key for migrations ("wacl" in ASCII); any process of any version uses the same one. */
 const LOCK_KEY = 0x7761636c
@@ -27,7 +28,8 @@ const loader = PgMigrator.fromRecord({
   "0001_initial": migration0001,
   "0002_proxy_sticky": migration0002,
   "0003_messages_wa_id": migration0003,
-  "0004_outbox": migration0004
+  "0004_outbox": migration0004,
+  "0005_rate_limits": migration0005
 })
 
 /** Applies pending migrations; returns those it applied (empty when the database was up to date). */

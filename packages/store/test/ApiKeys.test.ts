@@ -18,7 +18,8 @@ layer(storeLayer("api_keys"), { timeout: 60_000, excludeTestServices: true })("A
         name: "ci",
         prefix: "wak_live_ab",
         keyHash,
-        rateLimit: 50
+        requestsPerMinute: 50,
+        messagesPerHour: null
       })
       assert.strictEqual(created.prefix, "wak_live_ab")
       assert.isNull(created.lastUsedAt)
@@ -30,7 +31,8 @@ layer(storeLayer("api_keys"), { timeout: 60_000, excludeTestServices: true })("A
         sessionId: session.id,
         tenantId: session.tenantId,
         name: "ci",
-        rateLimit: 50
+        requestsPerMinute: 50,
+        messagesPerHour: null
       })
       assert.isTrue(Option.isNone(yield* keys.findActiveByHash(randomBytes(32))))
 
@@ -45,17 +47,31 @@ layer(storeLayer("api_keys"), { timeout: 60_000, excludeTestServices: true })("A
       assert.instanceOf(revoked.revokedAt, Date)
       assert.isTrue(Option.isNone(yield* keys.findActiveByHash(keyHash)))
       assert.strictEqual((yield* keys.listBySession(session.id)).length, 1)
+      assert.strictEqual((yield* keys.listActiveBySession(session.id)).length, 0)
     }))
 
-  it.effect("a key without a rate limit has null, and a second key with the same hash is refused", () =>
+  it.effect("a key without a request limit has null, and a second key with the same hash is refused", () =>
     Effect.gen(function*() {
       const keys = yield* ApiKeys.ApiKeys
       const session = yield* seedSession()
       const keyHash = randomBytes(32)
       const key = (name: string) =>
-        Effect.map(makeApiKeyId, (id) => ({ id, sessionId: session.id, name, prefix: "p", keyHash, rateLimit: null }))
+        Effect.map(
+          makeApiKeyId,
+          (id) => ({
+            id,
+            sessionId: session.id,
+            name,
+            prefix: "p",
+            keyHash,
+            requestsPerMinute: null,
+            messagesPerHour: 200
+          })
+        )
       yield* keys.create(yield* key("a"))
-      assert.isNull(Option.getOrThrow(yield* keys.findActiveByHash(keyHash)).rateLimit)
+      const found = Option.getOrThrow(yield* keys.findActiveByHash(keyHash))
+      assert.isNull(found.requestsPerMinute)
+      assert.strictEqual(found.messagesPerHour, 200)
       const error = yield* Effect.flip(keys.create(yield* key("b")))
       expect(error.message).toMatch(/api_keys_key_hash_key/)
     }))

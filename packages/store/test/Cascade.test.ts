@@ -62,7 +62,8 @@ layer(storeLayer("cascade"), { timeout: 60_000, excludeTestServices: true })("Se
             name: "k",
             prefix: "p",
             keyHash: randomBytes(32),
-            rateLimit: null
+            requestsPerMinute: null,
+            messagesPerHour: null
           })
           yield* (yield* SessionRuntime.SessionRuntime).save(f, {
             sessionId: s.id,

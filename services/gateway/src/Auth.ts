@@ -10,6 +10,9 @@ import { Tenants } from "@wacluster/store/Tenants"
 import { Cache, Config, Context, Duration, Effect, Exit, Layer, Option, Redacted } from "effect"
 import { API_KEY_PREFIX, hashSecret, looksLike, secretsEqual, TENANT_TOKEN_PREFIX } from "./Secrets.js"
 
+/** How often a key's `lastUsedAt` is brought up to date while it is in use. */
+const LAST_USED_EVERY_MS = 60_000
+
 const refuse = (message: string) => Effect.fail(new Unauthorized({ message }))
 
 /**
@@ -87,6 +90,22 @@ const CredentialsLive = Layer.effect(
     const keys = yield* ApiKeys
     const tenantLookup = yield* cachedLookup(ttl, tenants.findByTokenHash)
     const keyLookup = yield* cachedLookup(ttl, keys.findActiveByHash)
+    /** When this gateway last recorded each key's use (monotonic ms): at most one write per key a minute. */
+    const touched = new Map<string, number>()
+    const recordUse = (keyId: ApiKeyId) =>
+      Effect.suspend(() => {
+        const now = performance.now()
+        const last = touched.get(keyId)
+        if (last !== undefined && now - last < LAST_USED_EVERY_MS) return Effect.void
+        if (touched.size >= 100_000) touched.clear()
+        touched.set(keyId, now)
+        return keys.touchLastUsed(keyId).pipe(
+          Effect.tapError((error) => Effect.logWarning("could not record a key's last use", error)),
+          Effect.ignore,
+          Effect.forkDaemon,
+          Effect.asVoid
+        )
+      })
     return Credentials.of({
       tenant: (given, missing) => {
         if (given === "") return refuse(missing)
@@ -105,7 +124,11 @@ const CredentialsLive = Layer.effect(
           Effect.flatMap(Option.match({
             onNone: () => refuse("invalid API key"),
             onSome: (active) =>
-              Effect.succeed({ keyId: active.id, sessionId: active.sessionId, tenantId: active.tenantId })
+              Effect.as(recordUse(active.id), {
+                keyId: active.id,
+                sessionId: active.sessionId,
+                tenantId: active.tenantId
+              })
           }))
         )
       }

@@ -26,6 +26,7 @@ import { AdminLive } from "./http/Admin.js"
 import { CitiesLive, HealthLive } from "./http/Public.js"
 import { SessionAccessLive } from "./http/SessionAccess.js"
 import { SessionLifecycleLive } from "./http/SessionLifecycle.js"
+import { SessionManagementLive } from "./http/SessionManagement.js"
 import { SessionsLive } from "./http/Sessions.js"
 import { SessionStatusLive } from "./http/SessionStatus.js"
 import { TenantsLive } from "./http/Tenants.js"
@@ -49,6 +50,7 @@ const ApiLive = HttpApiBuilder.api(WaclusterApi).pipe(
     SessionStatusLive,
     SessionAccessLive,
     SessionLifecycleLive,
+    SessionManagementLive,
     AdminLive
   ]),
   Layer.provide([Auth.layer, QrImages.layer])

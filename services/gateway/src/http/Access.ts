@@ -3,7 +3,7 @@
  * that does not exist, so a caller learns nothing about other sessions.
  */
 import { InternalError } from "@wacluster/domain/ApiErrors"
-import { CurrentCaller } from "@wacluster/domain/Auth"
+import { CurrentCaller, CurrentTenant } from "@wacluster/domain/Auth"
 import type { SessionId } from "@wacluster/domain/Ids"
 import { Sessions } from "@wacluster/store/Sessions"
 import { Effect, Option } from "effect"
@@ -34,5 +34,15 @@ export const sessionFor = (sessionId: SessionId) =>
     const sessions = yield* Sessions
     const record = yield* sessions.findById(sessionId).pipe(Effect.catchTag("StoreError", lookupFailed))
     if (Option.isNone(record) || record.value.tenantId !== caller.tenantId) return yield* sessionNotFound(sessionId)
+    return record.value
+  })
+
+/** The session's record, when it belongs to the calling tenant (routes only the tenant token may call). */
+export const ownedSession = (sessionId: SessionId) =>
+  Effect.gen(function*() {
+    const { tenantId } = yield* CurrentTenant
+    const sessions = yield* Sessions
+    const record = yield* sessions.findById(sessionId).pipe(Effect.catchTag("StoreError", lookupFailed))
+    if (Option.isNone(record) || record.value.tenantId !== tenantId) return yield* sessionNotFound(sessionId)
     return record.value
   })

@@ -1,14 +1,14 @@
 /**
- * A session's lifecycle: read it, rename it, stop it, delete it. The record and what its owner last saved are in
+ * A session's lifecycle: read it, rename it, stop it (deleting it is the tenant's: SessionManagement.ts). The record and what its owner last saved are in
  * Postgres; the live part (status, last activity, queue) comes from the owner when it answers promptly, so a
  * session whose node is moving still reads.
  */
 import { HttpApiBuilder } from "@effect/platform"
 import { Router } from "@wacluster/cluster/Router"
-import { SessionDeleted, SessionDetail, WaclusterApi } from "@wacluster/domain/Api"
+import { SessionDetail, WaclusterApi } from "@wacluster/domain/Api"
 import { BadRequest, InternalError } from "@wacluster/domain/ApiErrors"
 import { findCity } from "@wacluster/domain/Cities"
-import { GetHealth, messageQueueHealth, StopSession, UnlinkSession } from "@wacluster/domain/Protocol"
+import { GetHealth, messageQueueHealth, StopSession } from "@wacluster/domain/Protocol"
 import { Outbox } from "@wacluster/store/Outbox"
 import { SessionRuntime } from "@wacluster/store/SessionRuntime"
 import { type SessionRecord, Sessions } from "@wacluster/store/Sessions"
@@ -19,7 +19,7 @@ import { routingErrors, sessionNotFound } from "./Routing.js"
 /** How long a read waits for the owner's live answer before it answers from Postgres. */
 const LIVE_WAIT = Duration.seconds(2)
 
-const storeTrouble = (what: string) => (error: unknown) =>
+export const storeTrouble = (what: string) => (error: unknown) =>
   Effect.zipRight(
     Effect.logError(`${what} failed`, error),
     new InternalError({ message: `${what} failed; retry shortly` })
@@ -112,30 +112,6 @@ export const SessionLifecycleLive = HttpApiBuilder.group(
             return yield* router.send(new StopSession({ sessionId: path.sessionId })).pipe(
               routingErrors(path.sessionId)
             )
-          }))
-        .handle("delete", ({ path }) =>
-          Effect.gen(function*() {
-            yield* sessionFor(path.sessionId)
-            // Stopped first, so no node starts it again while it is unlinked; deleted only once its owner has
-            // unlinked it and stopped for good (an owner that cannot be reached: 503, nothing deleted, retry).
-            yield* sessions.setDesiredState(path.sessionId, "stopped").pipe(
-              Effect.catchAll(storeTrouble("deleting the session"))
-            )
-            const unlinked = yield* router.send(new UnlinkSession({ sessionId: path.sessionId })).pipe(
-              routingErrors(path.sessionId)
-            )
-            // Keys, live state, credentials, history and queue go with it (foreign keys cascade); gateways stop
-            // accepting its keys within CREDENTIAL_CACHE_TTL (at most a second).
-            yield* sessions.delete(path.sessionId).pipe(Effect.catchAll(storeTrouble("deleting the session")))
-            yield* Effect.logInfo("session deleted").pipe(
-              Effect.annotateLogs({ sessionId: path.sessionId, deviceUnlinked: unlinked.deviceUnlinked })
-            )
-            return new SessionDeleted({
-              sessionId: path.sessionId,
-              deleted: true,
-              deviceUnlinked: unlinked.deviceUnlinked,
-              detail: unlinked.detail
-            })
           }))
     })
 )

@@ -80,7 +80,8 @@ export const SessionsLive = HttpApiBuilder.group(WaclusterApi, "sessions", (hand
             name: "default",
             prefix: secret.slice(0, VISIBLE_PREFIX),
             keyHash: hashSecret(secret),
-            rateLimit: null
+            requestsPerMinute: null,
+            messagesPerHour: null
           }).pipe(Effect.orDie)
           // Best effort, and brief: the owner also starts every running session of its shards by itself. The
           // session is recorded by now, so nothing the owner answers (a defect included) may fail the create: the
