@@ -160,3 +160,123 @@ describe("POST /sessions/{sessionId}/messages", () => {
     expect(sentBeforeFailover).toBeLessThan(texts.length)
   })
 })
+
+describe("GET /sessions/{sessionId}/messages", () => {
+  const history = (session: TestSession, query = "", credentials: { apiKey: string } | { bearer: string } = {
+    apiKey: session.key
+  }) => call(gateway, "GET", `/sessions/${session.id}/messages${query}`, credentials)
+
+  const listed = (body: unknown) => field(body, "messages") as ReadonlyArray<Record<string, unknown>>
+
+  it("shows both directions newest first, page by page, filtered by direction, contact, status and time", async () => {
+    const session = await sessions.link("History", "5511900001010")
+    const startedAt = new Date()
+    await fixture.sim.message(session.jid, "5511955550001", "oi, primeiro")
+    await eventually("the inbound text recorded", () => history(session), (reply) => listed(reply.body).length === 1)
+    for (const [i, to] of ["+55 11 95555-0001", "+5511955550002", "5511955550001@s.whatsapp.net"].entries()) {
+      expect((await send(session, { to, text: `resposta ${i}` })).status).toBe(202)
+    }
+    const delivered = await received(session.jid, 3)
+    await fixture.sim.message(session.jid, "5511955550002", "oi, segundo")
+    // The contact's phone reads the first answer.
+    await fixture.sim.receipt(session.jid, delivered[0]?.id ?? "", "read")
+    const all = await eventually(
+      "five messages, the first answer read",
+      () => history(session),
+      (reply) =>
+        listed(reply.body).length === 5 &&
+        listed(reply.body).some((m) => m.text === "resposta 0" && m.status === "read")
+    )
+    const messages = listed(all.body)
+    expect(messages.map((m) => m.text)).toEqual([
+      "oi, segundo",
+      "resposta 2",
+      "resposta 1",
+      "resposta 0",
+      "oi, primeiro"
+    ])
+    expect(messages.map((m) => m.direction)).toEqual(["inbound", "outbound", "outbound", "outbound", "inbound"])
+    expect(messages[0]).toMatchObject({
+      jid: "5511955550002@s.whatsapp.net",
+      phoneNumber: "5511955550002",
+      status: "received",
+      error: null
+    })
+    expect(messages.slice(1, 3).map((m) => m.status)).toEqual(["sent", "sent"])
+    expect(field(all.body, "nextCursor")).toBeNull()
+
+    // Two at a time: every message once, in the same order.
+    const paged: Array<unknown> = []
+    let cursor: unknown = undefined
+    do {
+      const page = await history(session, `?limit=2${cursor === undefined ? "" : `&cursor=${String(cursor)}`}`)
+      expect(page.status, JSON.stringify(page.body)).toBe(200)
+      expect(listed(page.body).length).toBeLessThanOrEqual(2)
+      paged.push(...listed(page.body).map((m) => m.messageId))
+      cursor = field(page.body, "nextCursor") ?? undefined
+    } while (cursor !== undefined)
+    expect(paged).toEqual(messages.map((m) => m.messageId))
+
+    const texts = async (query: string) => {
+      const reply = await history(session, query)
+      expect(reply.status, `${query}: ${JSON.stringify(reply.body)}`).toBe(200)
+      return listed(reply.body).map((m) => m.text)
+    }
+    expect(await texts("?direction=inbound")).toEqual(["oi, segundo", "oi, primeiro"])
+    expect(await texts(`?contact=${encodeURIComponent("+55 11 95555-0001")}`)).toEqual([
+      "resposta 2",
+      "resposta 0",
+      "oi, primeiro"
+    ])
+    expect(await texts("?contact=5511955550002@s.whatsapp.net&direction=outbound")).toEqual(["resposta 1"])
+    expect(await texts("?status=read")).toEqual(["resposta 0"])
+    expect(await texts(`?until=${startedAt.toISOString()}`)).toEqual([])
+    const middle = String(messages[2]?.createdAt)
+    expect(await texts(`?since=${encodeURIComponent(middle)}&direction=outbound`)).toContain("resposta 1")
+
+    // One message by id, by the key or the tenant.
+    const one = await call(gateway, "GET", `/sessions/${session.id}/messages/${String(messages[3]?.messageId)}`, {
+      bearer: tenantToken
+    })
+    expect(one.status).toBe(200)
+    expect(one.body).toEqual(messages[3])
+  })
+
+  it("answers 404 across sessions and 400 for bad queries", async () => {
+    const session = await sessions.create("History-Guard")
+    const other = await sessions.create("History-Other")
+    expect((await send(session, { to: "+5511955550009", text: "queued" })).status).toBe(202)
+    const queued = listed((await history(session)).body)
+    expect(queued).toHaveLength(1)
+    expect(queued[0]).toMatchObject({ status: "queued", direction: "outbound", text: "queued" })
+    const id = String(queued[0]?.messageId)
+
+    expect((await history(session, "", { apiKey: other.key })).status).toBe(404)
+    const crossed = await call(gateway, "GET", `/sessions/${other.id}/messages/${id}`, { apiKey: other.key })
+    expect(crossed.status).toBe(404)
+    expect(field(crossed.body, "error", "code")).toBe("not_found")
+    const unknown = await call(gateway, "GET", `/sessions/${session.id}/messages/msg_00000000000000000000`, {
+      apiKey: session.key
+    })
+    expect(unknown.status).toBe(404)
+    for (
+      const query of [
+        "?limit=0",
+        "?limit=501",
+        "?limit=ten",
+        "?direction=sideways",
+        "?status=lost",
+        "?contact=12",
+        "?since=yesterday",
+        "?cursor=not-a-cursor",
+        `?since=${encodeURIComponent("2026-12-01T10:00:00Z")}&until=${encodeURIComponent("2026-12-01T09:00:00Z")}`
+      ]
+    ) {
+      const reply = await history(session, query)
+      expect(reply.status, query).toBe(400)
+      expect(field(reply.body, "error", "code")).toBe("bad_request")
+    }
+    const malformed = await call(gateway, "GET", `/sessions/${session.id}/messages/nope`, { apiKey: session.key })
+    expect(malformed.status).toBe(400)
+  })
+})

@@ -16,7 +16,7 @@ import {
 import { AdminAuth, SessionAccess, TenantAuth } from "./Auth.js"
 import { City, Continent } from "./Cities.js"
 import { ClusterOverview, NodeDrain } from "./Control.js"
-import { ApiKeyId, NodeId, SessionId, TenantId } from "./Ids.js"
+import { ApiKeyId, MessageId, NodeId, SessionId, TenantId } from "./Ids.js"
 import {
   AcceptedMessage,
   MessageQueueHealth,
@@ -453,6 +453,66 @@ export class SessionManagementApi extends HttpApiGroup.make("sessionManagement")
   )
 {}
 
+export const MessageStatus = Schema.Literal("queued", "sent", "delivered", "read", "failed", "received").annotations({
+  description: "outbound: queued → sent → delivered → read, or failed (see error); inbound: received"
+})
+
+/** One message of a session's history, in either direction. */
+export class MessageView extends Schema.Class<MessageView>("MessageView")({
+  messageId: MessageId,
+  direction: Schema.Literal("inbound", "outbound"),
+  jid: Schema.String.annotations({ description: "The contact's WhatsApp JID" }),
+  phoneNumber: Schema.NullOr(Schema.String).annotations({
+    description: "The contact's number (country code first, digits only) when the JID is a phone number"
+  }),
+  text: Schema.NullOr(Schema.String),
+  status: MessageStatus,
+  error: Schema.NullOr(Schema.String).annotations({ description: "Why a failed message failed" }),
+  createdAt: Schema.DateTimeUtc,
+  updatedAt: Schema.DateTimeUtc
+}) {}
+
+export class MessagePage extends Schema.Class<MessagePage>("MessagePage")({
+  messages: Schema.Array(MessageView),
+  nextCursor: Schema.NullOr(Schema.String).annotations({
+    description: "Pass as cursor for the next (older) page; null on the last page"
+  })
+}) {}
+
+const messageIdParam = HttpApiSchema.param("messageId", MessageId)
+
+export class MessagesApi extends HttpApiGroup.make("messages")
+  .add(
+    HttpApiEndpoint.get("list")`/sessions/${sessionIdParam}/messages`
+      .setUrlParams(Schema.Struct({
+        direction: Schema.optional(Schema.Literal("inbound", "outbound")),
+        contact: Schema.optional(Recipient),
+        status: Schema.optional(MessageStatus),
+        since: Schema.optional(Schema.DateTimeUtc.annotations({ description: "created at or after (ISO 8601)" })),
+        until: Schema.optional(Schema.DateTimeUtc.annotations({ description: "created before (ISO 8601)" })),
+        limit: Schema.optional(PageLimit),
+        cursor: Schema.optional(Schema.String)
+      }))
+      .addSuccess(MessagePage)
+      .addError(NotFoundJson)
+      .addError(ServiceUnavailableJson)
+      .annotate(
+        OpenApi.Description,
+        "The session's history in both directions, newest first, a page at a time (limit 1-500, default 100), " +
+          "filtered by direction, contact (E.164 or JID), status and time"
+      )
+  )
+  .add(
+    HttpApiEndpoint.get("get")`/sessions/${sessionIdParam}/messages/${messageIdParam}`
+      .addSuccess(MessageView)
+      .addError(NotFoundJson)
+      .addError(ServiceUnavailableJson)
+      .annotate(OpenApi.Description, "One message, with its current status")
+  )
+  .middleware(SessionAccess)
+  .annotate(OpenApi.Description, "Message history, with the session's API key (x-api-key) or the tenant token")
+{}
+
 const nodeIdParam = HttpApiSchema.param("nodeId", NodeId)
 
 export class AdminApi extends HttpApiGroup.make("admin")
@@ -510,6 +570,7 @@ export class WaclusterApi extends HttpApi.make("wacluster")
   .add(SessionAccessApi)
   .add(SessionLifecycleApi)
   .add(SessionManagementApi)
+  .add(MessagesApi)
   .add(AdminApi)
   .addError(BadRequestJson)
   .addError(UnauthorizedJson)

@@ -3,7 +3,7 @@
  */
 import { SqlClient, SqlSchema } from "@effect/sql"
 import { MessageId, SessionId } from "@wacluster/domain/Ids"
-import { Context, Effect, Layer, Schema } from "effect"
+import { Context, Effect, Layer, type Option, Schema } from "effect"
 import { mapStoreError, orDieNoRow, type StaleEpoch, type StoreError } from "./Errors.js"
 import * as Fence from "./Fence.js"
 import { Int8 } from "./internal/Columns.js"
@@ -39,6 +39,20 @@ export const NewMessage = Schema.Struct({
 })
 export type NewMessage = typeof NewMessage.Type
 
+/** A page of a session's history, newest first, with filters. */
+export interface MessageQuery {
+  readonly limit: number
+  /** Only messages older than this one (the last of the previous page). */
+  readonly before?: { readonly createdAt: Date; readonly id: MessageId } | undefined
+  readonly direction?: MessageDirection | undefined
+  readonly remoteJid?: string | undefined
+  readonly status?: string | undefined
+  /** Created at or after. */
+  readonly since?: Date | undefined
+  /** Created before. */
+  readonly until?: Date | undefined
+}
+
 export interface MessageCounts {
   readonly sent: number
   readonly received: number
@@ -60,6 +74,9 @@ export class Messages extends Context.Tag("@wacluster/store/Messages")<Messages,
     waMessageId: string,
     status: "delivered" | "read"
   ) => Effect.Effect<boolean, StoreError | StaleEpoch>
+  /** A page of the session's history (see MessageQuery). */
+  readonly list: (sessionId: SessionId, query: MessageQuery) => Effect.Effect<ReadonlyArray<MessageRecord>, StoreError>
+  readonly find: (sessionId: SessionId, id: MessageId) => Effect.Effect<Option.Option<MessageRecord>, StoreError>
   /** Outbound (sent) and inbound (received) messages recorded for the session. */
   readonly countBySession: (sessionId: SessionId) => Effect.Effect<MessageCounts, StoreError>
 }>() {}
@@ -94,6 +111,27 @@ export const make = Effect.gen(function*() {
         RETURNING 1 AS updated`
     ).pipe(Effect.map((rows) => rows.length > 0))
 
+  const decodeRows = Schema.decodeUnknown(Schema.Array(MessageRecord))
+  const list = (sessionId: SessionId, query: MessageQuery) =>
+    sql`SELECT * FROM messages
+      WHERE session_id = ${sessionId}
+      ${
+      query.before === undefined ? sql`` : sql`AND (created_at, id) < (${query.before.createdAt}, ${query.before.id})`
+    }
+      ${query.direction === undefined ? sql`` : sql`AND direction = ${query.direction}`}
+      ${query.remoteJid === undefined ? sql`` : sql`AND remote_jid = ${query.remoteJid}`}
+      ${query.status === undefined ? sql`` : sql`AND status = ${query.status}`}
+      ${query.since === undefined ? sql`` : sql`AND created_at >= ${query.since}`}
+      ${query.until === undefined ? sql`` : sql`AND created_at < ${query.until}`}
+      ORDER BY created_at DESC, id DESC
+      LIMIT ${query.limit}`.pipe(Effect.flatMap(decodeRows))
+
+  const find = SqlSchema.findOne({
+    Request: Schema.Struct({ sessionId: SessionId, id: MessageId }),
+    Result: MessageRecord,
+    execute: ({ id, sessionId }) => sql`SELECT * FROM messages WHERE session_id = ${sessionId} AND id = ${id}`
+  })
+
   const countBySession = SqlSchema.single({
     Request: SessionId,
     Result: Schema.Struct({ sent: Int8, received: Int8 }),
@@ -109,6 +147,8 @@ export const make = Effect.gen(function*() {
       (fence, sessionId, waMessageId, status) => recordReceipt(fence, sessionId, waMessageId, status),
       mapStoreError("Messages.recordReceipt")
     ),
+    list: Effect.fn("Messages.list")((sessionId, query) => list(sessionId, query), mapStoreError("Messages.list")),
+    find: Effect.fn("Messages.find")((sessionId, id) => find({ sessionId, id }), mapStoreError("Messages.find")),
     countBySession: Effect.fn("Messages.countBySession")(
       (sessionId) => countBySession(sessionId),
       orDieNoRow,

@@ -13,6 +13,7 @@ import { Router } from "@wacluster/cluster/Router"
 import { WaclusterApi } from "@wacluster/domain/Api"
 import * as ApiKeys from "@wacluster/store/ApiKeys"
 import * as Database from "@wacluster/store/Database"
+import * as Messages from "@wacluster/store/Messages"
 import * as Outbox from "@wacluster/store/Outbox"
 import * as SessionRuntime from "@wacluster/store/SessionRuntime"
 import * as Sessions from "@wacluster/store/Sessions"
@@ -23,6 +24,7 @@ import { createServer } from "node:http"
 import * as Auth from "./Auth.js"
 import * as ErrorResponses from "./ErrorResponses.js"
 import { AdminLive } from "./http/Admin.js"
+import { MessagesLive } from "./http/Messages.js"
 import { CitiesLive, HealthLive } from "./http/Public.js"
 import { SessionAccessLive } from "./http/SessionAccess.js"
 import { SessionLifecycleLive } from "./http/SessionLifecycle.js"
@@ -32,7 +34,14 @@ import { SessionStatusLive } from "./http/SessionStatus.js"
 import { TenantsLive } from "./http/Tenants.js"
 import { QrImages } from "./QrImages.js"
 
-const StoreLive = Layer.mergeAll(Tenants.layer, Sessions.layer, ApiKeys.layer, SessionRuntime.layer, Outbox.layer).pipe(
+const StoreLive = Layer.mergeAll(
+  Tenants.layer,
+  Sessions.layer,
+  ApiKeys.layer,
+  SessionRuntime.layer,
+  Outbox.layer,
+  Messages.layer
+).pipe(
   Layer.provideMerge(Layer.unwrapEffect(Effect.map(ClusterConfig, (config) => Startup.layer(config.shards)))),
   Layer.provideMerge(Database.layer)
 )
@@ -51,6 +60,7 @@ const ApiLive = HttpApiBuilder.api(WaclusterApi).pipe(
     SessionAccessLive,
     SessionLifecycleLive,
     SessionManagementLive,
+    MessagesLive,
     AdminLive
   ]),
   Layer.provide([Auth.layer, QrImages.layer])

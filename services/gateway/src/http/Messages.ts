@@ -1,0 +1,97 @@
+/**
+ * A session's message history, read from Postgres (every message is recorded there by the session's owner as it
+ * goes): newest first, cursor pages, filters by direction, contact, status and time.
+ */
+import { HttpApiBuilder } from "@effect/platform"
+import { MessagePage, MessageStatus, MessageView, WaclusterApi } from "@wacluster/domain/Api"
+import { BadRequest, NotFound } from "@wacluster/domain/ApiErrors"
+import { MessageId } from "@wacluster/domain/Ids"
+import { type MessageRecord, Messages } from "@wacluster/store/Messages"
+import { DateTime, Effect, Either, Encoding, Option, Schema } from "effect"
+import { authorize } from "./Access.js"
+import { storeTrouble } from "./SessionLifecycle.js"
+
+const Cursor = Schema.Struct({ createdAt: Schema.Date, id: MessageId })
+const CursorJson = Schema.parseJson(Cursor)
+
+const encodeCursor = (record: MessageRecord) =>
+  Encoding.encodeBase64Url(Schema.encodeSync(CursorJson)({ createdAt: record.createdAt, id: record.id }))
+
+const decodeCursor = (cursor: string) =>
+  Either.getRight(Encoding.decodeBase64UrlString(cursor)).pipe(Option.flatMap(Schema.decodeUnknownOption(CursorJson)))
+
+const phoneOf = (jid: string) => {
+  const match = jid.match(/^([0-9]{6,15})@s\.whatsapp\.net$/)
+  return match === null ? null : match[1] ?? null
+}
+
+const textOf = (body: unknown) =>
+  typeof body === "object" && body !== null && "text" in body && typeof body.text === "string" ? body.text : null
+
+const isStatus = Schema.is(MessageStatus)
+
+export const toView = (record: MessageRecord) =>
+  new MessageView({
+    messageId: record.id,
+    direction: record.direction,
+    jid: record.remoteJid,
+    phoneNumber: phoneOf(record.remoteJid),
+    text: textOf(record.body),
+    // The session's owner writes only these; a status it might write one day reads as failed, not as a broken page.
+    status: isStatus(record.status) ? record.status : "failed",
+    error: record.error,
+    createdAt: DateTime.unsafeFromDate(record.createdAt),
+    updatedAt: DateTime.unsafeFromDate(record.updatedAt)
+  })
+
+export const MessagesLive = HttpApiBuilder.group(WaclusterApi, "messages", (handlers) =>
+  Effect.gen(function*() {
+    const messages = yield* Messages
+    return handlers
+      .handle("list", ({ path, urlParams }) =>
+        Effect.gen(function*() {
+          yield* authorize(path.sessionId)
+          const limit = urlParams.limit ?? 100
+          let before: Option.Option<typeof Cursor.Type> = Option.none()
+          if (urlParams.cursor !== undefined) {
+            before = decodeCursor(urlParams.cursor)
+            if (Option.isNone(before)) {
+              return yield* new BadRequest({ message: "invalid cursor: pass the nextCursor of a previous page" })
+            }
+          }
+          const since = urlParams.since === undefined ? undefined : DateTime.toDateUtc(urlParams.since)
+          const until = urlParams.until === undefined ? undefined : DateTime.toDateUtc(urlParams.until)
+          if (since !== undefined && until !== undefined && since >= until) {
+            return yield* new BadRequest({
+              message: "since must be earlier than until",
+              details: { since: since.toISOString(), until: until.toISOString() }
+            })
+          }
+          const rows = yield* messages.list(path.sessionId, {
+            limit: limit + 1,
+            before: Option.getOrUndefined(before),
+            direction: urlParams.direction,
+            remoteJid: urlParams.contact,
+            status: urlParams.status,
+            since,
+            until
+          }).pipe(Effect.catchAll(storeTrouble("reading the history")))
+          const page = rows.slice(0, limit)
+          const last = page[page.length - 1]
+          return new MessagePage({
+            messages: page.map(toView),
+            nextCursor: rows.length > limit && last !== undefined ? encodeCursor(last) : null
+          })
+        }))
+      .handle("get", ({ path }) =>
+        Effect.gen(function*() {
+          yield* authorize(path.sessionId)
+          const found = yield* messages.find(path.sessionId, path.messageId).pipe(
+            Effect.catchAll(storeTrouble("reading the message"))
+          )
+          if (Option.isNone(found)) {
+            return yield* new NotFound({ message: `no message ${path.messageId} in session ${path.sessionId}` })
+          }
+          return toView(found.value)
+        }))
+  }))
