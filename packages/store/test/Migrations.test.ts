@@ -5,6 +5,15 @@ import * as Database from "../src/Database.js"
 import * as Migrations from "../src/Migrations.js"
 import { freshDatabase } from "./support.js"
 
+/** Every migration, in order. */
+const ALL: ReadonlyArray<readonly [number, string]> = [
+  [1, "initial"],
+  [2, "proxy_sticky"],
+  [3, "messages_wa_id"],
+  [4, "outbox"],
+  [5, "rate_limits"]
+]
+
 const tables = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   const rows = yield* sql<{ tableName: string }>`
@@ -19,7 +28,7 @@ describe("Migrations", () => {
       const db = yield* Layer.build(Database.layerFromUrl(url))
       const first = yield* Migrations.run.pipe(Effect.provide(db))
       const second = yield* Migrations.run.pipe(Effect.provide(db))
-      assert.deepStrictEqual(first, [[1, "initial"], [2, "proxy_sticky"], [3, "messages_wa_id"], [4, "outbox"]])
+      assert.deepStrictEqual(first, ALL)
       assert.deepStrictEqual(second, [])
       assert.deepStrictEqual(yield* tables.pipe(Effect.provide(db)), [
         "api_keys",
@@ -49,10 +58,7 @@ describe("Migrations", () => {
           { concurrency: "unbounded" }
         )
         assert.strictEqual(results.filter((applied) => applied.length > 0).length, 1)
-        assert.deepStrictEqual(results.flat(), [[1, "initial"], [2, "proxy_sticky"], [3, "messages_wa_id"], [
-          4,
-          "outbox"
-        ]])
+        assert.deepStrictEqual(results.flat(), ALL)
         const db = yield* Layer.build(Database.layerFromUrl(url))
         assert.include(yield* tables.pipe(Effect.provide(db)), "sessions")
       }),

@@ -2,6 +2,7 @@
  * The credentials middlewares of the contract: admin token, tenant token, session API key.
  * Every refusal is the same 401 shape and never tells whether a session exists.
  */
+import { HttpServerRequest } from "@effect/platform"
 import { ServiceUnavailable, Unauthorized } from "@wacluster/domain/ApiErrors"
 import { AdminAuth, SessionAccess, TenantAuth } from "@wacluster/domain/Auth"
 import type { ApiKeyId, SessionId, TenantId } from "@wacluster/domain/Ids"
@@ -145,25 +146,34 @@ export const TenantAuthLive = Layer.effect(
     }))
 )
 
-/** Either credential; the key is tried first, and a key binds the caller to its own session. */
+/**
+ * Either credential; the key is tried first, and a key binds the caller to its own session. The framework tries the
+ * bearer token whenever the key check fails, so without a token the key's own answer stands: a good key that could
+ * not be checked (Postgres restarting) is a 503, not "missing credentials".
+ */
 export const SessionAccessLive = Layer.effect(
   SessionAccess,
   Effect.map(Credentials, (credentials) => {
     const missing = "missing credentials: send the session's API key in x-api-key, " +
       "or the tenant token as Authorization: Bearer <tenant token>"
+    const byKey = (key: string) =>
+      Effect.map(credentials.apiKey(key, missing), (active) => ({
+        tenantId: active.tenantId,
+        sessionId: active.sessionId,
+        keyId: active.keyId
+      }))
     return SessionAccess.of({
-      apiKey: (key) =>
-        Effect.map(credentials.apiKey(Redacted.value(key), missing), (active) => ({
-          tenantId: active.tenantId,
-          sessionId: active.sessionId,
-          keyId: active.keyId
-        })),
+      apiKey: (key) => byKey(Redacted.value(key)),
       tenantToken: (token) =>
-        Effect.map(credentials.tenant(Redacted.value(token), missing), ({ tenantId }) => ({
-          tenantId,
-          sessionId: null,
-          keyId: null
-        }))
+        Effect.gen(function*() {
+          const given = Redacted.value(token)
+          if (given === "") {
+            const key = (yield* HttpServerRequest.HttpServerRequest).headers["x-api-key"]
+            if (key !== undefined && key !== "") return yield* byKey(key)
+          }
+          const { tenantId } = yield* credentials.tenant(given, missing)
+          return { tenantId, sessionId: null, keyId: null }
+        })
     })
   })
 )
