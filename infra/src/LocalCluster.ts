@@ -102,6 +102,8 @@ export interface LocalCluster {
    * healthy.
    */
   readonly addNode: (nodeId?: string) => Effect.Effect<ClusterNode, Service.ServiceStartError | NodeAlreadyRunning>
+  /** Starts one more gateway (gateway-2, …) on a free port, stopped with the cluster. */
+  readonly addGateway: Effect.Effect<ClusterGateway, Service.ServiceStartError>
   /**
    * Stops a node with `signal` (SIGTERM: graceful; SIGKILL: a crash), SIGKILL after 10 s, and resolves with its
    * exit code. For pauses use `node.service.kill("SIGSTOP")`.
@@ -222,11 +224,13 @@ export const start = Effect.fn("LocalCluster.start")(function*(options: LocalClu
     NATS_URL: natsUrl
   }
 
+  let gateways = 0
   const startGateway = Effect.gen(function*() {
-    const port = options.gatewayPort ?? (yield* freePort)
+    const first = gateways++ === 0
+    const port = (first ? options.gatewayPort : undefined) ?? (yield* freePort)
     const url = `http://127.0.0.1:${port}`
     const service = yield* Service.start({
-      name: "gateway",
+      name: first ? "gateway" : `gateway-${gateways}`,
       entry: options.gatewayEntry ?? GATEWAY_ENTRY,
       env: serviceEnv(options, natsDefaults, { ...common, PORT: String(port), ADMIN_TOKEN: secrets.adminToken }),
       healthUrl: `${url}/healthz`,
@@ -303,6 +307,7 @@ export const start = Effect.fn("LocalCluster.start")(function*(options: LocalClu
       return Array.from(running.values(), (entry) => entry.node).sort((a, b) => nodeIndex(a) - nodeIndex(b))
     },
     addNode: (nodeId) => startNode(nodeId).pipe(Effect.withSpan("LocalCluster.addNode")),
+    addGateway: startGateway.pipe(Effect.withSpan("LocalCluster.addGateway")),
     stopNode
   }
   return cluster

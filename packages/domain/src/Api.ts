@@ -11,6 +11,7 @@ import {
   NotFoundJson,
   PayloadTooLargeJson,
   ServiceUnavailableJson,
+  TooManyRequestsJson,
   UnauthorizedJson
 } from "./ApiErrors.js"
 import { AdminAuth, SessionAccess, TenantAuth } from "./Auth.js"
@@ -277,6 +278,18 @@ export class SessionAccessApi extends HttpApiGroup.make("sessionAccess")
   .annotate(OpenApi.Description, "Session calls with the session's API key (x-api-key) or the tenant token")
 {}
 
+const PositiveCount = Schema.Int.pipe(Schema.between(1, 100_000_000))
+
+/** A session's own rate limits; null: the cluster's defaults (SESSION_REQUESTS_PER_MINUTE, SESSION_MESSAGES_PER_HOUR). */
+export class SessionRateLimit extends Schema.Class<SessionRateLimit>("SessionRateLimit")({
+  requestsPerMinute: Schema.NullOr(PositiveCount).annotations({
+    description: "Requests per minute the session takes, whatever the credentials; null: the cluster's default"
+  }),
+  messagesPerHour: Schema.NullOr(PositiveCount).annotations({
+    description: "Texts per hour the session accepts into its queue; null: the cluster's default"
+  })
+}) {}
+
 /** One session in full: what it is, how it is doing, and what waits in its queue. */
 export class SessionDetail extends Schema.Class<SessionDetail>("SessionDetail")({
   id: SessionId,
@@ -292,11 +305,18 @@ export class SessionDetail extends Schema.Class<SessionDetail>("SessionDetail")(
   lastActivityAt: Schema.NullOr(Schema.DateTimeUtc).annotations({
     description: "time of the last message sent or received"
   }),
-  messageQueue: MessageQueueHealth
+  messageQueue: MessageQueueHealth,
+  rateLimit: SessionRateLimit
 }) {}
 
 export class UpdateSession extends Schema.Class<UpdateSession>("UpdateSession")({
   name: Schema.optional(SessionName),
+  rateLimit: Schema.optional(
+    Schema.Struct({
+      requestsPerMinute: Schema.optional(Schema.NullOr(PositiveCount)),
+      messagesPerHour: Schema.optional(Schema.NullOr(PositiveCount))
+    }).annotations({ description: "The session's own limits; null returns one to the cluster's default" })
+  ),
   city: Schema.optional(Schema.String.annotations({
     description: "Permanent: only the session's own city is accepted here (to use another, create a new session)"
   }))
@@ -331,8 +351,8 @@ export class SessionLifecycleApi extends HttpApiGroup.make("sessionLifecycle")
       .addError(ServiceUnavailableJson)
       .annotate(
         OpenApi.Description,
-        "Renames the session. The city is permanent (it decides the session's residential proxy): asking for " +
-          "another city is a 400; create a new session in that city instead."
+        "Renames the session and sets its own rate limits. The city is permanent (it decides the session's " +
+          "residential proxy): asking for another city is a 400; create a new session in that city instead."
       )
   )
   .add(
@@ -352,8 +372,6 @@ export class SessionLifecycleApi extends HttpApiGroup.make("sessionLifecycle")
 {}
 
 const keyIdParam = HttpApiSchema.param("keyId", ApiKeyId)
-
-const PositiveCount = Schema.Int.pipe(Schema.between(1, 100_000_000))
 
 /** A key's own limits, on top of its session's. */
 export class KeyRateLimit extends Schema.Class<KeyRateLimit>("KeyRateLimit")({
@@ -576,6 +594,7 @@ export class WaclusterApi extends HttpApi.make("wacluster")
   .addError(UnauthorizedJson)
   .addError(NotFoundJson)
   .addError(PayloadTooLargeJson)
+  .addError(TooManyRequestsJson)
   .addError(InternalErrorJson)
   .annotate(OpenApi.Title, "wacluster")
 {}

@@ -83,6 +83,22 @@ export const ServiceUnavailableJson = onTheWire(
   "The node owning the session did not answer in time; retry after the Retry-After header"
 )
 
+export class TooManyRequests extends Schema.TaggedError<TooManyRequests>()("TooManyRequests", {
+  ...errorFields,
+  retryAfterSeconds: Schema.Int,
+  /** What the binding limit allows per window, the window, and until it is whole again (RateLimit-* headers). */
+  limit: Schema.Int,
+  windowSeconds: Schema.Int,
+  resetSeconds: Schema.Int
+}) {}
+export const TooManyRequestsJson = onTheWire(
+  TooManyRequests,
+  "TooManyRequests",
+  "rate_limited",
+  429,
+  "A rate limit of the session or of the API key was reached; retry after the Retry-After header"
+)
+
 export class InternalError extends Schema.TaggedError<InternalError>()("InternalError", errorFields) {}
 export const InternalErrorJson = onTheWire(
   InternalError,

@@ -30,8 +30,10 @@ export class CurrentCaller extends Context.Tag("@wacluster/domain/CurrentCaller"
   readonly tenantId: TenantId
   /** Set when the caller used a session's API key: it may only touch that session. */
   readonly sessionId: SessionId | null
-  /** The API key used, if one was. */
+  /** The API key used, if one was, and its own rate limits (null: none of its own). */
   readonly keyId: ApiKeyId | null
+  readonly keyRequestsPerMinute: number | null
+  readonly keyMessagesPerHour: number | null
 }>() {}
 
 /**

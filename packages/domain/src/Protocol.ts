@@ -4,7 +4,7 @@
  * encoded with `Schema.exitSchema`, so both sides share one typed contract.
  */
 import { DateTime, Duration, type Effect, type Exit, type ParseResult, Schema } from "effect"
-import { MessageId, SessionId } from "./Ids.js"
+import { ApiKeyId, MessageId, SessionId } from "./Ids.js"
 import { SessionHealth, SessionReason, SessionStatus } from "./Session.js"
 import { ShardNumber } from "./Shard.js"
 
@@ -30,7 +30,32 @@ export class StorageUnavailable extends Schema.TaggedError<StorageUnavailable>()
   sessionId: SessionId
 }) {}
 
-export const CommandError = Schema.Union(SessionUnknown, NotOwner, SessionBusy, StorageUnavailable)
+/** A rate limit of the session (or of the key used) refused the request; nothing was done or counted. */
+export class RateLimited extends Schema.TaggedError<RateLimited>()("RateLimited", {
+  sessionId: SessionId,
+  /** requests (per minute) or messages (texts queued per hour). */
+  kind: Schema.Literal("requests", "messages"),
+  scope: Schema.Literal("session", "key"),
+  /** What the limit allows per window. */
+  limit: Schema.Int,
+  windowSeconds: Schema.Int,
+  /** Until this request could be allowed. */
+  retryAfterMs: Schema.NonNegative,
+  /** Until the limit's whole allowance is back. */
+  resetMs: Schema.NonNegative
+}) {}
+
+/**
+ * Who asked, for the session's rate limits: a request made with an API key counts against the key's own limits
+ * too. Internal commands carry none and are not counted.
+ */
+export class Caller extends Schema.Class<Caller>("Caller")({
+  keyId: Schema.NullOr(ApiKeyId),
+  requestsPerMinute: Schema.NullOr(Schema.Int),
+  messagesPerHour: Schema.NullOr(Schema.Int)
+}) {}
+
+export const CommandError = Schema.Union(SessionUnknown, NotOwner, SessionBusy, StorageUnavailable, RateLimited)
 export type CommandError = typeof CommandError.Type
 
 export class StatusMetrics extends Schema.Class<StatusMetrics>("StatusMetrics")({
@@ -53,7 +78,7 @@ export class SessionStatusView extends Schema.Class<SessionStatusView>("SessionS
 export class GetStatus extends Schema.TaggedRequest<GetStatus>()("GetStatus", {
   failure: CommandError,
   success: SessionStatusView,
-  payload: { sessionId: SessionId }
+  payload: { sessionId: SessionId, caller: Schema.optional(Caller) }
 }) {}
 
 /** Start the session's actor if it is not running (sent after a session is created). */
@@ -77,7 +102,7 @@ export class QrCode extends Schema.Class<QrCode>("QrCode")({
 export class GetQr extends Schema.TaggedRequest<GetQr>()("GetQr", {
   failure: CommandError,
   success: QrCode,
-  payload: { sessionId: SessionId }
+  payload: { sessionId: SessionId, caller: Schema.optional(Caller) }
 }) {}
 
 /**
@@ -87,7 +112,7 @@ export class GetQr extends Schema.TaggedRequest<GetQr>()("GetQr", {
 export class Reconnect extends Schema.TaggedRequest<Reconnect>()("Reconnect", {
   failure: CommandError,
   success: SessionStatusView,
-  payload: { sessionId: SessionId }
+  payload: { sessionId: SessionId, caller: Schema.optional(Caller) }
 }) {}
 
 /** The session has no live WhatsApp connection to send with. */
@@ -108,6 +133,7 @@ export const SendError = Schema.Union(
   NotOwner,
   SessionBusy,
   StorageUnavailable,
+  RateLimited,
   NotConnected,
   SendFailed
 )
@@ -149,7 +175,8 @@ export class QueueText extends Schema.TaggedRequest<QueueText>()("QueueText", {
     /** A WhatsApp JID (the gateway turns E.164 numbers into one). */
     to: Schema.String,
     text: Schema.String,
-    idempotencyKey: Schema.NullOr(Schema.String)
+    idempotencyKey: Schema.NullOr(Schema.String),
+    caller: Schema.optional(Caller)
   }
 }) {}
 
@@ -208,7 +235,7 @@ export class SessionHealthView extends Schema.Class<SessionHealthView>("SessionH
 export class GetHealth extends Schema.TaggedRequest<GetHealth>()("GetHealth", {
   failure: CommandError,
   success: SessionHealthView,
-  payload: { sessionId: SessionId }
+  payload: { sessionId: SessionId, caller: Schema.optional(Caller) }
 }) {}
 
 /** The session cannot take a pairing code now (it is linked, or not waiting to be linked). */
@@ -219,7 +246,14 @@ export class PairingUnavailable extends Schema.TaggedError<PairingUnavailable>()
   message: Schema.String
 }) {}
 
-export const PairingError = Schema.Union(SessionUnknown, NotOwner, SessionBusy, StorageUnavailable, PairingUnavailable)
+export const PairingError = Schema.Union(
+  SessionUnknown,
+  NotOwner,
+  SessionBusy,
+  StorageUnavailable,
+  RateLimited,
+  PairingUnavailable
+)
 export type PairingError = typeof PairingError.Type
 
 export class PairingCode extends Schema.Class<PairingCode>("PairingCode")({
@@ -237,7 +271,8 @@ export class RequestPairingCode extends Schema.TaggedRequest<RequestPairingCode>
   payload: {
     sessionId: SessionId,
     /** Digits only, country code first (E.164 without the +). */
-    phoneNumber: Schema.String
+    phoneNumber: Schema.String,
+    caller: Schema.optional(Caller)
   }
 }) {}
 
@@ -248,7 +283,7 @@ export class RequestPairingCode extends Schema.TaggedRequest<RequestPairingCode>
 export class StopSession extends Schema.TaggedRequest<StopSession>()("StopSession", {
   failure: CommandError,
   success: SessionStatusView,
-  payload: { sessionId: SessionId }
+  payload: { sessionId: SessionId, caller: Schema.optional(Caller) }
 }) {}
 
 /** What unlinking a session before its deletion did. */
@@ -267,7 +302,28 @@ export class Unlinked extends Schema.Class<Unlinked>("Unlinked")({
 export class UnlinkSession extends Schema.TaggedRequest<UnlinkSession>()("UnlinkSession", {
   failure: CommandError,
   success: Unlinked,
-  payload: { sessionId: SessionId }
+  payload: { sessionId: SessionId, caller: Schema.optional(Caller) }
+}) {}
+
+/**
+ * Counts a request the gateway answers by itself (the message history) against the session's rate limits; fails
+ * with RateLimited when over.
+ */
+export class Charge extends Schema.TaggedRequest<Charge>()("Charge", {
+  failure: CommandError,
+  success: Schema.Void,
+  payload: { sessionId: SessionId, caller: Caller }
+}) {}
+
+/** The session's own limits changed (null: the node's default), as recorded in Postgres. */
+export class SetRateLimits extends Schema.TaggedRequest<SetRateLimits>()("SetRateLimits", {
+  failure: CommandError,
+  success: Schema.Void,
+  payload: {
+    sessionId: SessionId,
+    requestsPerMinute: Schema.NullOr(Schema.Int),
+    messagesPerHour: Schema.NullOr(Schema.Int)
+  }
 }) {}
 
 export const SessionCommand = Schema.Union(
@@ -280,7 +336,9 @@ export const SessionCommand = Schema.Union(
   GetHealth,
   RequestPairingCode,
   StopSession,
-  UnlinkSession
+  UnlinkSession,
+  Charge,
+  SetRateLimits
 )
 export type SessionCommand = typeof SessionCommand.Type
 
@@ -343,6 +401,14 @@ const replies = {
   UnlinkSession: {
     decode: Schema.decodeUnknown(replyJson(Unlinked)),
     encode: Schema.encodeUnknown(replyJson(Unlinked))
+  },
+  Charge: {
+    decode: Schema.decodeUnknown(replyJson(Schema.Void)),
+    encode: Schema.encodeUnknown(replyJson(Schema.Void))
+  },
+  SetRateLimits: {
+    decode: Schema.decodeUnknown(replyJson(Schema.Void)),
+    encode: Schema.encodeUnknown(replyJson(Schema.Void))
   }
 } satisfies Record<SessionCommand["_tag"], unknown>
 

@@ -9,9 +9,11 @@ import { findCity } from "@wacluster/domain/Cities"
 import { makeMessageId, type SessionId } from "@wacluster/domain/Ids"
 import {
   AcceptedMessage,
+  type Caller,
   NotConnected,
   NotOwner,
   PairingCode,
+  RateLimited,
   SendFailed,
   SentText,
   SessionBusy,
@@ -32,6 +34,7 @@ import type { CloseReason, SocketEvent, WhatsAppSocket } from "@wacluster/whatsa
 import { Data, DateTime, Deferred, Duration, Effect, Option, Queue, Schedule, Stream } from "effect"
 import { type BackoffPolicy, nextDelay } from "./Backoff.js"
 import { healthView, type LiveState, pairingUnavailable, qrView, statusView } from "./LiveState.js"
+import * as RateLimiter from "./RateLimiter.js"
 import { makeWindow, type RestartIntensityPolicy } from "./RestartIntensity.js"
 
 export interface ActorOptions {
@@ -45,6 +48,8 @@ export interface ActorOptions {
   readonly sendInterval: Duration.Duration
   /** A queued text not sent within this time fails (the session stayed disconnected, or WhatsApp never took it). */
   readonly queueMaxAge: Duration.Duration
+  /** The session's rate limits unless it has its own (see RateLimiter). */
+  readonly rateLimits: { readonly requestsPerMinute: number; readonly messagesPerHour: number }
   /**
    * Shared by the node's actors: a permit is held from connecting until the socket's first event (QR, open or
    * close). A WhatsApp handshake and its first queries cost CPU; a node that takes over a thousand sessions at once
@@ -168,6 +173,64 @@ export const make = Effect.fn("SessionActor.make")(function*(
       observedMs: Option.match(stored, { onNone: () => 0, onSome: (r) => r.observedMs }),
       since: startedAt
     }
+
+    /** The session's limits (its own, else the node's), and its buckets and those of the keys used on it. */
+    const limits = {
+      requestsPerMinute: record.value.requestsPerMinute ?? options.rateLimits.requestsPerMinute,
+      messagesPerHour: record.value.messagesPerHour ?? options.rateLimits.messagesPerHour
+    }
+    const sessionBuckets = { requests: RateLimiter.emptyBucket(), messages: RateLimiter.emptyBucket() }
+    const keyBuckets = new Map<string, { requests: RateLimiter.Bucket; messages: RateLimiter.Bucket }>()
+    const bucketsOf = (caller: Caller) => {
+      if (caller.keyId === null) return undefined
+      let buckets = keyBuckets.get(caller.keyId)
+      if (buckets === undefined) {
+        // A session has a handful of keys; a bound all the same.
+        if (keyBuckets.size >= 1_000) keyBuckets.clear()
+        buckets = { requests: RateLimiter.emptyBucket(), messages: RateLimiter.emptyBucket() }
+        keyBuckets.set(caller.keyId, buckets)
+      }
+      return buckets
+    }
+    /** The limits a caller's request (or queued text) counts against. */
+    const limitsFor = (caller: Caller, kind: "requests" | "messages") => {
+      const windowMs = kind === "requests" ? 60_000 : 3_600_000
+      const all: Array<{ bucket: RateLimiter.Bucket; quota: RateLimiter.Quota; scope: "session" | "key" }> = [{
+        bucket: sessionBuckets[kind],
+        quota: { limit: kind === "requests" ? limits.requestsPerMinute : limits.messagesPerHour, windowMs },
+        scope: "session"
+      }]
+      const own = kind === "requests" ? caller.requestsPerMinute : caller.messagesPerHour
+      const keyBucket = bucketsOf(caller)
+      if (own !== null && keyBucket !== undefined) {
+        all.push({ bucket: keyBucket[kind], quota: { limit: own, windowMs }, scope: "key" })
+      }
+      return all
+    }
+    const refusal = (
+      kind: "requests" | "messages",
+      entry: { readonly quota: RateLimiter.Quota; readonly scope: "session" | "key" },
+      verdict: RateLimiter.Verdict
+    ) =>
+      new RateLimited({
+        sessionId,
+        kind,
+        scope: entry.scope,
+        limit: entry.quota.limit,
+        windowSeconds: entry.quota.windowMs / 1000,
+        retryAfterMs: verdict.retryAfterMs,
+        resetMs: verdict.resetMs
+      })
+    /** Counts a request against its caller's limits; the refusal when one is reached (nothing counted then). */
+    const admitRequest = (caller: Caller | undefined) =>
+      Effect.map(monotonicMillis, (now) => {
+        if (caller === undefined) return undefined
+        const applicable = limitsFor(caller, "requests")
+        const result = RateLimiter.admit(applicable, now)
+        const entry = result === undefined ? undefined : applicable[result.index]
+        if (result === undefined || result.verdict.allowed || entry === undefined) return undefined
+        return refusal("requests", entry, result.verdict)
+      })
 
     /** Folds the time since the last accounting point into the totals. */
     const account = Effect.map(monotonicMillis, (now) => {
@@ -479,6 +542,8 @@ export const make = Effect.fn("SessionActor.make")(function*(
     const answer = (envelope: Envelope) =>
       Effect.gen(function*() {
         const { command } = envelope
+        const refused = yield* admitRequest("caller" in command ? command.caller : undefined)
+        if (refused !== undefined) return yield* Deferred.fail(envelope.reply, refused)
         switch (command._tag) {
           case "GetStatus":
             return yield* Deferred.succeed(envelope.reply, statusView(sessionId, state, yield* monotonicMillis))
@@ -549,6 +614,13 @@ export const make = Effect.fn("SessionActor.make")(function*(
             )
           }
           case "QueueText": {
+            // Checked before, counted after: a repeated idempotency key queues nothing and counts nothing.
+            const textLimits = command.caller === undefined ? [] : limitsFor(command.caller, "messages")
+            const checkedAt = yield* monotonicMillis
+            for (const entry of textLimits) {
+              const verdict = RateLimiter.inspect(entry.bucket, entry.quota, checkedAt)
+              if (!verdict.allowed) return yield* Deferred.fail(envelope.reply, refusal("messages", entry, verdict))
+            }
             const queued = yield* outbox.enqueue(fence, {
               id: yield* makeMessageId,
               sessionId,
@@ -564,7 +636,10 @@ export const make = Effect.fn("SessionActor.make")(function*(
               yield* Deferred.fail(envelope.reply, new NotOwner({ shard: fence.shard }))
               return yield* queued.left
             }
-            if (!queued.right.repeated) yield* Queue.offer(outboxWake, undefined)
+            if (!queued.right.repeated) {
+              for (const entry of textLimits) RateLimiter.take(entry.bucket, entry.quota, checkedAt)
+              yield* Queue.offer(outboxWake, undefined)
+            }
             return yield* Deferred.succeed(
               envelope.reply,
               new AcceptedMessage({
@@ -586,6 +661,13 @@ export const make = Effect.fn("SessionActor.make")(function*(
           }
           case "GetQr":
             return yield* Deferred.succeed(envelope.reply, qrView(sessionId, state))
+          case "Charge":
+            // Counted above, like every request that names its caller.
+            return yield* Deferred.succeed(envelope.reply, undefined)
+          case "SetRateLimits":
+            limits.requestsPerMinute = command.requestsPerMinute ?? options.rateLimits.requestsPerMinute
+            limits.messagesPerHour = command.messagesPerHour ?? options.rateLimits.messagesPerHour
+            return yield* Deferred.succeed(envelope.reply, undefined)
           case "StopSession":
             yield* stop
             return yield* Deferred.succeed(envelope.reply, statusView(sessionId, state, yield* monotonicMillis))

@@ -89,6 +89,18 @@ export const hostConfig: Config.Config<HostOptions> = Config.all({
     Config.withDefault(Duration.hours(1)),
     Config.withDescription("A queued text not sent within this time fails (reason: not sent within OUTBOX_MAX_AGE)")
   ),
+  rateLimits: Config.all({
+    requestsPerMinute: Config.integer("SESSION_REQUESTS_PER_MINUTE").pipe(
+      Config.withDefault(6_000),
+      Config.validate({ message: "SESSION_REQUESTS_PER_MINUTE must be at least 1", validation: (n) => n >= 1 }),
+      Config.withDescription("Requests per minute a session takes through the API, unless it has its own limit")
+    ),
+    messagesPerHour: Config.integer("SESSION_MESSAGES_PER_HOUR").pipe(
+      Config.withDefault(10_000),
+      Config.validate({ message: "SESSION_MESSAGES_PER_HOUR must be at least 1", validation: (n) => n >= 1 }),
+      Config.withDescription("Texts per hour a session accepts into its queue, unless it has its own limit")
+    )
+  }),
   connectConcurrency: Config.integer("SESSION_CONNECT_CONCURRENCY").pipe(
     Config.withDefault(16),
     Config.validate({ message: "SESSION_CONNECT_CONCURRENCY must be at least 1", validation: (n) => n >= 1 }),

@@ -40,6 +40,7 @@ const options: SessionActor.ActorOptions = {
   persistEvery: Duration.seconds(30),
   sendInterval: Duration.zero,
   queueMaxAge: Duration.hours(1),
+  rateLimits: { requestsPerMinute: 6_000, messagesPerHour: 10_000 },
   leaseHeld: Effect.succeed(true)
 }
 

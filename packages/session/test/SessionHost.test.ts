@@ -89,6 +89,7 @@ const NodeLayer = ShardLeases.layer.pipe(
     persistEvery: Duration.seconds(30),
     sendInterval: Duration.millis(10),
     queueMaxAge: Duration.hours(1),
+    rateLimits: { requestsPerMinute: 6_000, messagesPerHour: 10_000 },
     connectLagLimit: Duration.millis(300),
     connectLagMaxWait: Duration.seconds(5),
     askTimeout: Duration.seconds(2),

@@ -16,6 +16,9 @@ export class SessionRecord extends Schema.Class<SessionRecord>("@wacluster/store
   city: Schema.String,
   shard: ShardNumber,
   desiredState: DesiredState,
+  /** The session's own rate limits; null: the cluster's defaults. */
+  requestsPerMinute: Schema.NullOr(Schema.Int),
+  messagesPerHour: Schema.NullOr(Schema.Int),
   createdAt: Schema.DateFromSelf,
   updatedAt: Schema.DateFromSelf
 }) {}
@@ -53,6 +56,11 @@ export class Sessions extends Context.Tag("@wacluster/store/Sessions")<Sessions,
   readonly setDesiredState: (
     id: SessionId,
     state: DesiredState
+  ) => Effect.Effect<Option.Option<SessionRecord>, StoreError>
+  /** Sets the session's own rate limits (null: the cluster's defaults); None when it does not exist. */
+  readonly setRateLimits: (
+    id: SessionId,
+    limits: { readonly requestsPerMinute: number | null; readonly messagesPerHour: number | null }
   ) => Effect.Effect<Option.Option<SessionRecord>, StoreError>
   /** Renames the session; None when it does not exist. */
   readonly rename: (id: SessionId, name: string) => Effect.Effect<Option.Option<SessionRecord>, StoreError>
@@ -115,6 +123,19 @@ export const make = Effect.gen(function*() {
     execute: ({ id, name }) => sql`UPDATE sessions SET name = ${name}, updated_at = now() WHERE id = ${id} RETURNING *`
   })
 
+  const setRateLimits = SqlSchema.findOne({
+    Request: Schema.Struct({
+      id: SessionId,
+      requestsPerMinute: Schema.NullOr(Schema.Int),
+      messagesPerHour: Schema.NullOr(Schema.Int)
+    }),
+    Result: SessionRecord,
+    execute: ({ id, messagesPerHour, requestsPerMinute }) =>
+      sql`UPDATE sessions SET requests_per_minute = ${requestsPerMinute}, messages_per_hour = ${messagesPerHour},
+          updated_at = now()
+        WHERE id = ${id} RETURNING *`
+  })
+
   const delete_ = (id: SessionId) =>
     sql`DELETE FROM sessions WHERE id = ${id} RETURNING id`.pipe(Effect.map((rows) => rows.length > 0))
 
@@ -132,6 +153,10 @@ export const make = Effect.gen(function*() {
     setDesiredState: Effect.fn("Sessions.setDesiredState")(
       (id, state) => setDesiredState({ id, state }),
       mapStoreError("Sessions.setDesiredState")
+    ),
+    setRateLimits: Effect.fn("Sessions.setRateLimits")(
+      (id, limits) => setRateLimits({ id, ...limits }),
+      mapStoreError("Sessions.setRateLimits")
     ),
     rename: Effect.fn("Sessions.rename")((id, name) => rename({ id, name }), mapStoreError("Sessions.rename")),
     delete: Effect.fn("Sessions.delete")((id) => delete_(id), mapStoreError("Sessions.delete"))

@@ -80,6 +80,8 @@ class Credentials extends Context.Tag("@wacluster/gateway/Credentials")<Credenti
     readonly keyId: ApiKeyId
     readonly sessionId: SessionId
     readonly tenantId: TenantId
+    readonly requestsPerMinute: number | null
+    readonly messagesPerHour: number | null
   }, Unauthorized | ServiceUnavailable>
 }>() {}
 
@@ -128,7 +130,9 @@ const CredentialsLive = Layer.effect(
               Effect.as(recordUse(active.id), {
                 keyId: active.id,
                 sessionId: active.sessionId,
-                tenantId: active.tenantId
+                tenantId: active.tenantId,
+                requestsPerMinute: active.requestsPerMinute,
+                messagesPerHour: active.messagesPerHour
               })
           }))
         )
@@ -160,7 +164,9 @@ export const SessionAccessLive = Layer.effect(
       Effect.map(credentials.apiKey(key, missing), (active) => ({
         tenantId: active.tenantId,
         sessionId: active.sessionId,
-        keyId: active.keyId
+        keyId: active.keyId,
+        keyRequestsPerMinute: active.requestsPerMinute,
+        keyMessagesPerHour: active.messagesPerHour
       }))
     return SessionAccess.of({
       apiKey: (key) => byKey(Redacted.value(key)),
@@ -172,7 +178,7 @@ export const SessionAccessLive = Layer.effect(
             if (key !== undefined && key !== "") return yield* byKey(key)
           }
           const { tenantId } = yield* credentials.tenant(given, missing)
-          return { tenantId, sessionId: null, keyId: null }
+          return { tenantId, sessionId: null, keyId: null, keyRequestsPerMinute: null, keyMessagesPerHour: null }
         })
     })
   })

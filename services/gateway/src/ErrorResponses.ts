@@ -20,6 +20,7 @@ import {
   NotFound,
   PayloadTooLarge,
   ServiceUnavailable,
+  TooManyRequests,
   Unauthorized
 } from "@wacluster/domain/ApiErrors"
 import { Cause, Effect, Option, Predicate } from "effect"
@@ -56,6 +57,15 @@ export const toResponse = (failure: unknown) => {
   if (failure instanceof ServiceUnavailable) {
     const retryAfter = failure.retryAfterSeconds ?? 2
     return respond(503, "unavailable", failure.message, failure.details, { "retry-after": String(retryAfter) })
+  }
+  if (failure instanceof TooManyRequests) {
+    return respond(429, "rate_limited", failure.message, failure.details, {
+      "retry-after": String(failure.retryAfterSeconds),
+      "ratelimit-limit": String(failure.limit),
+      "ratelimit-remaining": "0",
+      "ratelimit-reset": String(failure.resetSeconds),
+      "ratelimit-policy": `${failure.limit};w=${failure.windowSeconds}`
+    })
   }
   if (failure instanceof InternalError) return respond(500, "internal", failure.message)
   if (failure instanceof HttpApiDecodeError) return fromDecodeError(failure)

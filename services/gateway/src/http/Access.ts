@@ -2,12 +2,14 @@
  * Who may act on a session: its own API key, or the tenant that owns it. Anything else is the same 404 as a session
  * that does not exist, so a caller learns nothing about other sessions.
  */
+import { Router } from "@wacluster/cluster/Router"
 import { InternalError } from "@wacluster/domain/ApiErrors"
 import { CurrentCaller, CurrentTenant } from "@wacluster/domain/Auth"
 import type { SessionId } from "@wacluster/domain/Ids"
+import { Caller, Charge } from "@wacluster/domain/Protocol"
 import { Sessions } from "@wacluster/store/Sessions"
-import { Effect, Option } from "effect"
-import { sessionNotFound } from "./Routing.js"
+import { Duration, Effect, Option } from "effect"
+import { routingErrors, sessionNotFound } from "./Routing.js"
 
 const lookupFailed = (error: unknown) =>
   Effect.zipRight(
@@ -45,4 +47,32 @@ export const ownedSession = (sessionId: SessionId) =>
     const record = yield* sessions.findById(sessionId).pipe(Effect.catchTag("StoreError", lookupFailed))
     if (Option.isNone(record) || record.value.tenantId !== tenantId) return yield* sessionNotFound(sessionId)
     return record.value
+  })
+
+/** Who is calling, as the session's owner counts it against the rate limits. */
+export const currentCaller = Effect.map(CurrentCaller, (caller) =>
+  new Caller({
+    keyId: caller.keyId,
+    requestsPerMinute: caller.keyRequestsPerMinute,
+    messagesPerHour: caller.keyMessagesPerHour
+  }))
+
+/** How long a request the gateway answers by itself waits for the session's owner to count it. */
+const CHARGE_WAIT = Duration.seconds(1)
+
+/**
+ * Counts a request the gateway answers by itself (from Postgres) against the session's rate limits at its owner,
+ * before anything is done: over a limit is a 429 and nothing changes. An owner that does not answer (moving,
+ * restarting) holds no such request back.
+ */
+export const chargeRequest = (sessionId: SessionId) =>
+  Effect.gen(function*() {
+    const router = yield* Router
+    const answer = yield* router.send(new Charge({ sessionId, caller: yield* currentCaller })).pipe(
+      Effect.timeout(CHARGE_WAIT),
+      Effect.either
+    )
+    if (answer._tag === "Left" && (answer.left._tag === "RateLimited" || answer.left._tag === "SessionUnknown")) {
+      return yield* Effect.fail(answer.left).pipe(routingErrors(sessionId))
+    }
   })

@@ -8,7 +8,7 @@ import { BadRequest, NotFound } from "@wacluster/domain/ApiErrors"
 import { MessageId } from "@wacluster/domain/Ids"
 import { type MessageRecord, Messages } from "@wacluster/store/Messages"
 import { DateTime, Effect, Either, Encoding, Option, Schema } from "effect"
-import { authorize } from "./Access.js"
+import { authorize, chargeRequest } from "./Access.js"
 import { storeTrouble } from "./SessionLifecycle.js"
 
 const Cursor = Schema.Struct({ createdAt: Schema.Date, id: MessageId })
@@ -51,6 +51,7 @@ export const MessagesLive = HttpApiBuilder.group(WaclusterApi, "messages", (hand
       .handle("list", ({ path, urlParams }) =>
         Effect.gen(function*() {
           yield* authorize(path.sessionId)
+          yield* chargeRequest(path.sessionId)
           const limit = urlParams.limit ?? 100
           let before: Option.Option<typeof Cursor.Type> = Option.none()
           if (urlParams.cursor !== undefined) {
@@ -86,6 +87,7 @@ export const MessagesLive = HttpApiBuilder.group(WaclusterApi, "messages", (hand
       .handle("get", ({ path }) =>
         Effect.gen(function*() {
           yield* authorize(path.sessionId)
+          yield* chargeRequest(path.sessionId)
           const found = yield* messages.find(path.sessionId, path.messageId).pipe(
             Effect.catchAll(storeTrouble("reading the message"))
           )

@@ -19,7 +19,7 @@ import { Sessions } from "@wacluster/store/Sessions"
 import { DateTime, Effect, Option } from "effect"
 import { randomUUID } from "node:crypto"
 import { QrImages } from "../QrImages.js"
-import { authorize } from "./Access.js"
+import { authorize, currentCaller } from "./Access.js"
 import { routingErrors, sessionNotFound } from "./Routing.js"
 
 /** Why a session shows no QR code, in words a tenant can act on. */
@@ -56,7 +56,11 @@ export const SessionAccessLive = HttpApiBuilder.group(
         Effect.gen(function*() {
           yield* authorize(path.sessionId)
           return yield* router.send(
-            new RequestPairingCode({ sessionId: path.sessionId, phoneNumber: payload.phoneNumber })
+            new RequestPairingCode({
+              sessionId: path.sessionId,
+              phoneNumber: payload.phoneNumber,
+              caller: yield* currentCaller
+            })
           ).pipe(
             Effect.catchTag(
               "PairingUnavailable",
@@ -68,7 +72,9 @@ export const SessionAccessLive = HttpApiBuilder.group(
         })).handle("health", ({ path }) =>
           Effect.gen(function*() {
             yield* authorize(path.sessionId)
-            return yield* router.send(new GetHealth({ sessionId: path.sessionId })).pipe(routingErrors(path.sessionId))
+            return yield* router.send(new GetHealth({ sessionId: path.sessionId, caller: yield* currentCaller })).pipe(
+              routingErrors(path.sessionId)
+            )
           })).handle("sendMessage", ({ headers, path, payload }) =>
           Effect.gen(function*() {
             yield* authorize(path.sessionId)
@@ -77,7 +83,13 @@ export const SessionAccessLive = HttpApiBuilder.group(
             // moving) queues the text once. The two kinds never collide.
             const idempotencyKey = clientKey === undefined ? `gateway:${randomUUID()}` : `client:${clientKey}`
             const accepted = yield* router.send(
-              new QueueText({ sessionId: path.sessionId, to: payload.to, text: payload.text, idempotencyKey })
+              new QueueText({
+                sessionId: path.sessionId,
+                to: payload.to,
+                text: payload.text,
+                idempotencyKey,
+                caller: yield* currentCaller
+              })
             ).pipe(routingErrors(path.sessionId))
             // A repeat gets the first answer, whatever happened to the text since.
             return new AcceptedMessage({ ...accepted, status: "queued" })
@@ -93,13 +105,16 @@ export const SessionAccessLive = HttpApiBuilder.group(
                 ))
             )
             if (Option.isNone(resumed)) return yield* sessionNotFound(path.sessionId)
-            return yield* router.send(new Reconnect({ sessionId: path.sessionId })).pipe(routingErrors(path.sessionId))
+            return yield* router.send(new Reconnect({ sessionId: path.sessionId, caller: yield* currentCaller })).pipe(
+              routingErrors(path.sessionId)
+            )
           })).handle("qr", ({ path, urlParams }) =>
           Effect.gen(function*() {
             yield* authorize(path.sessionId)
-            const code = yield* router.send(new GetQr({ sessionId: path.sessionId })).pipe(
-              routingErrors(path.sessionId)
-            )
+            const code = yield* router.send(new GetQr({ sessionId: path.sessionId, caller: yield* currentCaller }))
+              .pipe(
+                routingErrors(path.sessionId)
+              )
             if (code.qr === null) return yield* noQr(code)
             const format = urlParams.format ?? "png"
             if (format === "raw") return code

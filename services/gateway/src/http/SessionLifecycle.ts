@@ -5,15 +5,15 @@
  */
 import { HttpApiBuilder } from "@effect/platform"
 import { Router } from "@wacluster/cluster/Router"
-import { SessionDetail, WaclusterApi } from "@wacluster/domain/Api"
+import { SessionDetail, SessionRateLimit, WaclusterApi } from "@wacluster/domain/Api"
 import { BadRequest, InternalError } from "@wacluster/domain/ApiErrors"
 import { findCity } from "@wacluster/domain/Cities"
-import { GetHealth, messageQueueHealth, StopSession } from "@wacluster/domain/Protocol"
+import { type Caller, GetHealth, messageQueueHealth, SetRateLimits, StopSession } from "@wacluster/domain/Protocol"
 import { Outbox } from "@wacluster/store/Outbox"
 import { SessionRuntime } from "@wacluster/store/SessionRuntime"
 import { type SessionRecord, Sessions } from "@wacluster/store/Sessions"
-import { DateTime, Duration, Effect, Option } from "effect"
-import { sessionFor } from "./Access.js"
+import { Cause, DateTime, Duration, Effect, Either, Option } from "effect"
+import { chargeRequest, currentCaller, sessionFor } from "./Access.js"
 import { routingErrors, sessionNotFound } from "./Routing.js"
 
 /** How long a read waits for the owner's live answer before it answers from Postgres. */
@@ -35,15 +35,25 @@ export const SessionLifecycleLive = HttpApiBuilder.group(
       const runtime = yield* SessionRuntime
       const outbox = yield* Outbox
 
-      const detail = (record: SessionRecord) =>
+      /** The session in full; `caller`'s request is counted by the owner's answer (undefined: counted already). */
+      const detail = (record: SessionRecord, caller: Caller | undefined) =>
         Effect.gen(function*() {
-          const live = yield* router.send(new GetHealth({ sessionId: record.id })).pipe(
-            Effect.timeout(LIVE_WAIT),
-            Effect.option
+          const answer = yield* router.send(
+            new GetHealth({ sessionId: record.id, ...(caller === undefined ? {} : { caller }) })
           )
+            .pipe(Effect.timeout(LIVE_WAIT), Effect.either)
+          // Over its rate limit is an answer; any other trouble of the owner's is read around.
+          if (answer._tag === "Left" && answer.left._tag === "RateLimited") {
+            return yield* Effect.fail(answer.left).pipe(routingErrors(record.id))
+          }
+          const live = Either.getRight(answer)
           const saved = yield* runtime.load(record.id).pipe(Effect.catchAll(storeTrouble("reading the session")))
           const stopped = record.desiredState === "stopped"
           const common = {
+            rateLimit: new SessionRateLimit({
+              requestsPerMinute: record.requestsPerMinute,
+              messagesPerHour: record.messagesPerHour
+            }),
             id: record.id,
             name: record.name,
             city: record.city,
@@ -78,10 +88,16 @@ export const SessionLifecycleLive = HttpApiBuilder.group(
         })
 
       return handlers
-        .handle("get", ({ path }) => Effect.flatMap(sessionFor(path.sessionId), detail))
+        .handle("get", ({ path }) =>
+          Effect.gen(function*() {
+            const record = yield* sessionFor(path.sessionId)
+            return yield* detail(record, yield* currentCaller)
+          }))
         .handle("update", ({ path, payload }) =>
           Effect.gen(function*() {
             let record = yield* sessionFor(path.sessionId)
+            // Counted before anything changes: over the limit, a 429 and nothing done.
+            yield* chargeRequest(path.sessionId)
             if (payload.city !== undefined) {
               const asked = findCity(payload.city)
               if (Option.isNone(asked) || asked.value.slug !== record.city) {
@@ -100,7 +116,30 @@ export const SessionLifecycleLive = HttpApiBuilder.group(
               record = renamed.value
               yield* Effect.logInfo("session renamed").pipe(Effect.annotateLogs({ sessionId: record.id }))
             }
-            return yield* detail(record)
+            if (payload.rateLimit !== undefined) {
+              const wanted = {
+                requestsPerMinute: payload.rateLimit.requestsPerMinute === undefined
+                  ? record.requestsPerMinute
+                  : payload.rateLimit.requestsPerMinute,
+                messagesPerHour: payload.rateLimit.messagesPerHour === undefined
+                  ? record.messagesPerHour
+                  : payload.rateLimit.messagesPerHour
+              }
+              const updated = yield* sessions.setRateLimits(record.id, wanted).pipe(
+                Effect.catchAll(storeTrouble("setting the rate limits"))
+              )
+              if (Option.isNone(updated)) return yield* sessionNotFound(path.sessionId)
+              record = updated.value
+              // Recorded first: a node that starts the session later reads them. The one running it now is told.
+              yield* router.send(new SetRateLimits({ sessionId: record.id, ...wanted })).pipe(
+                Effect.timeout(LIVE_WAIT),
+                Effect.catchAllCause((cause) =>
+                  Effect.logInfo("new rate limits recorded; the session's node will read them when it starts it")
+                    .pipe(Effect.annotateLogs({ sessionId: record.id, why: Cause.pretty(cause) }))
+                )
+              )
+            }
+            return yield* detail(record, undefined)
           }))
         .handle("stop", ({ path }) =>
           Effect.gen(function*() {
@@ -109,9 +148,10 @@ export const SessionLifecycleLive = HttpApiBuilder.group(
             yield* sessions.setDesiredState(path.sessionId, "stopped").pipe(
               Effect.catchAll(storeTrouble("stopping the session"))
             )
-            return yield* router.send(new StopSession({ sessionId: path.sessionId })).pipe(
-              routingErrors(path.sessionId)
-            )
+            return yield* router.send(new StopSession({ sessionId: path.sessionId, caller: yield* currentCaller }))
+              .pipe(
+                routingErrors(path.sessionId)
+              )
           }))
     })
 )

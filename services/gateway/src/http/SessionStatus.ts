@@ -8,7 +8,7 @@ import { Router } from "@wacluster/cluster/Router"
 import { WaclusterApi } from "@wacluster/domain/Api"
 import { GetStatus } from "@wacluster/domain/Protocol"
 import { Effect } from "effect"
-import { authorize } from "./Access.js"
+import { authorize, currentCaller } from "./Access.js"
 import { routingErrors } from "./Routing.js"
 
 export const SessionStatusLive = HttpApiBuilder.group(
@@ -20,7 +20,7 @@ export const SessionStatusLive = HttpApiBuilder.group(
       return handlers.handle("status", ({ path }) =>
         Effect.gen(function*() {
           yield* authorize(path.sessionId)
-          return yield* router.send(new GetStatus({ sessionId: path.sessionId })).pipe(
+          return yield* router.send(new GetStatus({ sessionId: path.sessionId, caller: yield* currentCaller })).pipe(
             routingErrors(path.sessionId)
           )
         }))

@@ -1,0 +1,161 @@
+/**
+ * Rate limits on real processes: a key's own limits, the session's limits (set with PATCH), requests per minute and
+ * texts per hour, counted by the session's owner so they hold across every gateway of the cluster; 429 with
+ * Retry-After and RateLimit-* headers, nothing done or queued for a refused request.
+ */
+import { Effect } from "effect"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { type Fixture, startCluster } from "../support/ClusterFixture.js"
+import { call, field, type Reply, text } from "../support/Gateway.js"
+import { sessionsOf, type TestSession } from "../support/Sessions.js"
+
+let fixture: Fixture
+let gateway: string
+let secondGateway: string
+let tenantToken: string
+let sessions: ReturnType<typeof sessionsOf>
+
+beforeAll(async () => {
+  fixture = await startCluster({ nodes: 2 })
+  gateway = fixture.cluster.gatewayUrl
+  secondGateway = (await Effect.runPromise(fixture.cluster.addGateway)).url
+  const tenant = await call(gateway, "POST", "/tenants", { bearer: fixture.cluster.adminToken, json: { name: "rl" } })
+  tenantToken = text(tenant.body, "token")
+  sessions = sessionsOf(gateway, tenantToken, fixture.sim)
+}, 180_000)
+
+afterAll(async () => {
+  await fixture?.stop()
+}, 60_000)
+
+const issueKey = async (session: TestSession, rateLimit: unknown) => {
+  const reply = await call(gateway, "POST", `/sessions/${session.id}/keys`, {
+    bearer: tenantToken,
+    json: { name: "limited", rateLimit }
+  })
+  expect(reply.status, JSON.stringify(reply.body)).toBe(201)
+  return text(reply.body, "key")
+}
+
+const statusWith = (base: string, session: TestSession, credentials: { apiKey: string } | { bearer: string }) =>
+  call(base, "GET", `/sessions/${session.id}/status`, credentials)
+
+const expectLimited = (reply: Reply, expected: { kind: string; scope: string; limit: number; window: number }) => {
+  expect(reply.status, JSON.stringify(reply.body)).toBe(429)
+  expect(field(reply.body, "error", "code")).toBe("rate_limited")
+  expect(field(reply.body, "error", "details")).toEqual({
+    kind: expected.kind,
+    scope: expected.scope,
+    limit: expected.limit,
+    windowSeconds: expected.window
+  })
+  const retryAfter = Number(reply.headers.get("retry-after"))
+  expect(retryAfter).toBeGreaterThanOrEqual(1)
+  expect(retryAfter).toBeLessThanOrEqual(Math.ceil(expected.window / expected.limit) + 1)
+  expect(reply.headers.get("ratelimit-limit")).toBe(String(expected.limit))
+  expect(reply.headers.get("ratelimit-remaining")).toBe("0")
+  expect(Number(reply.headers.get("ratelimit-reset"))).toBeGreaterThanOrEqual(retryAfter)
+  expect(reply.headers.get("ratelimit-policy")).toBe(`${expected.limit};w=${expected.window}`)
+}
+
+describe("rate limits", () => {
+  it("holds a key to its own requests per minute across both gateways; the session's other keys go on", async () => {
+    const session = await sessions.create("Key-Limited")
+    const limited = await issueKey(session, { requestsPerMinute: 6 })
+    // Alternating gateways: one count, wherever the requests come in.
+    for (let i = 0; i < 6; i++) {
+      const reply = await statusWith(i % 2 === 0 ? gateway : secondGateway, session, { apiKey: limited })
+      expect(reply.status, `request ${i + 1}: ${JSON.stringify(reply.body)}`).toBe(200)
+    }
+    for (const base of [gateway, secondGateway]) {
+      expectLimited(await statusWith(base, session, { apiKey: limited }), {
+        kind: "requests",
+        scope: "key",
+        limit: 6,
+        window: 60
+      })
+    }
+    // Every session route counts, the history included.
+    const history = await call(secondGateway, "GET", `/sessions/${session.id}/messages`, { apiKey: limited })
+    expect(history.status).toBe(429)
+    expect((await statusWith(gateway, session, { apiKey: session.key })).status).toBe(200)
+    expect((await statusWith(secondGateway, session, { bearer: tenantToken })).status).toBe(200)
+  })
+
+  it("holds the session to its own limit (set with PATCH) whatever the credentials, and lifts it with null", async () => {
+    const session = await sessions.create("Session-Limited")
+    const patched = await call(gateway, "PATCH", `/sessions/${session.id}`, {
+      bearer: tenantToken,
+      json: { rateLimit: { requestsPerMinute: 5 } }
+    })
+    expect(patched.status, JSON.stringify(patched.body)).toBe(200)
+    expect(field(patched.body, "rateLimit")).toEqual({ requestsPerMinute: 5, messagesPerHour: null })
+    const credentials = [{ apiKey: session.key }, { bearer: tenantToken }]
+    let allowed = 0
+    let refused: Reply | undefined
+    for (let i = 0; i < 8 && refused === undefined; i++) {
+      const reply = await statusWith(
+        i % 2 === 0 ? gateway : secondGateway,
+        session,
+        credentials[i % 2] ?? {
+          bearer: tenantToken
+        }
+      )
+      if (reply.status === 200) allowed++
+      else refused = reply
+    }
+    // Five a minute (the PATCH's own request, counted under the old limit a moment before, may still hold a sliver
+    // of the first interval).
+    expect(allowed).toBeGreaterThanOrEqual(4)
+    expect(allowed).toBeLessThanOrEqual(5)
+    expectLimited(refused ?? { status: 0, headers: new Headers(), body: null }, {
+      kind: "requests",
+      scope: "session",
+      limit: 5,
+      window: 60
+    })
+    const lifted = await call(gateway, "PATCH", `/sessions/${session.id}`, {
+      bearer: tenantToken,
+      json: { rateLimit: { requestsPerMinute: null } }
+    })
+    // Lifting is itself a request of the limited session: refused, and nothing changed, until the limit lets one
+    // through.
+    expectLimited(lifted, { kind: "requests", scope: "session", limit: 5, window: 60 })
+    const unchanged = await call(gateway, "GET", `/sessions/${session.id}`, { bearer: tenantToken })
+    expect(unchanged.status).toBe(429)
+    await new Promise((resolve) => setTimeout(resolve, Number(lifted.headers.get("retry-after")) * 1000))
+    const again = await call(gateway, "PATCH", `/sessions/${session.id}`, {
+      bearer: tenantToken,
+      json: { rateLimit: { requestsPerMinute: null } }
+    })
+    expect(again.status, JSON.stringify(again.body)).toBe(200)
+    expect(field(again.body, "rateLimit", "requestsPerMinute")).toBeNull()
+    for (let i = 0; i < 10; i++) expect((await statusWith(gateway, session, { apiKey: session.key })).status).toBe(200)
+    for (const body of [{ rateLimit: { requestsPerMinute: 0 } }, { rateLimit: { messagesPerHour: "many" } }]) {
+      const bad = await call(gateway, "PATCH", `/sessions/${session.id}`, { bearer: tenantToken, json: body })
+      expect(bad.status, JSON.stringify(body)).toBe(400)
+    }
+  })
+
+  it("holds a key to its texts per hour: a refused text is not queued, a repeated one is not counted", async () => {
+    const session = await sessions.create("Send-Limited")
+    const limited = await issueKey(session, { messagesPerHour: 3 })
+    const send = (base: string, i: number, idempotencyKey?: string) =>
+      call(base, "POST", `/sessions/${session.id}/messages`, {
+        apiKey: limited,
+        json: { to: "+4915100003000", text: `text ${i}` },
+        ...(idempotencyKey === undefined ? {} : { headers: { "idempotency-key": idempotencyKey } })
+      })
+    expect((await send(gateway, 0, "first")).status).toBe(202)
+    // The same request again: the first answer, not a second text.
+    expect((await send(secondGateway, 0, "first")).status).toBe(202)
+    expect((await send(secondGateway, 1)).status).toBe(202)
+    expect((await send(gateway, 2)).status).toBe(202)
+    const refused = await send(secondGateway, 3)
+    expectLimited(refused, { kind: "messages", scope: "key", limit: 3, window: 3600 })
+    const queue = await call(gateway, "GET", `/sessions/${session.id}/health`, { apiKey: session.key })
+    expect(field(queue.body, "messageQueue", "pending")).toBe(3)
+    // Reading is not sending: the key still reads.
+    expect((await statusWith(gateway, session, { apiKey: limited })).status).toBe(200)
+  })
+})
