@@ -83,13 +83,17 @@ export const ServiceUnavailableJson = onTheWire(
   "The node owning the session did not answer in time; retry after the Retry-After header"
 )
 
+/**
+ * The header fields are set by the gateway and travel as headers (Retry-After, RateLimit-*), not in the body: a
+ * client decoding the body has only the message and details.
+ */
 export class TooManyRequests extends Schema.TaggedError<TooManyRequests>()("TooManyRequests", {
   ...errorFields,
-  retryAfterSeconds: Schema.Int,
+  retryAfterSeconds: Schema.optional(Schema.Int),
   /** What the binding limit allows per window, the window, and until it is whole again (RateLimit-* headers). */
-  limit: Schema.Int,
-  windowSeconds: Schema.Int,
-  resetSeconds: Schema.Int
+  limit: Schema.optional(Schema.Int),
+  windowSeconds: Schema.optional(Schema.Int),
+  resetSeconds: Schema.optional(Schema.Int)
 }) {}
 export const TooManyRequestsJson = onTheWire(
   TooManyRequests,

@@ -59,12 +59,17 @@ export const toResponse = (failure: unknown) => {
     return respond(503, "unavailable", failure.message, failure.details, { "retry-after": String(retryAfter) })
   }
   if (failure instanceof TooManyRequests) {
+    const retryAfter = failure.retryAfterSeconds ?? 1
     return respond(429, "rate_limited", failure.message, failure.details, {
-      "retry-after": String(failure.retryAfterSeconds),
-      "ratelimit-limit": String(failure.limit),
-      "ratelimit-remaining": "0",
-      "ratelimit-reset": String(failure.resetSeconds),
-      "ratelimit-policy": `${failure.limit};w=${failure.windowSeconds}`
+      "retry-after": String(retryAfter),
+      ...(failure.limit === undefined ? {} : {
+        "ratelimit-limit": String(failure.limit),
+        "ratelimit-remaining": "0",
+        "ratelimit-reset": String(failure.resetSeconds ?? retryAfter),
+        ...(failure.windowSeconds === undefined
+          ? {}
+          : { "ratelimit-policy": `${failure.limit};w=${failure.windowSeconds}` })
+      })
     })
   }
   if (failure instanceof InternalError) return respond(500, "internal", failure.message)

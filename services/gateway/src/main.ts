@@ -2,7 +2,7 @@
  * The gateway: stateless HTTP front door. Authenticates, does control-plane CRUD in Postgres and routes
  * everything that touches a live session to the node owning it over NATS.
  */
-import { HttpApiBuilder, HttpMiddleware, HttpServer } from "@effect/platform"
+import { HttpApiBuilder, HttpApiSwagger, HttpMiddleware, HttpServer } from "@effect/platform"
 import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
 import { ClusterConfig } from "@wacluster/cluster/ClusterConfig"
 import { ClusterView } from "@wacluster/cluster/ClusterView"
@@ -79,6 +79,9 @@ const accessLog = Config.boolean("ACCESS_LOG").pipe(
 const HttpLive = Layer.unwrapEffect(
   Effect.map(accessLog, (enabled) => HttpApiBuilder.serve(enabled ? HttpMiddleware.logger : identity))
 ).pipe(
+  // The contract as OpenAPI 3.1, and Swagger UI over it (served from this process: no CDN needed).
+  Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
+  Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
   Layer.provide(ErrorResponses.layer),
   Layer.provide(ApiLive),
   HttpServer.withLogAddress,
