@@ -646,7 +646,7 @@ export const make = Effect.fn("SessionActor.make")(function*(
                 messageId: queued.right.messageId,
                 status: queued.right.status,
                 createdAt: DateTime.unsafeFromDate(queued.right.createdAt)
-              })
+              }, { disableValidation: true })
             )
           }
           case "GetHealth": {

@@ -106,7 +106,11 @@ export const make = Effect.gen(function*() {
       const row = inserted[0]
       if (row !== undefined) {
         const fresh = yield* Schema.decodeUnknown(EnqueuedRow)(row)
-        return new Enqueued({ messageId: fresh.id, status: fresh.status, createdAt: fresh.createdAt, repeated: false })
+        return new Enqueued(
+          { messageId: fresh.id, status: fresh.status, createdAt: fresh.createdAt, repeated: false },
+          // Decoded from the row just above.
+          { disableValidation: true }
+        )
       }
       // Nothing inserted with the fence intact: the idempotency key (or, astronomically unlikely, the id) was taken.
       const first = yield* sql`SELECT id, status, created_at FROM messages

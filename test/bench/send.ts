@@ -1,0 +1,191 @@
+/**
+ * Send benchmark: accepted sends per second, `POST /sessions/{id}/messages` through gateway → NATS → the owner's
+ * session actor → Postgres (the durable queue), under load from autocannon; beside the same machine's raw Postgres
+ * rate of single-row inserts into a table shaped like `messages` (same columns and indexes), with as many
+ * concurrent clients, measured in the same run. Prints both and their ratio.
+ *
+ *   pnpm bench:send [--duration 15] [--connections 50] [--sessions 200] [--nodes 2] [--fsync] [--profile DIR]
+ *
+ * With --profile, the gateway and the nodes write a CPU profile of the send measurement (.cpuprofile) into DIR
+ * (read them with profile-summary.ts).
+ *
+ * The sessions are not linked: their texts wait in the queue, which is what "accepted" means here (the sending
+ * itself is paced per session by SESSION_SEND_INTERVAL).
+ */
+import { SqlClient } from "@effect/sql"
+import * as LocalCluster from "@wacluster/infra/LocalCluster"
+import * as Database from "@wacluster/store/Database"
+import autocannon from "autocannon"
+import { Effect, Exit, Scope } from "effect"
+import { randomUUID } from "node:crypto"
+import { chmod, mkdir, mkdtemp, rm } from "node:fs/promises"
+import { tmpdir } from "node:os"
+import { join, resolve } from "node:path"
+import { fileURLToPath } from "node:url"
+import { parseArgs } from "node:util"
+import { call, text } from "../support/Gateway.js"
+
+const { values } = parseArgs({
+  options: {
+    duration: { type: "string", default: "15" },
+    connections: { type: "string", default: "50" },
+    sessions: { type: "string", default: "200" },
+    nodes: { type: "string", default: "2" },
+    fsync: { type: "boolean", default: false },
+    profile: { type: "string" }
+  }
+})
+const duration = Number(values.duration)
+const connections = Number(values.connections)
+const sessionCount = Number(values.sessions)
+const profileDir = values.profile === undefined ? undefined : resolve(values.profile)
+if (profileDir !== undefined) await mkdir(profileDir, { recursive: true })
+
+interface Figures {
+  readonly perSecond: number
+  readonly p50: number
+  readonly p99: number
+  readonly errors: number
+}
+
+const percentile = (sorted: ReadonlyArray<number>, p: number) =>
+  sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN
+
+/** Raw single-row inserts into a copy of `messages`, `concurrency` at a time, for `seconds`. */
+const postgresBaseline = (databaseUrl: string, seconds: number, concurrency: number) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`DROP TABLE IF EXISTS bench_messages`
+    yield* sql`CREATE TABLE bench_messages (LIKE messages INCLUDING ALL)`
+    const latencies: Array<number> = []
+    let errors = 0
+    const until = performance.now() + seconds * 1000
+    const worker = Effect.gen(function*() {
+      while (performance.now() < until) {
+        const started = performance.now()
+        const id = `msg_${randomUUID().replace(/-/g, "").slice(0, 20)}`
+        const inserted = yield* sql`INSERT INTO bench_messages
+            (id, session_id, direction, remote_jid, body, status, idempotency_key)
+          VALUES (${id}, 'sess_bench', 'outbound', '6281234567890@s.whatsapp.net',
+            ${JSON.stringify({ text: "benchmark text" })}::jsonb, 'queued', ${`gateway:${randomUUID()}`})
+          RETURNING id, status, created_at`.pipe(Effect.either)
+        if (inserted._tag === "Right") latencies.push(performance.now() - started)
+        else errors++
+      }
+    })
+    const began = performance.now()
+    yield* Effect.all(Array.from({ length: concurrency }, () => worker), { concurrency: "unbounded" })
+    const elapsed = (performance.now() - began) / 1000
+    yield* sql`DROP TABLE bench_messages`
+    latencies.sort((a, b) => a - b)
+    return {
+      perSecond: latencies.length / elapsed,
+      p50: percentile(latencies, 50),
+      p99: percentile(latencies, 99),
+      errors
+    } satisfies Figures
+  }).pipe(
+    Effect.provide(Database.layerFromUrl(databaseUrl, { maxConnections: concurrency, applicationName: "bench" })),
+    Effect.scoped
+  )
+
+const sendLoad = async (gateway: string, keys: ReadonlyArray<{ id: string; key: string }>, seconds: number) => {
+  const body = JSON.stringify({ to: "+62 812 3456 7890", text: "benchmark text" })
+  const result = await autocannon({
+    url: gateway,
+    connections,
+    duration: seconds,
+    requests: keys.map(({ id, key }) => ({
+      method: "POST" as const,
+      path: `/sessions/${id}/messages`,
+      headers: { "x-api-key": key, "content-type": "application/json" },
+      body
+    }))
+  })
+  return {
+    perSecond: result.requests.average,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    errors: result.errors + result.non2xx
+  } satisfies Figures
+}
+
+const main = async () => {
+  const scope = Effect.runSync(Scope.make())
+  const dataDir = await mkdtemp(join(tmpdir(), "wacluster-bench-"))
+  await chmod(dataDir, 0o755)
+  try {
+    process.stdout.write(`starting a cluster with ${values.nodes} nodes (fsync ${values.fsync ? "on" : "off"})…\n`)
+    const cluster = await Effect.runPromise(Scope.extend(
+      LocalCluster.start({
+        dataDir,
+        nodes: Number(values.nodes),
+        logs: "quiet",
+        fsync: values.fsync,
+        // Sessions wait for a scan on wa-sim (showing QR codes) rather than failing to reach WhatsApp over and over.
+        simulate: true,
+        env: {
+          LOG_LEVEL: "Warn",
+          ...(profileDir === undefined ? {} : {
+            NODE_OPTIONS: `--import tsx --import ${fileURLToPath(new URL("loop-probe.ts", import.meta.url))}`,
+            LOOP_PROBE_PROFILE_DIR: profileDir
+          })
+        }
+      }),
+      scope
+    ))
+    const gateway = cluster.gatewayUrl
+    const tenant = await call(gateway, "POST", "/tenants", { bearer: cluster.adminToken, json: { name: "bench" } })
+    const token = text(tenant.body, "token")
+    const keys: Array<{ id: string; key: string }> = []
+    for (let i = 0; i < sessionCount; i++) {
+      const created = await call(gateway, "POST", "/sessions", {
+        bearer: token,
+        json: { name: `bench-${i}`, city: "jakarta" }
+      })
+      keys.push({ id: text(created.body, "session", "id"), key: text(created.body, "apiKey", "key") })
+    }
+    // Every session answers once before measuring (actors started, shards settled).
+    for (const { id, key } of keys) {
+      for (let attempt = 0;; attempt++) {
+        const reply = await call(gateway, "GET", `/sessions/${id}/status`, { apiKey: key })
+        if (reply.status === 200) break
+        if (attempt > 50) throw new Error(`session ${id} never answered: ${JSON.stringify(reply.body)}`)
+        await new Promise((resolve) => setTimeout(resolve, 100))
+      }
+    }
+    process.stdout.write(`warming up…\n`)
+    await sendLoad(gateway, keys, 3)
+
+    process.stdout.write(`measuring raw Postgres inserts for ${duration} s…\n`)
+    const baseline = await Effect.runPromise(postgresBaseline(cluster.databaseUrl, duration, connections))
+    process.stdout.write(`measuring POST /sessions/{id}/messages for ${duration} s…\n`)
+    // Starts (and at the end writes) each service's CPU profile, with --profile (loop-probe.ts).
+    const profile = () => {
+      if (profileDir === undefined) return
+      for (const service of [cluster.gateway, ...cluster.nodes]) process.kill(service.pid, "SIGWINCH")
+    }
+    profile()
+    const sends = await sendLoad(gateway, keys, duration)
+    profile()
+
+    const row = (name: string, f: Figures) =>
+      `${name.padEnd(38)} ${f.perSecond.toFixed(0).padStart(8)} /s   p50 ${f.p50.toFixed(2).padStart(7)} ms   ` +
+      `p99 ${f.p99.toFixed(2).padStart(7)} ms   errors ${f.errors}`
+    process.stdout.write([
+      "",
+      `send benchmark: ${values.nodes} nodes, ${sessionCount} sessions, ${connections} concurrent, ${duration} s ` +
+      `each, fsync ${values.fsync ? "on" : "off"}`,
+      row("raw Postgres single-row insert", baseline),
+      row("accepted sends (gateway → node → PG)", sends),
+      `ratio (sends / inserts): throughput ${(sends.perSecond / baseline.perSecond).toFixed(2)}×, ` +
+      `p50 latency ${(sends.p50 / baseline.p50).toFixed(2)}×, p99 latency ${(sends.p99 / baseline.p99).toFixed(2)}×`,
+      ""
+    ].join("\n"))
+  } finally {
+    await Effect.runPromise(Scope.close(scope, Exit.void))
+    await rm(dataDir, { recursive: true, force: true })
+  }
+}
+
+await main()
