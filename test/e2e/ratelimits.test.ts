@@ -128,7 +128,12 @@ describe("rate limits", () => {
       bearer: tenantToken,
       json: { rateLimit: { requestsPerMinute: null } }
     })
-    expect(again.status, JSON.stringify(again.body)).toBe(200)
+    expect(
+      again.status,
+      `${JSON.stringify(again.body)} retry-after ${again.headers.get("retry-after")} (lifted: ${
+        lifted.headers.get("retry-after")
+      })`
+    ).toBe(200)
     expect(field(again.body, "rateLimit", "requestsPerMinute")).toBeNull()
     for (let i = 0; i < 10; i++) expect((await statusWith(gateway, session, { apiKey: session.key })).status).toBe(200)
     for (const body of [{ rateLimit: { requestsPerMinute: 0 } }, { rateLimit: { messagesPerHour: "many" } }]) {
@@ -157,5 +162,33 @@ describe("rate limits", () => {
     expect(field(queue.body, "messageQueue", "pending")).toBe(3)
     // Reading is not sending: the key still reads.
     expect((await statusWith(gateway, session, { apiKey: limited })).status).toBe(200)
+  })
+})
+
+describe("revocation across gateways", () => {
+  it("a key revoked through one gateway is refused by the other at once, not a cache lifetime later", async () => {
+    const session = await sessions.create("Revoked-Everywhere")
+    const issued = await call(gateway, "POST", `/sessions/${session.id}/keys`, {
+      bearer: tenantToken,
+      json: { name: "short-lived" }
+    })
+    const secret = text(issued.body, "key")
+    const keyId = text(issued.body, "id")
+    // The second gateway has it cached.
+    expect((await statusWith(secondGateway, session, { apiKey: secret })).status).toBe(200)
+    const revoked = await call(gateway, "DELETE", `/sessions/${session.id}/keys/${keyId}`, { bearer: tenantToken })
+    expect(revoked.status).toBe(200)
+    const revokedAt = Date.now()
+    let refusedAfter: number | undefined
+    while (Date.now() - revokedAt < 2_000) {
+      if ((await statusWith(secondGateway, session, { apiKey: secret })).status === 401) {
+        refusedAfter = Date.now() - revokedAt
+        break
+      }
+      await new Promise((resolve) => setTimeout(resolve, 10))
+    }
+    expect(refusedAfter).toBeDefined()
+    // Well within the cache's second: the broadcast, not the expiry.
+    expect(refusedAfter ?? Infinity).toBeLessThan(500)
   })
 })

@@ -7,6 +7,12 @@
 import { Schema } from "effect"
 import { NodeId } from "./Ids.js"
 
+/**
+ * Published by the gateway that revoked a key or deleted a session: every gateway drops its cached key lookups at
+ * once (their CREDENTIAL_CACHE_TTL, at most a second, is the guarantee when a message is lost).
+ */
+export const credentialsRevokedSubject = "wa.ctl.credentials.revoked"
+
 /** The subject a node answers drain requests on. */
 export const drainSubject = (nodeId: string): string => `wa.ctl.nodes.${nodeId}.drain`
 

@@ -3,12 +3,14 @@
  * Every refusal is the same 401 shape and never tells whether a session exists.
  */
 import { HttpServerRequest } from "@effect/platform"
+import { Nats } from "@wacluster/cluster/Nats"
 import { ServiceUnavailable, Unauthorized } from "@wacluster/domain/ApiErrors"
 import { AdminAuth, SessionAccess, TenantAuth } from "@wacluster/domain/Auth"
+import { credentialsRevokedSubject } from "@wacluster/domain/Control"
 import type { ApiKeyId, SessionId, TenantId } from "@wacluster/domain/Ids"
 import { ApiKeys } from "@wacluster/store/ApiKeys"
 import { Tenants } from "@wacluster/store/Tenants"
-import { Cache, Config, Context, Duration, Effect, Exit, Layer, Option, Redacted } from "effect"
+import { Cache, Config, Context, Duration, Effect, Exit, Layer, Option, Redacted, Runtime } from "effect"
 import { API_KEY_PREFIX, hashSecret, looksLike, secretsEqual, TENANT_TOKEN_PREFIX } from "./Secrets.js"
 
 /** How often a key's `lastUsedAt` is brought up to date while it is in use. */
@@ -35,7 +37,10 @@ const cachedLookup = <A, E>(ttl: Duration.Duration, lookup: (hash: Uint8Array) =
     capacity: 100_000,
     lookup: (hashHex: string) => lookup(Buffer.from(hashHex, "hex")),
     timeToLive: (exit) => Exit.isSuccess(exit) ? ttl : Duration.zero
-  }).pipe(Effect.map((cache) => (secret: string) => cache.get(Buffer.from(hashSecret(secret)).toString("hex"))))
+  }).pipe(Effect.map((cache) => ({
+    get: (secret: string) => cache.get(Buffer.from(hashSecret(secret)).toString("hex")),
+    invalidateAll: cache.invalidateAll
+  })))
 
 /**
  * Store trouble while authenticating (Postgres restarting) is logged and answered 503 with Retry-After: the
@@ -85,7 +90,7 @@ class Credentials extends Context.Tag("@wacluster/gateway/Credentials")<Credenti
   }, Unauthorized | ServiceUnavailable>
 }>() {}
 
-const CredentialsLive = Layer.effect(
+const CredentialsLive = Layer.scoped(
   Credentials,
   Effect.gen(function*() {
     const ttl = yield* cacheTtl
@@ -93,6 +98,18 @@ const CredentialsLive = Layer.effect(
     const keys = yield* ApiKeys
     const tenantLookup = yield* cachedLookup(ttl, tenants.findByTokenHash)
     const keyLookup = yield* cachedLookup(ttl, keys.findActiveByHash)
+    // A key revoked (or a session deleted) through any gateway: forget every cached key at once. Revocations are
+    // rare, and a forgotten key costs one lookup the next time it is used.
+    const nats = yield* Nats
+    const runtime = yield* Effect.runtime<never>()
+    yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        nats.connection.subscribe(credentialsRevokedSubject, {
+          callback: () => Runtime.runSync(runtime)(keyLookup.invalidateAll)
+        })
+      ),
+      (subscription) => Effect.sync(() => subscription.unsubscribe())
+    )
     /** When this gateway last recorded each key's use (monotonic ms): at most one write per key a minute. */
     const touched = new Map<string, number>()
     const recordUse = (keyId: ApiKeyId) =>
@@ -113,7 +130,7 @@ const CredentialsLive = Layer.effect(
       tenant: (given, missing) => {
         if (given === "") return refuse(missing)
         if (!looksLike(given, TENANT_TOKEN_PREFIX)) return refuse("invalid tenant token")
-        return orRefuse(tenantLookup(given)).pipe(
+        return orRefuse(tenantLookup.get(given)).pipe(
           Effect.flatMap(Option.match({
             onNone: () => refuse("invalid tenant token"),
             onSome: (tenant) => Effect.succeed({ tenantId: tenant.id })
@@ -123,7 +140,7 @@ const CredentialsLive = Layer.effect(
       apiKey: (given, missing) => {
         if (given === "") return refuse(missing)
         if (!looksLike(given, API_KEY_PREFIX)) return refuse("invalid API key")
-        return orRefuse(keyLookup(given)).pipe(
+        return orRefuse(keyLookup.get(given)).pipe(
           Effect.flatMap(Option.match({
             onNone: () => refuse("invalid API key"),
             onSome: (active) =>

@@ -12,7 +12,7 @@ import { type Caller, GetHealth, messageQueueHealth, SetRateLimits, StopSession 
 import { Outbox } from "@wacluster/store/Outbox"
 import { SessionRuntime } from "@wacluster/store/SessionRuntime"
 import { type SessionRecord, Sessions } from "@wacluster/store/Sessions"
-import { Cause, DateTime, Duration, Effect, Either, Option } from "effect"
+import { DateTime, Duration, Effect, Either, Option } from "effect"
 import { chargeRequest, currentCaller, sessionFor } from "./Access.js"
 import { routingErrors, sessionNotFound } from "./Routing.js"
 
@@ -130,13 +130,10 @@ export const SessionLifecycleLive = HttpApiBuilder.group(
               )
               if (Option.isNone(updated)) return yield* sessionNotFound(path.sessionId)
               record = updated.value
-              // Recorded first: a node that starts the session later reads them. The one running it now is told.
+              // Recorded first: a node that starts the session later reads them. The one running it now is told,
+              // and until it confirms the caller gets a 503 to retry (the limits stay recorded; a retry is harmless).
               yield* router.send(new SetRateLimits({ sessionId: record.id, ...wanted })).pipe(
-                Effect.timeout(LIVE_WAIT),
-                Effect.catchAllCause((cause) =>
-                  Effect.logInfo("new rate limits recorded; the session's node will read them when it starts it")
-                    .pipe(Effect.annotateLogs({ sessionId: record.id, why: Cause.pretty(cause) }))
-                )
+                routingErrors(record.id)
               )
             }
             return yield* detail(record, undefined)

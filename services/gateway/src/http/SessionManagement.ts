@@ -3,6 +3,7 @@
  * cannot mint keys (it would escape its own rate limits) nor delete the session.
  */
 import { HttpApiBuilder } from "@effect/platform"
+import { Nats } from "@wacluster/cluster/Nats"
 import { Router } from "@wacluster/cluster/Router"
 import {
   ApiKeyList,
@@ -14,6 +15,7 @@ import {
   WaclusterApi
 } from "@wacluster/domain/Api"
 import { NotFound } from "@wacluster/domain/ApiErrors"
+import { credentialsRevokedSubject } from "@wacluster/domain/Control"
 import { makeApiKeyId } from "@wacluster/domain/Ids"
 import { UnlinkSession } from "@wacluster/domain/Protocol"
 import { type ApiKeyRecord, ApiKeys } from "@wacluster/store/ApiKeys"
@@ -45,6 +47,9 @@ export const SessionManagementLive = HttpApiBuilder.group(
       const router = yield* Router
       const sessions = yield* Sessions
       const keys = yield* ApiKeys
+      const nats = yield* Nats
+      /** Every gateway drops its cached keys now rather than within CREDENTIAL_CACHE_TTL (best effort: core NATS). */
+      const announceRevocation = () => nats.connection.publish(credentialsRevokedSubject)
 
       return handlers
         .handle("delete", ({ path }) =>
@@ -61,6 +66,7 @@ export const SessionManagementLive = HttpApiBuilder.group(
             // Keys, live state, credentials, history and queue go with it (foreign keys cascade); gateways stop
             // accepting its keys within CREDENTIAL_CACHE_TTL (at most a second).
             yield* sessions.delete(path.sessionId).pipe(Effect.catchAll(storeTrouble("deleting the session")))
+            announceRevocation()
             yield* Effect.logInfo("session deleted").pipe(
               Effect.annotateLogs({ sessionId: path.sessionId, deviceUnlinked: unlinked.deviceUnlinked })
             )
@@ -113,6 +119,7 @@ export const SessionManagementLive = HttpApiBuilder.group(
             if (Option.isNone(revoked) || revoked.value.revokedAt === null) {
               return yield* new NotFound({ message: `no key ${path.keyId} on session ${path.sessionId}` })
             }
+            announceRevocation()
             yield* Effect.logInfo("API key revoked").pipe(
               Effect.annotateLogs({ sessionId: path.sessionId, keyId: path.keyId })
             )
