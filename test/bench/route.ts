@@ -6,16 +6,11 @@
  *   pnpm bench:route [--duration 15] [--connections 50] [--sessions 200] [--nodes 2]
  */
 import { connect } from "@nats-io/transport-node"
-import * as LocalCluster from "@wacluster/infra/LocalCluster"
 import autocannon from "autocannon"
-import { Effect, Exit, Scope } from "effect"
 import { spawn } from "node:child_process"
-import { chmod, mkdtemp, rm } from "node:fs/promises"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
-import { call, text } from "../support/Gateway.js"
+import { createSessions, type Figures, percentile, row, withCluster } from "./cluster.js"
 
 const { values } = parseArgs({
   options: {
@@ -28,16 +23,6 @@ const { values } = parseArgs({
 const duration = Number(values.duration)
 const connections = Number(values.connections)
 const sessionCount = Number(values.sessions)
-
-interface Figures {
-  readonly requestsPerSecond: number
-  readonly p50: number
-  readonly p99: number
-  readonly errors: number
-}
-
-const percentile = (sorted: ReadonlyArray<number>, p: number) =>
-  sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN
 
 /** Raw NATS request/reply with `concurrency` requests in flight, for `seconds`. */
 const natsBaseline = async (url: string, seconds: number, concurrency: number): Promise<Figures> => {
@@ -78,7 +63,7 @@ const natsBaseline = async (url: string, seconds: number, concurrency: number): 
   responder.kill("SIGTERM")
   latencies.sort((a, b) => a - b)
   return {
-    requestsPerSecond: latencies.length / elapsed,
+    perSecond: latencies.length / elapsed,
     p50: percentile(latencies, 50),
     p99: percentile(latencies, 99),
     errors
@@ -97,75 +82,38 @@ const routeLoad = async (gateway: string, keys: ReadonlyArray<{ id: string; key:
     }))
   })
   return {
-    requestsPerSecond: result.requests.average,
+    perSecond: result.requests.average,
     p50: result.latency.p50,
     p99: result.latency.p99,
     errors: result.errors + result.non2xx
   } satisfies Figures
 }
 
-const main = async () => {
-  const scope = Effect.runSync(Scope.make())
-  const dataDir = await mkdtemp(join(tmpdir(), "wacluster-bench-"))
-  await chmod(dataDir, 0o755)
-  try {
-    process.stdout.write(`starting a cluster with ${values.nodes} nodes…\n`)
-    const cluster = await Effect.runPromise(Scope.extend(
-      LocalCluster.start({
-        dataDir,
-        nodes: Number(values.nodes),
-        logs: "quiet",
-        fsync: false,
-        env: { LOG_LEVEL: "Warn" }
-      }),
-      scope
-    ))
-    const gateway = cluster.gatewayUrl
-    const tenant = await call(gateway, "POST", "/tenants", { bearer: cluster.adminToken, json: { name: "bench" } })
-    const token = text(tenant.body, "token")
-    const keys: Array<{ id: string; key: string }> = []
-    for (let i = 0; i < sessionCount; i++) {
-      const created = await call(gateway, "POST", "/sessions", {
-        bearer: token,
-        json: { name: `bench-${i}`, city: "jakarta" }
-      })
-      keys.push({ id: text(created.body, "session", "id"), key: text(created.body, "apiKey", "key") })
+const main = () =>
+  withCluster(
+    { nodes: Number(values.nodes), logs: "quiet", fsync: false, env: { LOG_LEVEL: "Warn" } },
+    async (cluster) => {
+      const gateway = cluster.gatewayUrl
+      const keys = await createSessions(cluster, sessionCount)
+      process.stdout.write(`warming up…\n`)
+      await routeLoad(gateway, keys, 3)
+
+      process.stdout.write(`measuring raw NATS request/reply for ${duration} s…\n`)
+      const baseline = await natsBaseline(cluster.natsUrl, duration, connections)
+      process.stdout.write(`measuring GET /sessions/{id}/status for ${duration} s…\n`)
+      const route = await routeLoad(gateway, keys, duration)
+
+      process.stdout.write([
+        "",
+        `route benchmark: ${values.nodes} nodes, ${sessionCount} sessions, ${connections} concurrent, ${duration} s each`,
+        row("raw NATS request/reply (baseline)", baseline, "req/s"),
+        row("gateway → NATS → node → actor", route, "req/s"),
+        `ratio (route / baseline): throughput ${(route.perSecond / baseline.perSecond).toFixed(2)}×, ` +
+        `p50 latency ${(route.p50 / baseline.p50).toFixed(2)}×, p99 latency ${(route.p99 / baseline.p99).toFixed(2)}×`,
+        ""
+      ].join("\n"))
     }
-    // Every session answers once before measuring (actors started, shards settled).
-    for (const { id, key } of keys) {
-      for (let attempt = 0;; attempt++) {
-        const reply = await call(gateway, "GET", `/sessions/${id}/status`, { apiKey: key })
-        if (reply.status === 200) break
-        if (attempt > 50) throw new Error(`session ${id} never answered: ${JSON.stringify(reply.body)}`)
-        await new Promise((resolve) => setTimeout(resolve, 100))
-      }
-    }
-    process.stdout.write(`warming up…\n`)
-    await routeLoad(gateway, keys, 3)
+  )
 
-    process.stdout.write(`measuring raw NATS request/reply for ${duration} s…\n`)
-    const baseline = await natsBaseline(cluster.natsUrl, duration, connections)
-    process.stdout.write(`measuring GET /sessions/{id}/status for ${duration} s…\n`)
-    const route = await routeLoad(gateway, keys, duration)
-
-    const row = (name: string, f: Figures) =>
-      `${name.padEnd(34)} ${f.requestsPerSecond.toFixed(0).padStart(8)} req/s   p50 ${
-        f.p50.toFixed(2).padStart(7)
-      } ms   ` +
-      `p99 ${f.p99.toFixed(2).padStart(7)} ms   errors ${f.errors}`
-    process.stdout.write([
-      "",
-      `route benchmark: ${values.nodes} nodes, ${sessionCount} sessions, ${connections} concurrent, ${duration} s each`,
-      row("raw NATS request/reply (baseline)", baseline),
-      row("gateway → NATS → node → actor", route),
-      `ratio (route / baseline): throughput ${(route.requestsPerSecond / baseline.requestsPerSecond).toFixed(2)}×, ` +
-      `p50 latency ${(route.p50 / baseline.p50).toFixed(2)}×, p99 latency ${(route.p99 / baseline.p99).toFixed(2)}×`,
-      ""
-    ].join("\n"))
-  } finally {
-    await Effect.runPromise(Scope.close(scope, Exit.void))
-    await rm(dataDir, { recursive: true, force: true })
-  }
-}
-
+process.stdout.write(`starting a cluster with ${values.nodes} nodes…\n`)
 await main()

@@ -13,17 +13,15 @@
  * itself is paced per session by SESSION_SEND_INTERVAL).
  */
 import { SqlClient } from "@effect/sql"
-import * as LocalCluster from "@wacluster/infra/LocalCluster"
 import * as Database from "@wacluster/store/Database"
 import autocannon from "autocannon"
-import { Effect, Exit, Scope } from "effect"
+import { Effect } from "effect"
 import { randomUUID } from "node:crypto"
-import { chmod, mkdir, mkdtemp, rm } from "node:fs/promises"
-import { tmpdir } from "node:os"
-import { join, resolve } from "node:path"
+import { mkdir } from "node:fs/promises"
+import { resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
-import { call, text } from "../support/Gateway.js"
+import { createSessions, type Figures, percentile, row, withCluster } from "./cluster.js"
 
 const { values } = parseArgs({
   options: {
@@ -40,16 +38,6 @@ const connections = Number(values.connections)
 const sessionCount = Number(values.sessions)
 const profileDir = values.profile === undefined ? undefined : resolve(values.profile)
 if (profileDir !== undefined) await mkdir(profileDir, { recursive: true })
-
-interface Figures {
-  readonly perSecond: number
-  readonly p50: number
-  readonly p99: number
-  readonly errors: number
-}
-
-const percentile = (sorted: ReadonlyArray<number>, p: number) =>
-  sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN
 
 /** Raw single-row inserts into a copy of `messages`, `concurrency` at a time, for `seconds`. */
 const postgresBaseline = (databaseUrl: string, seconds: number, concurrency: number) =>
@@ -110,50 +98,23 @@ const sendLoad = async (gateway: string, keys: ReadonlyArray<{ id: string; key: 
   } satisfies Figures
 }
 
-const main = async () => {
-  const scope = Effect.runSync(Scope.make())
-  const dataDir = await mkdtemp(join(tmpdir(), "wacluster-bench-"))
-  await chmod(dataDir, 0o755)
-  try {
-    process.stdout.write(`starting a cluster with ${values.nodes} nodes (fsync ${values.fsync ? "on" : "off"})…\n`)
-    const cluster = await Effect.runPromise(Scope.extend(
-      LocalCluster.start({
-        dataDir,
-        nodes: Number(values.nodes),
-        logs: "quiet",
-        fsync: values.fsync,
-        // Sessions wait for a scan on wa-sim (showing QR codes) rather than failing to reach WhatsApp over and over.
-        simulate: true,
-        env: {
-          LOG_LEVEL: "Warn",
-          ...(profileDir === undefined ? {} : {
-            NODE_OPTIONS: `--import tsx --import ${fileURLToPath(new URL("loop-probe.ts", import.meta.url))}`,
-            LOOP_PROBE_PROFILE_DIR: profileDir
-          })
-        }
-      }),
-      scope
-    ))
-    const gateway = cluster.gatewayUrl
-    const tenant = await call(gateway, "POST", "/tenants", { bearer: cluster.adminToken, json: { name: "bench" } })
-    const token = text(tenant.body, "token")
-    const keys: Array<{ id: string; key: string }> = []
-    for (let i = 0; i < sessionCount; i++) {
-      const created = await call(gateway, "POST", "/sessions", {
-        bearer: token,
-        json: { name: `bench-${i}`, city: "jakarta" }
+const main = () =>
+  withCluster({
+    nodes: Number(values.nodes),
+    logs: "quiet",
+    fsync: values.fsync,
+    // Sessions wait for a scan on wa-sim (showing QR codes) rather than failing to reach WhatsApp over and over.
+    simulate: true,
+    env: {
+      LOG_LEVEL: "Warn",
+      ...(profileDir === undefined ? {} : {
+        NODE_OPTIONS: `--import tsx --import ${fileURLToPath(new URL("loop-probe.ts", import.meta.url))}`,
+        LOOP_PROBE_PROFILE_DIR: profileDir
       })
-      keys.push({ id: text(created.body, "session", "id"), key: text(created.body, "apiKey", "key") })
     }
-    // Every session answers once before measuring (actors started, shards settled).
-    for (const { id, key } of keys) {
-      for (let attempt = 0;; attempt++) {
-        const reply = await call(gateway, "GET", `/sessions/${id}/status`, { apiKey: key })
-        if (reply.status === 200) break
-        if (attempt > 50) throw new Error(`session ${id} never answered: ${JSON.stringify(reply.body)}`)
-        await new Promise((resolve) => setTimeout(resolve, 100))
-      }
-    }
+  }, async (cluster) => {
+    const gateway = cluster.gatewayUrl
+    const keys = await createSessions(cluster, sessionCount)
     process.stdout.write(`warming up…\n`)
     await sendLoad(gateway, keys, 3)
 
@@ -169,23 +130,17 @@ const main = async () => {
     const sends = await sendLoad(gateway, keys, duration)
     profile()
 
-    const row = (name: string, f: Figures) =>
-      `${name.padEnd(38)} ${f.perSecond.toFixed(0).padStart(8)} /s   p50 ${f.p50.toFixed(2).padStart(7)} ms   ` +
-      `p99 ${f.p99.toFixed(2).padStart(7)} ms   errors ${f.errors}`
     process.stdout.write([
       "",
       `send benchmark: ${values.nodes} nodes, ${sessionCount} sessions, ${connections} concurrent, ${duration} s ` +
       `each, fsync ${values.fsync ? "on" : "off"}`,
-      row("raw Postgres single-row insert", baseline),
-      row("accepted sends (gateway → node → PG)", sends),
+      row("raw Postgres single-row insert", baseline, "/s"),
+      row("accepted sends (gateway → node → PG)", sends, "/s"),
       `ratio (sends / inserts): throughput ${(sends.perSecond / baseline.perSecond).toFixed(2)}×, ` +
       `p50 latency ${(sends.p50 / baseline.p50).toFixed(2)}×, p99 latency ${(sends.p99 / baseline.p99).toFixed(2)}×`,
       ""
     ].join("\n"))
-  } finally {
-    await Effect.runPromise(Scope.close(scope, Exit.void))
-    await rm(dataDir, { recursive: true, force: true })
-  }
-}
+  })
 
+process.stdout.write(`starting a cluster with ${values.nodes} nodes (fsync ${values.fsync ? "on" : "off"})…\n`)
 await main()

@@ -7,18 +7,12 @@ import { MessagePage, MessageStatus, MessageView, WaclusterApi } from "@wacluste
 import { BadRequest, NotFound } from "@wacluster/domain/ApiErrors"
 import { MessageId } from "@wacluster/domain/Ids"
 import { type MessageRecord, Messages } from "@wacluster/store/Messages"
-import { DateTime, Effect, Either, Encoding, Option, Schema } from "effect"
+import { DateTime, Effect, Option, Schema } from "effect"
 import { authorize, chargeRequest } from "./Access.js"
+import { makePageCursor } from "./PageCursor.js"
 import { storeTrouble } from "./SessionLifecycle.js"
 
-const Cursor = Schema.Struct({ createdAt: Schema.Date, id: MessageId })
-const CursorJson = Schema.parseJson(Cursor)
-
-const encodeCursor = (record: MessageRecord) =>
-  Encoding.encodeBase64Url(Schema.encodeSync(CursorJson)({ createdAt: record.createdAt, id: record.id }))
-
-const decodeCursor = (cursor: string) =>
-  Either.getRight(Encoding.decodeBase64UrlString(cursor)).pipe(Option.flatMap(Schema.decodeUnknownOption(CursorJson)))
+const cursors = makePageCursor(MessageId)
 
 const phoneOf = (jid: string) => {
   const match = jid.match(/^([0-9]{6,15})@s\.whatsapp\.net$/)
@@ -53,13 +47,7 @@ export const MessagesLive = HttpApiBuilder.group(WaclusterApi, "messages", (hand
           yield* authorize(path.sessionId)
           yield* chargeRequest(path.sessionId)
           const limit = urlParams.limit ?? 100
-          let before: Option.Option<typeof Cursor.Type> = Option.none()
-          if (urlParams.cursor !== undefined) {
-            before = decodeCursor(urlParams.cursor)
-            if (Option.isNone(before)) {
-              return yield* new BadRequest({ message: "invalid cursor: pass the nextCursor of a previous page" })
-            }
-          }
+          const before = yield* cursors.parse(urlParams.cursor)
           const since = urlParams.since === undefined ? undefined : DateTime.toDateUtc(urlParams.since)
           const until = urlParams.until === undefined ? undefined : DateTime.toDateUtc(urlParams.until)
           if (since !== undefined && until !== undefined && since >= until) {
@@ -77,12 +65,7 @@ export const MessagesLive = HttpApiBuilder.group(WaclusterApi, "messages", (hand
             since,
             until
           }).pipe(Effect.catchAll(storeTrouble("reading the history")))
-          const page = rows.slice(0, limit)
-          const last = page[page.length - 1]
-          return new MessagePage({
-            messages: page.map(toView),
-            nextCursor: rows.length > limit && last !== undefined ? encodeCursor(last) : null
-          })
+          return new MessagePage({ messages: rows.slice(0, limit).map(toView), nextCursor: cursors.next(rows, limit) })
         }))
       .handle("get", ({ path }) =>
         Effect.gen(function*() {

@@ -18,8 +18,9 @@ import type { RuntimeRecord } from "@wacluster/store/SessionRuntime"
 import { SessionRuntime } from "@wacluster/store/SessionRuntime"
 import type { SessionRecord } from "@wacluster/store/Sessions"
 import { Sessions } from "@wacluster/store/Sessions"
-import { Cause, DateTime, Effect, Either, Encoding, Option, Schema } from "effect"
+import { Cause, DateTime, Effect, Option } from "effect"
 import { API_KEY_PREFIX, hashSecret, newSecret, VISIBLE_PREFIX } from "../Secrets.js"
+import { makePageCursor } from "./PageCursor.js"
 
 export const toSession = (record: SessionRecord, runtime: Option.Option<RuntimeRecord>) =>
   new Session({
@@ -35,16 +36,7 @@ export const toSession = (record: SessionRecord, runtime: Option.Option<RuntimeR
     })
   })
 
-const Cursor = Schema.Struct({ createdAt: Schema.Date, id: SessionId })
-const CursorJson = Schema.parseJson(Cursor)
-
-const encodeCursor = (record: SessionRecord) =>
-  Encoding.encodeBase64Url(Schema.encodeSync(CursorJson)({ createdAt: record.createdAt, id: record.id }))
-
-const decodeCursor = (cursor: string) =>
-  Either.getRight(Encoding.decodeBase64UrlString(cursor)).pipe(
-    Option.flatMap(Schema.decodeUnknownOption(CursorJson))
-  )
+const cursors = makePageCursor(SessionId)
 
 export const SessionsLive = HttpApiBuilder.group(WaclusterApi, "sessions", (handlers) =>
   Effect.gen(function*() {
@@ -110,21 +102,14 @@ export const SessionsLive = HttpApiBuilder.group(WaclusterApi, "sessions", (hand
         Effect.gen(function*() {
           const { tenantId } = yield* CurrentTenant
           const limit = urlParams.limit ?? 100
-          let after: Option.Option<typeof Cursor.Type> = Option.none()
-          if (urlParams.cursor !== undefined) {
-            after = decodeCursor(urlParams.cursor)
-            if (Option.isNone(after)) {
-              return yield* new BadRequest({ message: "invalid cursor: pass the nextCursor of a previous page" })
-            }
-          }
+          const after = yield* cursors.parse(urlParams.cursor)
           const rows = yield* sessions.listByTenant(tenantId, { limit: limit + 1, after: Option.getOrUndefined(after) })
             .pipe(Effect.orDie)
           const page = rows.slice(0, limit)
           const states = yield* runtime.loadMany(page.map((row) => row.id)).pipe(Effect.orDie)
-          const last = page[page.length - 1]
           return new SessionPage({
             sessions: page.map((row) => toSession(row, Option.fromNullable(states.get(row.id)))),
-            nextCursor: rows.length > limit && last !== undefined ? encodeCursor(last) : null
+            nextCursor: cursors.next(rows, limit)
           })
         }))
   }))
