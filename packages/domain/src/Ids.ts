@@ -37,6 +37,9 @@ export type TenantId = typeof TenantId.Type
 export const ApiKeyId = prefixedId("key", "ApiKeyId", "API key id")
 export type ApiKeyId = typeof ApiKeyId.Type
 
+export const EventId = prefixedId("evt", "EventId", "event id")
+export type EventId = typeof EventId.Type
+
 export const MessageId = prefixedId("msg", "MessageId", "message id")
 export type MessageId = typeof MessageId.Type
 
@@ -54,3 +57,4 @@ export const makeSessionId = Effect.sync(() => SessionId.make(`sess_${randomBase
 export const makeTenantId = Effect.sync(() => TenantId.make(`ten_${randomBase62(BODY)}`))
 export const makeApiKeyId = Effect.sync(() => ApiKeyId.make(`key_${randomBase62(BODY)}`))
 export const makeMessageId = Effect.sync(() => MessageId.make(`msg_${randomBase62(BODY)}`))
+export const makeEventId = Effect.sync(() => EventId.make(`evt_${randomBase62(BODY)}`))

@@ -4,9 +4,11 @@
  * bounded mailbox, one at a time, through a Deferred. Every write it makes to Postgres is fenced with
  * the shard epoch; a stale epoch means another node owns the shard now, and the actor stops.
  */
+import { SqlClient } from "@effect/sql"
 import { monotonicMillis } from "@wacluster/cluster/ClusterConfig"
 import { findCity } from "@wacluster/domain/Cities"
-import { makeMessageId, type SessionId } from "@wacluster/domain/Ids"
+import type { EventType } from "@wacluster/domain/Events"
+import { makeEventId, makeMessageId, type SessionId } from "@wacluster/domain/Ids"
 import {
   AcceptedMessage,
   type Caller,
@@ -22,6 +24,8 @@ import {
 } from "@wacluster/domain/Protocol"
 import type { CommandError, PairingError, SendError, SessionCommand } from "@wacluster/domain/Protocol"
 import type { SessionReason, SessionStatus } from "@wacluster/domain/Session"
+import { mapStoreError } from "@wacluster/store/Errors"
+import { Events, type NewEvent } from "@wacluster/store/Events"
 import type { Fence } from "@wacluster/store/Fence"
 import { Messages } from "@wacluster/store/Messages"
 import { Outbox } from "@wacluster/store/Outbox"
@@ -48,6 +52,8 @@ export interface ActorOptions {
   readonly sendInterval: Duration.Duration
   /** A queued text not sent within this time fails (the session stayed disconnected, or WhatsApp never took it). */
   readonly queueMaxAge: Duration.Duration
+  /** Called after every commit that wrote events, so the node publishes them without waiting for its next look. */
+  readonly eventsCommitted: Effect.Effect<void>
   /** The session's rate limits unless it has its own (see RateLimiter). */
   readonly rateLimits: { readonly requestsPerMinute: number; readonly messagesPerHour: number }
   /**
@@ -111,6 +117,12 @@ const afterClose = (reason: CloseReason): { status: SessionStatus; reason: Sessi
   }
 }
 
+/** The contact's number when a JID is a phone number's. */
+const phoneOf = (jid: string): string | null => jid.match(/^([0-9]{6,15})@s\.whatsapp\.net$/)?.[1] ?? null
+
+/** A one-to-one chat (not a group, a broadcast or a newsletter). */
+const isPersonal = (jid: string): boolean => jid.endsWith("@s.whatsapp.net") || jid.endsWith("@lid")
+
 /**
  * Builds the actor and returns its handle with the effect that runs it. The run effect only ends by
  * interruption or by failing (a fenced write was rejected, or a defect); the host supervises it.
@@ -124,6 +136,8 @@ export const make = Effect.fn("SessionActor.make")(function*(
   const sessions = yield* Sessions
   const messages = yield* Messages
   const outbox = yield* Outbox
+  const events = yield* Events
+  const sql = yield* SqlClient.SqlClient
   const proxyConfig = yield* ProxyConfig
   const driver = yield* WhatsAppDriver
   const mailbox = yield* Queue.dropping<Envelope>(options.mailboxCapacity)
@@ -173,6 +187,53 @@ export const make = Effect.fn("SessionActor.make")(function*(
       observedMs: Option.match(stored, { onNone: () => 0, onSome: (r) => r.observedMs }),
       since: startedAt
     }
+
+    const tenantId = record.value.tenantId
+    /** An event of this session (see the Events module of the domain). */
+    const newEvent = (type: EventType, data: Record<string, unknown> = {}) =>
+      Effect.map(makeEventId, (id): NewEvent => ({ id, tenantId, type, data: { ...data, sessionId } }))
+    /** The events of a change of status: always session.status, and what the change means. */
+    const statusEvents = (
+      previous: { readonly status: SessionStatus; readonly reason: SessionReason | null },
+      next: { readonly status: SessionStatus; readonly reason: SessionReason | null }
+    ) =>
+      Effect.all([
+        newEvent("session.status", {
+          status: next.status,
+          reason: next.reason,
+          previousStatus: previous.status,
+          previousReason: previous.reason
+        }),
+        ...(next.status === "connected" && previous.status !== "connected"
+          ? [newEvent("session.socket-connected", { phoneNumber: state.phoneNumber })]
+          : []),
+        ...(previous.status === "connected" && next.status !== "connected"
+          ? [newEvent("session.socket-disconnected", { reason: next.reason })]
+          : []),
+        ...(next.status === "expired" ? [newEvent("session.expired", { reason: next.reason })] : []),
+        ...(next.reason === "logged_out" ? [newEvent("session.logged-out")] : [])
+      ])
+
+    /**
+     * Commits `change` and the events it calls for in one transaction: an event exists exactly when its change was
+     * committed, and is published after.
+     */
+    const committed = <A, E, R>(
+      change: Effect.Effect<A, E, R>,
+      eventsOf: (result: A) => Effect.Effect<ReadonlyArray<NewEvent>>
+    ) =>
+      Effect.gen(function*() {
+        let wrote = false
+        const result = yield* sql.withTransaction(
+          Effect.flatMap(change, (result) =>
+            Effect.flatMap(eventsOf(result), (news) => {
+              wrote = news.length > 0
+              return Effect.as(wrote ? events.append(fence, news) : Effect.void, result)
+            }))
+        ).pipe(mapStoreError("SessionActor.commit"))
+        if (wrote) yield* options.eventsCommitted
+        return result
+      })
 
     /** The session's limits (its own, else the node's), and its buckets and those of the keys used on it. */
     const limits = {
@@ -240,27 +301,32 @@ export const make = Effect.fn("SessionActor.make")(function*(
       state.since = now
     })
 
-    const persist = Effect.gen(function*() {
-      yield* account
-      yield* runtime.save(fence, {
-        sessionId,
-        status: state.status,
-        reason: state.reason,
-        connectedAt: state.connectedAt,
-        phoneNumber: state.phoneNumber,
-        lastActivityAt: state.lastActivityAt,
-        messagesSent: state.messagesSent,
-        messagesReceived: state.messagesReceived,
-        connectedMs: state.connectedMs,
-        observedMs: state.observedMs,
-        proxySticky: proxy.enabled ? yield* proxy.sticky : null
-      }).pipe(storeRetry)
-    }).pipe(Effect.withSpan("SessionActor.persist"))
+    /** Saves the live state, with the events of the change that made it (none for a periodic save). */
+    const persistWith = (news: ReadonlyArray<NewEvent>) =>
+      Effect.gen(function*() {
+        yield* account
+        const save = runtime.save(fence, {
+          sessionId,
+          status: state.status,
+          reason: state.reason,
+          connectedAt: state.connectedAt,
+          phoneNumber: state.phoneNumber,
+          lastActivityAt: state.lastActivityAt,
+          messagesSent: state.messagesSent,
+          messagesReceived: state.messagesReceived,
+          connectedMs: state.connectedMs,
+          observedMs: state.observedMs,
+          proxySticky: proxy.enabled ? yield* proxy.sticky : null
+        })
+        yield* committed(save, () => Effect.succeed(news)).pipe(storeRetry)
+      }).pipe(Effect.withSpan("SessionActor.persist"))
+    const persist = persistWith([])
 
     const transition = (status: SessionStatus, reason: SessionReason | null) =>
       Effect.gen(function*() {
         yield* account
         const changed = state.status !== status || state.reason !== reason
+        const previous = { status: state.status, reason: state.reason }
         state.status = status
         state.reason = reason
         if (status !== "connected") state.connectedAt = null
@@ -271,7 +337,7 @@ export const make = Effect.fn("SessionActor.make")(function*(
         }
         if (changed) {
           yield* Effect.logInfo("session status").pipe(Effect.annotateLogs({ status, reason: reason ?? "" }))
-          yield* persist
+          yield* persistWith(yield* statusEvents(previous, { status, reason }))
         }
         return changed
       })
@@ -283,6 +349,11 @@ export const make = Effect.fn("SessionActor.make")(function*(
             state.qr = event.qr
             state.qrExpiresAt = event.expiresAt
             yield* transition("connecting", "qr_pending")
+            // Not the code itself: whoever reads the events must not be able to link a phone of their own with it.
+            yield* committed(
+              Effect.void,
+              () => Effect.all([newEvent("session.qr-updated", { expiresAt: event.expiresAt.toISOString() })])
+            ).pipe(storeRetry)
             return
           case "Open":
             yield* account
@@ -293,15 +364,33 @@ export const make = Effect.fn("SessionActor.make")(function*(
             yield* Queue.offer(outboxWake, undefined)
             return
           case "MessageReceived": {
-            const recorded = yield* messages.insert(fence, {
-              id: yield* makeMessageId,
-              sessionId,
-              direction: "inbound",
-              remoteJid: event.from,
-              body: { text: event.text },
-              status: "received",
-              waMessageId: event.waMessageId
-            }).pipe(storeRetry)
+            const messageId = yield* makeMessageId
+            const received = {
+              messageId,
+              from: event.from,
+              phoneNumber: phoneOf(event.from),
+              text: event.text,
+              waMessageId: event.waMessageId,
+              timestamp: event.timestamp.toISOString()
+            }
+            const recorded = yield* committed(
+              messages.insert(fence, {
+                id: messageId,
+                sessionId,
+                direction: "inbound",
+                remoteJid: event.from,
+                body: { text: event.text },
+                status: "received",
+                waMessageId: event.waMessageId
+              }),
+              (inserted) =>
+                inserted
+                  ? Effect.all([
+                    newEvent("message.received", received),
+                    ...(isPersonal(event.from) ? [newEvent("message-personal.received", received)] : [])
+                  ])
+                  : Effect.succeed([])
+            ).pipe(storeRetry)
             // WhatsApp may deliver a message again after a reconnect: it is counted once.
             if (recorded) {
               state.messagesReceived++
@@ -310,7 +399,20 @@ export const make = Effect.fn("SessionActor.make")(function*(
             return
           }
           case "Receipt":
-            yield* messages.recordReceipt(fence, sessionId, event.waMessageId, event.status).pipe(storeRetry)
+            yield* committed(
+              messages.recordReceipt(fence, sessionId, event.waMessageId, event.status),
+              Option.match({
+                onNone: () => Effect.succeed<ReadonlyArray<NewEvent>>([]),
+                onSome: (messageId) =>
+                  Effect.all([
+                    newEvent(event.status === "read" ? "message.read" : "message.delivered", {
+                      messageId,
+                      waMessageId: event.waMessageId,
+                      at: event.at.toISOString()
+                    })
+                  ])
+              })
+            ).pipe(storeRetry)
             return
           case "Closed":
             return
@@ -503,13 +605,14 @@ export const make = Effect.fn("SessionActor.make")(function*(
         }
         const cutoff = new Date((yield* wallClock).getTime() - maxAgeMs)
         if (batch[0] !== undefined && batch[0].createdAt < cutoff) {
-          const expired = yield* outbox.expire(
-            fence,
-            sessionId,
-            cutoff,
-            `not sent within ${Duration.format(options.queueMaxAge)} (OUTBOX_MAX_AGE)`
+          const reason = `not sent within ${Duration.format(options.queueMaxAge)} (OUTBOX_MAX_AGE)`
+          const expired = yield* committed(
+            outbox.expire(fence, sessionId, cutoff, reason),
+            (ids) => Effect.forEach(ids, (messageId) => newEvent("message.failed", { messageId, reason }))
           ).pipe(storeRetry)
-          yield* Effect.logWarning("queued texts expired unsent").pipe(Effect.annotateLogs({ expired }))
+          yield* Effect.logWarning("queued texts expired unsent").pipe(
+            Effect.annotateLogs({ expired: expired.length })
+          )
           continue
         }
         for (const text of batch) {
@@ -521,11 +624,29 @@ export const make = Effect.fn("SessionActor.make")(function*(
           const sent = yield* socket.sendText(text.remoteJid, text.text, waMessageId).pipe(Effect.either)
           if (sent._tag === "Right") {
             // WhatsApp has it: counted even when a receipt got to the row first.
-            yield* outbox.markSent(fence, text.id).pipe(storeRetry)
+            yield* committed(
+              outbox.markSent(fence, text.id),
+              (moved) =>
+                moved
+                  ? Effect.all([
+                    newEvent("message.sent", {
+                      messageId: text.id,
+                      to: text.remoteJid,
+                      phoneNumber: phoneOf(text.remoteJid),
+                      waMessageId
+                    })
+                  ])
+                  : Effect.succeed([])
+            ).pipe(storeRetry)
             state.messagesSent++
             state.lastActivityAt = yield* wallClock
           } else if (sent.left.refused === true) {
-            yield* outbox.markFailed(fence, text.id, sent.left.message).pipe(storeRetry)
+            const reason = sent.left.message
+            yield* committed(
+              outbox.markFailed(fence, text.id, reason),
+              (moved) =>
+                moved ? Effect.all([newEvent("message.failed", { messageId: text.id, reason })]) : Effect.succeed([])
+            ).pipe(storeRetry)
           } else {
             yield* Effect.logWarning("send failed; the text stays queued").pipe(
               Effect.annotateLogs({ messageId: text.id, error: sent.left.message })

@@ -3,8 +3,11 @@
  * Postgres, starts an actor for each session of the shard whose desired state is running, answers
  * `wa.rpc.<shard>` by handing commands to the actors' mailboxes, and stops everything when the shard goes.
  */
+import type { SqlClient } from "@effect/sql"
+import { EventStream } from "@wacluster/cluster/EventStream"
 import { Nats } from "@wacluster/cluster/Nats"
 import { type ShardLease, ShardLifecycle } from "@wacluster/cluster/ShardLeases"
+import { eventSubject, type EventType } from "@wacluster/domain/Events"
 import type { SessionId } from "@wacluster/domain/Ids"
 import {
   encodeReply,
@@ -17,6 +20,7 @@ import {
 } from "@wacluster/domain/Protocol"
 import type { CommandError, PairingError, SendError } from "@wacluster/domain/Protocol"
 import { ShardNumber } from "@wacluster/domain/Shard"
+import { Events, type PendingEvent } from "@wacluster/store/Events"
 import type { Fence } from "@wacluster/store/Fence"
 import type { Messages } from "@wacluster/store/Messages"
 import type { Outbox } from "@wacluster/store/Outbox"
@@ -36,6 +40,7 @@ import {
   FiberMap,
   Layer,
   Option,
+  Queue,
   Schedule,
   Schema
 } from "effect"
@@ -44,7 +49,9 @@ import * as LoopLag from "./LoopLag.js"
 import { defaultIntensity } from "./RestartIntensity.js"
 import * as SessionActor from "./SessionActor.js"
 
-export interface HostOptions extends Omit<SessionActor.ActorOptions, "connectGate" | "connectHeadroom" | "leaseHeld"> {
+export interface HostOptions
+  extends Omit<SessionActor.ActorOptions, "connectGate" | "connectHeadroom" | "leaseHeld" | "eventsCommitted">
+{
   /** Sockets of this node that may be connecting (handshake until the first event) at the same time. */
   readonly connectConcurrency: number
   /** New connects wait while the node's event loop runs later than this (ms)... */
@@ -126,6 +133,10 @@ export const hostConfig: Config.Config<HostOptions> = Config.all({
 
 const decodeCommand = Schema.decodeUnknown(Schema.parseJson(SessionCommand))
 
+/** The relay looks for unpublished events this often even when no commit woke it (a shard just taken over). */
+const RELAY_POLL = Duration.seconds(1)
+const RELAY_BATCH = 500
+
 export class SessionHost extends Context.Tag("@wacluster/session/SessionHost")<SessionHost, {
   /** Session actors running on this node, per shard. */
   readonly running: Effect.Effect<ReadonlyMap<number, number>>
@@ -140,7 +151,13 @@ export const make = Effect.fn("SessionHost.make")(function*(hostOptions: HostOpt
   const nats = yield* Nats
   const sessions = yield* Sessions
   const fences = yield* ShardFences
-  const context = yield* Effect.context<SessionRuntime | Sessions | Messages | Outbox | ProxyConfig | WhatsAppDriver>()
+  const events = yield* Events
+  const stream = yield* EventStream
+  /** Woken after every commit that wrote events: the relay publishes them at once. */
+  const relayWake = yield* Queue.sliding<void>(1)
+  const context = yield* Effect.context<
+    SessionRuntime | Sessions | Messages | Outbox | Events | SqlClient.SqlClient | ProxyConfig | WhatsAppDriver
+  >()
   /** The actors of every shard this node runs. */
   const shardActors = new Map<number, ReadonlyMap<SessionId, SessionActor.SessionActorHandle>>()
 
@@ -151,7 +168,8 @@ export const make = Effect.fn("SessionHost.make")(function*(hostOptions: HostOpt
         ...hostOptions,
         connectGate,
         connectHeadroom: loopLag.headroom,
-        leaseHeld: lease.stillHeld
+        leaseHeld: lease.stillHeld,
+        eventsCommitted: Queue.offer(relayWake, undefined).pipe(Effect.asVoid)
       }
       // Postgres may be away (restarting): keep trying for as long as the lease is held (the shard's scope closes
       // this when it goes), rather than hold a shard that runs nothing.
@@ -293,6 +311,72 @@ export const make = Effect.fn("SessionHost.make")(function*(hostOptions: HostOpt
       Effect.catchAll((error) => Effect.logError("could not start shard", error)),
       Effect.annotateLogs({ shard, epoch })
     )
+
+  /**
+   * Publishes each session's events in order; a session whose publish fails keeps the rest of its events for the next
+   * round (its order intact). Answers the events that made it into the stream.
+   */
+  const publishInOrder = (batch: ReadonlyArray<PendingEvent>) =>
+    Effect.gen(function*() {
+      const bySession = new Map<string, Array<PendingEvent>>()
+      for (const event of batch) {
+        const list = bySession.get(event.sessionId)
+        if (list === undefined) bySession.set(event.sessionId, [event])
+        else list.push(event)
+      }
+      const published: Array<number> = []
+      yield* Effect.forEach(bySession.values(), (list) =>
+        Effect.gen(function*() {
+          for (const event of list) {
+            const envelope = JSON.stringify({
+              id: event.id,
+              type: event.type,
+              timestamp: event.createdAt.toISOString(),
+              tenantId: event.tenantId,
+              data: event.data
+            })
+            const stored = yield* stream.publish(
+              eventSubject(event.tenantId, event.sessionId, event.type as EventType),
+              new TextEncoder().encode(envelope),
+              event.id
+            ).pipe(
+              Effect.as(true),
+              Effect.catchAll((error) =>
+                Effect.as(Effect.logWarning("an event could not be published yet", error), false)
+              )
+            )
+            if (!stored) return
+            published.push(event.seq)
+          }
+        }), { concurrency: 32, discard: true })
+      return published
+    })
+
+  /**
+   * The relay: publishes the events of the shards this node runs, oldest first, then forgets them. An event that
+   * was published but not yet forgotten when its node died is published again by the shard's next owner; the
+   * stream drops the repeat (same id).
+   */
+  const relay = Effect.gen(function*() {
+    while (true) {
+      const shards = Array.from(shardActors.keys())
+      const batch = shards.length === 0 ? [] : yield* events.pending(shards, RELAY_BATCH)
+      if (batch.length === 0) {
+        yield* Effect.raceFirst(Queue.take(relayWake), Effect.sleep(RELAY_POLL))
+        continue
+      }
+      const published = yield* publishInOrder(batch)
+      yield* events.published(published)
+      // NATS trouble: a pause before the next round rather than a tight loop.
+      if (published.length < batch.length) yield* Effect.sleep(Duration.seconds(1))
+    }
+  }).pipe(
+    Effect.catchAll((error) =>
+      Effect.zipRight(Effect.logWarning("event relay failed; restarting it", error), Effect.sleep("1 second"))
+    ),
+    Effect.forever
+  )
+  yield* Effect.forkScoped(relay)
 
   return {
     lifecycle: ShardLifecycle.of({ run: runShard }),

@@ -41,7 +41,8 @@ const options: SessionActor.ActorOptions = {
   sendInterval: Duration.zero,
   queueMaxAge: Duration.hours(1),
   rateLimits: { requestsPerMinute: 6_000, messagesPerHour: 10_000 },
-  leaseHeld: Effect.succeed(true)
+  leaseHeld: Effect.succeed(true),
+  eventsCommitted: Effect.void
 }
 
 const TestLayer = Layer.mergeAll(

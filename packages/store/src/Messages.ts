@@ -3,7 +3,7 @@
  */
 import { SqlClient, SqlSchema } from "@effect/sql"
 import { MessageId, SessionId } from "@wacluster/domain/Ids"
-import { Context, Effect, Layer, type Option, Schema } from "effect"
+import { Context, Effect, Layer, Option, Schema } from "effect"
 import { mapStoreError, orDieNoRow, type StaleEpoch, type StoreError } from "./Errors.js"
 import * as Fence from "./Fence.js"
 import { Int8 } from "./internal/Columns.js"
@@ -66,14 +66,15 @@ export class Messages extends Context.Tag("@wacluster/store/Messages")<Messages,
   readonly insert: (fence: Fence.Fence, message: NewMessage) => Effect.Effect<boolean, StoreError | StaleEpoch>
   /**
    * A receipt for an outbound message, by WhatsApp's message id. Statuses only move forward
-   * (sent → delivered → read); false when no such message exists or it is already at or past `status`.
+   * (sent → delivered → read); the message it moved, none when no such message exists or it is already at or past
+   * `status`.
    */
   readonly recordReceipt: (
     fence: Fence.Fence,
     sessionId: SessionId,
     waMessageId: string,
     status: "delivered" | "read"
-  ) => Effect.Effect<boolean, StoreError | StaleEpoch>
+  ) => Effect.Effect<Option.Option<MessageId>, StoreError | StaleEpoch>
   /** A page of the session's history (see MessageQuery). */
   readonly list: (sessionId: SessionId, query: MessageQuery) => Effect.Effect<ReadonlyArray<MessageRecord>, StoreError>
   readonly find: (sessionId: SessionId, id: MessageId) => Effect.Effect<Option.Option<MessageRecord>, StoreError>
@@ -108,8 +109,8 @@ export const make = Effect.gen(function*() {
         WHERE session_id = ${sessionId} AND wa_message_id = ${waMessageId} AND direction = 'outbound'
           AND status IN ${sql.in(status === "read" ? ["queued", "sent", "delivered"] : ["queued", "sent"])}
           AND ${guard}
-        RETURNING 1 AS updated`
-    ).pipe(Effect.map((rows) => rows.length > 0))
+        RETURNING id`
+    ).pipe(Effect.map((rows) => Option.fromNullable(rows[0]).pipe(Option.map((row) => MessageId.make(String(row.id))))))
 
   const decodeRows = Schema.decodeUnknown(Schema.Array(MessageRecord))
   const list = (sessionId: SessionId, query: MessageQuery) =>

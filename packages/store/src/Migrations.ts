@@ -16,6 +16,7 @@ import { migration0002 } from "./internal/migration0002.js"
 import { migration0003 } from "./internal/migration0003.js"
 import { migration0004 } from "./internal/migration0004.js"
 import { migration0005 } from "./internal/migration0005.js"
+import { migration0006 } from "./internal/migration0006.js"
 
 /** Advisory lock key for migrations ("wacl" in ASCII); any process of any version uses the same one. */
 const LOCK_KEY = 0x7761636c
@@ -29,7 +30,8 @@ const loader = PgMigrator.fromRecord({
   "0002_proxy_sticky": migration0002,
   "0003_messages_wa_id": migration0003,
   "0004_outbox": migration0004,
-  "0005_rate_limits": migration0005
+  "0005_rate_limits": migration0005,
+  "0006_events": migration0006
 })
 
 /** Applies pending migrations; returns those it applied (empty when the database was up to date). */

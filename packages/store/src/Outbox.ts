@@ -69,13 +69,13 @@ export class Outbox extends Context.Tag("@wacluster/store/Outbox")<Outbox, {
     id: MessageId,
     reason: string
   ) => Effect.Effect<boolean, StoreError | StaleEpoch>
-  /** Fails every text of the session queued before `before`, with the reason; how many. */
+  /** Fails every text of the session queued before `before`, with the reason; which. */
   readonly expire: (
     fence: Fence.Fence,
     sessionId: SessionId,
     before: Date,
     reason: string
-  ) => Effect.Effect<number, StoreError | StaleEpoch>
+  ) => Effect.Effect<ReadonlyArray<MessageId>, StoreError | StaleEpoch>
   /** How many texts wait, and since when the oldest. */
   readonly depth: (sessionId: SessionId) => Effect.Effect<QueueDepth, StoreError>
 }>() {}
@@ -173,7 +173,10 @@ export const make = Effect.gen(function*() {
       sql`UPDATE messages SET status = 'failed', error = ${reason}, updated_at = now()
         WHERE session_id = ${sessionId} AND direction = 'outbound' AND status = 'queued' AND created_at < ${before}
           AND ${guard}
-        RETURNING 1 AS updated`).pipe(Effect.map((rows) => rows.length), mapStoreError("Outbox.expire"))
+        RETURNING id`).pipe(
+        Effect.map((rows) => rows.map((row) => MessageId.make(String(row.id)))),
+        mapStoreError("Outbox.expire")
+      )
 
   const depth = (sessionId: SessionId) =>
     sql`SELECT count(*) AS pending, min(created_at) AS oldest_at FROM messages

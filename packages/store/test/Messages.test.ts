@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { makeMessageId } from "@wacluster/domain/Ids"
 import { ShardNumber } from "@wacluster/domain/Shard"
-import { Effect } from "effect"
+import { Effect, Option } from "effect"
 import { Messages } from "../src/Messages.js"
 import { ShardFences } from "../src/ShardFences.js"
 import { seedSession, storeLayer } from "./support.js"
@@ -42,10 +42,10 @@ describe("Messages", () => {
           status: "sent",
           waMessageId: "3EB0BBBB"
         })
-        assert.isTrue(yield* messages.recordReceipt(fence(4, 1), session.id, "3EB0BBBB", "read"))
+        assert.isTrue(Option.isSome(yield* messages.recordReceipt(fence(4, 1), session.id, "3EB0BBBB", "read")))
         // A late "delivered" after "read" changes nothing.
-        assert.isFalse(yield* messages.recordReceipt(fence(4, 1), session.id, "3EB0BBBB", "delivered"))
-        assert.isFalse(yield* messages.recordReceipt(fence(4, 1), session.id, "unknown", "delivered"))
+        assert.isTrue(Option.isNone(yield* messages.recordReceipt(fence(4, 1), session.id, "3EB0BBBB", "delivered")))
+        assert.isTrue(Option.isNone(yield* messages.recordReceipt(fence(4, 1), session.id, "unknown", "delivered")))
         yield* (yield* ShardFences).advance(4, 2)
         const stale = yield* Effect.flip(messages.recordReceipt(fence(4, 1), session.id, "3EB0BBBB", "read"))
         assert.strictEqual(stale._tag, "StaleEpoch")

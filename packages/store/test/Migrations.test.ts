@@ -11,7 +11,8 @@ const ALL: ReadonlyArray<readonly [number, string]> = [
   [2, "proxy_sticky"],
   [3, "messages_wa_id"],
   [4, "outbox"],
-  [5, "rate_limits"]
+  [5, "rate_limits"],
+  [6, "events"]
 ]
 
 const tables = Effect.gen(function*() {
@@ -35,6 +36,7 @@ describe("Migrations", () => {
         "auth_state",
         "cluster_meta",
         "effect_sql_migrations",
+        "events",
         "messages",
         "session_runtime",
         "sessions",

@@ -14,6 +14,7 @@ import * as AuthCipher from "../src/AuthCipher.js"
 import * as AuthState from "../src/AuthState.js"
 import * as ClusterMeta from "../src/ClusterMeta.js"
 import * as Database from "../src/Database.js"
+import * as Events from "../src/Events.js"
 import * as Messages from "../src/Messages.js"
 import * as Migrations from "../src/Migrations.js"
 import * as Outbox from "../src/Outbox.js"
@@ -65,6 +66,7 @@ export const storeLayer = (label: string) => {
     SessionRuntime.layer,
     Messages.layer,
     Outbox.layer,
+    Events.layer,
     ClusterMeta.layer,
     AuthState.layer.pipe(Layer.provide(AuthCipher.layerFromKey(TEST_AUTH_KEY)))
   ).pipe(

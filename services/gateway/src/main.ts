@@ -13,6 +13,7 @@ import { Router } from "@wacluster/cluster/Router"
 import { WaclusterApi } from "@wacluster/domain/Api"
 import * as ApiKeys from "@wacluster/store/ApiKeys"
 import * as Database from "@wacluster/store/Database"
+import * as Events from "@wacluster/store/Events"
 import * as Messages from "@wacluster/store/Messages"
 import * as Outbox from "@wacluster/store/Outbox"
 import * as SessionRuntime from "@wacluster/store/SessionRuntime"
@@ -40,7 +41,8 @@ const StoreLive = Layer.mergeAll(
   ApiKeys.layer,
   SessionRuntime.layer,
   Outbox.layer,
-  Messages.layer
+  Messages.layer,
+  Events.layer
 ).pipe(
   Layer.provideMerge(Layer.unwrapEffect(Effect.map(ClusterConfig, (config) => Startup.layer(config.shards)))),
   Layer.provideMerge(Database.layer)

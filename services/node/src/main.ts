@@ -4,6 +4,7 @@
 import { HttpApiBuilder, HttpServer } from "@effect/platform"
 import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
 import { ClusterConfig } from "@wacluster/cluster/ClusterConfig"
+import { EventStream } from "@wacluster/cluster/EventStream"
 import * as FairScheduler from "@wacluster/cluster/FairScheduler"
 import { Logging } from "@wacluster/cluster/Logging"
 import { Membership } from "@wacluster/cluster/Membership"
@@ -16,6 +17,7 @@ import * as SessionHost from "@wacluster/session/SessionHost"
 import * as AuthCipher from "@wacluster/store/AuthCipher"
 import * as AuthState from "@wacluster/store/AuthState"
 import * as Database from "@wacluster/store/Database"
+import * as Events from "@wacluster/store/Events"
 import * as Messages from "@wacluster/store/Messages"
 import * as Outbox from "@wacluster/store/Outbox"
 import * as SessionRuntime from "@wacluster/store/SessionRuntime"
@@ -46,6 +48,7 @@ const StoreLive = Layer.mergeAll(
   SessionRuntime.layer,
   Messages.layer,
   Outbox.layer,
+  Events.layer,
   ShardFences.layer,
   AuthState.layer.pipe(Layer.provide(AuthCipher.layerConfig))
 ).pipe(
@@ -128,6 +131,7 @@ const HttpLive = Layer.unwrapEffect(
 
 const MainLive = Layer.mergeAll(ClusterLive, HttpLive).pipe(
   Layer.provide(DriverLive),
+  Layer.provide(EventStream.layerConfig),
   Layer.provide(Nats.layerConfig("node")),
   Layer.provide(StoreLive),
   Layer.provide(ClusterConfig.layer),

@@ -3,6 +3,7 @@
  * cannot mint keys (it would escape its own rate limits) nor delete the session.
  */
 import { HttpApiBuilder } from "@effect/platform"
+import { SqlClient } from "@effect/sql"
 import { Nats } from "@wacluster/cluster/Nats"
 import { Router } from "@wacluster/cluster/Router"
 import {
@@ -16,9 +17,10 @@ import {
 } from "@wacluster/domain/Api"
 import { NotFound } from "@wacluster/domain/ApiErrors"
 import { credentialsRevokedSubject } from "@wacluster/domain/Control"
-import { makeApiKeyId } from "@wacluster/domain/Ids"
+import { makeApiKeyId, makeEventId } from "@wacluster/domain/Ids"
 import { UnlinkSession } from "@wacluster/domain/Protocol"
 import { type ApiKeyRecord, ApiKeys } from "@wacluster/store/ApiKeys"
+import { Events } from "@wacluster/store/Events"
 import { Sessions } from "@wacluster/store/Sessions"
 import { DateTime, Effect, Option } from "effect"
 import { API_KEY_PREFIX, hashSecret, newSecret, VISIBLE_PREFIX } from "../Secrets.js"
@@ -47,6 +49,8 @@ export const SessionManagementLive = HttpApiBuilder.group(
       const router = yield* Router
       const sessions = yield* Sessions
       const keys = yield* ApiKeys
+      const events = yield* Events
+      const sql = yield* SqlClient.SqlClient
       const nats = yield* Nats
       /** Every gateway drops its cached keys now rather than within CREDENTIAL_CACHE_TTL (best effort: core NATS). */
       const announceRevocation = () => nats.connection.publish(credentialsRevokedSubject)
@@ -54,7 +58,7 @@ export const SessionManagementLive = HttpApiBuilder.group(
       return handlers
         .handle("delete", ({ path }) =>
           Effect.gen(function*() {
-            yield* ownedSession(path.sessionId)
+            const record = yield* ownedSession(path.sessionId)
             // Stopped first, so no node starts it again while it is unlinked; deleted only once its owner has
             // unlinked it and stopped for good (an owner that cannot be reached: 503, nothing deleted, retry).
             yield* sessions.setDesiredState(path.sessionId, "stopped").pipe(
@@ -65,7 +69,16 @@ export const SessionManagementLive = HttpApiBuilder.group(
             )
             // Keys, live state, credentials, history and queue go with it (foreign keys cascade); gateways stop
             // accepting its keys within CREDENTIAL_CACHE_TTL (at most a second).
-            yield* sessions.delete(path.sessionId).pipe(Effect.catchAll(storeTrouble("deleting the session")))
+            // The session.deleted event is committed with the deletion; the shard's owner publishes it.
+            const deleted = yield* Effect.map(makeEventId, (id) => ({
+              id,
+              tenantId: record.tenantId,
+              type: "session.deleted" as const,
+              data: { sessionId: record.id, deviceUnlinked: unlinked.deviceUnlinked }
+            }))
+            yield* sql.withTransaction(
+              Effect.zipRight(events.appendUnfenced(record.shard, deleted), sessions.delete(path.sessionId))
+            ).pipe(Effect.catchAll(storeTrouble("deleting the session")))
             announceRevocation()
             yield* Effect.logInfo("session deleted").pipe(
               Effect.annotateLogs({ sessionId: path.sessionId, deviceUnlinked: unlinked.deviceUnlinked })
