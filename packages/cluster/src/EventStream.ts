@@ -73,20 +73,30 @@ export class EventStream extends Context.Tag("@wacluster/cluster/EventStream")<E
         })
       }
     }
-    yield* Effect.tryPromise({
+    const setUp = Effect.tryPromise({
       try: async () => ensure(await js.jetstreamManager()),
       catch: (cause) => new NatsError({ operation: `stream ${EVENTS_STREAM}`, cause })
-    }).pipe(
+    })
+    yield* setUp.pipe(
       // A NATS cluster started beside the node may still be electing its JetStream leaders.
       Effect.tapError((error) => Effect.logWarning("could not set up the events stream; trying again", error)),
       Effect.retry({ times: 40, schedule: Schedule.spaced("500 millis") })
     )
+    const publishOnce = (subject: string, payload: Uint8Array, eventId: string) =>
+      Effect.tryPromise({
+        try: () => js.publish(subject, payload, { msgID: eventId, timeout: 5_000 }),
+        catch: (cause) => new NatsError({ operation: `publish ${subject}`, cause })
+      })
     return EventStream.of({
       publish: (subject, payload, eventId) =>
-        Effect.tryPromise({
-          try: () => js.publish(subject, payload, { msgID: eventId, timeout: 5_000 }),
-          catch: (cause) => new NatsError({ operation: `publish ${subject}`, cause })
-        }).pipe(Effect.asVoid)
+        publishOnce(subject, payload, eventId).pipe(
+          // The stream is gone (a NATS server that lost its storage): made again, then the event published.
+          Effect.catchIf(
+            (error) => /no responders|stream not found/i.test(String(error.cause)),
+            () => Effect.zipRight(setUp, publishOnce(subject, payload, eventId))
+          ),
+          Effect.asVoid
+        )
     })
   })
 
