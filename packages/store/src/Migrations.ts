@@ -17,6 +17,7 @@ import { migration0003 } from "./internal/migration0003.js"
 import { migration0004 } from "./internal/migration0004.js"
 import { migration0005 } from "./internal/migration0005.js"
 import { migration0006 } from "./internal/migration0006.js"
+import { migration0007 } from "./internal/migration0007.js"
 
 /** Advisory lock key for migrations ("wacl" in ASCII); any process of any version uses the same one. */
 const LOCK_KEY = 0x7761636c
@@ -31,7 +32,8 @@ const loader = PgMigrator.fromRecord({
   "0003_messages_wa_id": migration0003,
   "0004_outbox": migration0004,
   "0005_rate_limits": migration0005,
-  "0006_events": migration0006
+  "0006_events": migration0006,
+  "0007_outbox_order": migration0007
 })
 
 /** Applies pending migrations; returns those it applied (empty when the database was up to date). */

@@ -134,7 +134,7 @@ export const make = Effect.gen(function*() {
   const next = (sessionId: SessionId, limit: number) =>
     sql`SELECT id, session_id, remote_jid, body, wa_message_id, created_at FROM messages
       WHERE session_id = ${sessionId} AND direction = 'outbound' AND status = 'queued'
-      ORDER BY created_at, id
+      ORDER BY seq
       LIMIT ${limit}`.pipe(
       Effect.flatMap(Schema.decodeUnknown(Schema.Array(QueuedRow))),
       Effect.map((rows) =>

@@ -12,7 +12,8 @@ const ALL: ReadonlyArray<readonly [number, string]> = [
   [3, "messages_wa_id"],
   [4, "outbox"],
   [5, "rate_limits"],
-  [6, "events"]
+  [6, "events"],
+  [7, "outbox_order"]
 ]
 
 const tables = Effect.gen(function*() {

@@ -12,6 +12,22 @@ const to = "628111222333@s.whatsapp.net"
 
 describe("Outbox", () => {
   it.layer(storeLayer("outbox"))((it) => {
+    it.effect("hands texts out in the order they were accepted, also those accepted within one millisecond", () =>
+      Effect.gen(function*() {
+        const outbox = yield* Outbox
+        const session = yield* seedSession({ shard: 9 })
+        yield* (yield* ShardFences).advance(9, 1)
+        const texts = Array.from({ length: 200 }, (_, i) => `text ${i}`)
+        for (const text of texts) {
+          yield* outbox.enqueue(fence(9, 1), { id: yield* makeMessageId, sessionId: session.id, remoteJid: to, text })
+        }
+        const waiting = yield* outbox.next(session.id, 500)
+        assert.deepStrictEqual(waiting.map((m) => m.text), texts)
+        // Many shared a millisecond: the order above is not the timestamps' doing.
+        const stamps = new Set(waiting.map((m) => m.createdAt.getTime()))
+        assert.isBelow(stamps.size, texts.length)
+      }))
+
     it.effect("queues texts and hands them out oldest first, then sent or failed ones no more", () =>
       Effect.gen(function*() {
         const outbox = yield* Outbox
