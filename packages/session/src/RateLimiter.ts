@@ -61,6 +61,16 @@ export const take = (bucket: Bucket, quota: Quota, now: number, count = 1): void
 }
 
 /**
+ * Carries a bucket over to a new quota: the requests it counted still count, now at the new quota's pace (without
+ * this, a bucket that a low limit had filled would stay full under a higher one until the old pace had drained it).
+ */
+export const rescale = (bucket: Bucket, from: Quota, to: Quota, now: number): void => {
+  if (bucket.tat <= now) return
+  const counted = (bucket.tat - now) / (from.windowMs / from.limit)
+  bucket.tat = now + counted * (to.windowMs / to.limit)
+}
+
+/**
  * Checks every limit a request falls under and counts it in all of them only when all allow it. Answers the
  * binding verdict with the index of its limit: the refusal that frees up last, or the allowance with the least left.
  */

@@ -785,10 +785,27 @@ export const make = Effect.fn("SessionActor.make")(function*(
           case "Charge":
             // Counted above, like every request that names its caller.
             return yield* Deferred.succeed(envelope.reply, undefined)
-          case "SetRateLimits":
-            limits.requestsPerMinute = command.requestsPerMinute ?? options.rateLimits.requestsPerMinute
-            limits.messagesPerHour = command.messagesPerHour ?? options.rateLimits.messagesPerHour
+          case "SetRateLimits": {
+            const requestsPerMinute = command.requestsPerMinute ?? options.rateLimits.requestsPerMinute
+            const messagesPerHour = command.messagesPerHour ?? options.rateLimits.messagesPerHour
+            // What the session's buckets counted still counts, at the new pace.
+            const now = yield* monotonicMillis
+            RateLimiter.rescale(
+              sessionBuckets.requests,
+              { limit: limits.requestsPerMinute, windowMs: 60_000 },
+              { limit: requestsPerMinute, windowMs: 60_000 },
+              now
+            )
+            RateLimiter.rescale(
+              sessionBuckets.messages,
+              { limit: limits.messagesPerHour, windowMs: 3_600_000 },
+              { limit: messagesPerHour, windowMs: 3_600_000 },
+              now
+            )
+            limits.requestsPerMinute = requestsPerMinute
+            limits.messagesPerHour = messagesPerHour
             return yield* Deferred.succeed(envelope.reply, undefined)
+          }
           case "StopSession":
             yield* stop
             return yield* Deferred.succeed(envelope.reply, statusView(sessionId, state, yield* monotonicMillis))

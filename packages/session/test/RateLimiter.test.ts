@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest"
-import { admit, emptyBucket, inspect, take } from "../src/RateLimiter.js"
+import { admit, emptyBucket, inspect, rescale, take } from "../src/RateLimiter.js"
 
 const perMinute = (limit: number) => ({ limit, windowMs: 60_000 })
 
@@ -31,6 +31,24 @@ describe("RateLimiter", () => {
     // The refused request was not counted against the session.
     expect(inspect(session, perMinute(100), 0).remaining).toBe(97)
     expect(admit([], 0)).toBeUndefined()
+  })
+
+  it("keeps what a bucket counted when its quota changes, at the new pace", () => {
+    const bucket = emptyBucket()
+    for (let i = 0; i < 5; i++) take(bucket, perMinute(5), 0)
+    expect(inspect(bucket, perMinute(5), 0).allowed).toBe(false)
+    // Raised to 6000 a minute: the 5 counted take 50 ms of it, and the rest is free.
+    rescale(bucket, perMinute(5), perMinute(6_000), 0)
+    expect(inspect(bucket, perMinute(6_000), 0)).toMatchObject({ allowed: true, remaining: 6_000 - 6 })
+    // Lowered to 2 a minute: the 5 counted are more than it allows; nothing until they have drained at its pace.
+    const full = emptyBucket()
+    for (let i = 0; i < 5; i++) take(full, perMinute(5), 0)
+    rescale(full, perMinute(5), perMinute(2), 0)
+    expect(inspect(full, perMinute(2), 0)).toMatchObject({ allowed: false, retryAfterMs: 120_000 })
+    // A bucket with nothing counted stays empty.
+    const idle = emptyBucket()
+    rescale(idle, perMinute(5), perMinute(1), 10)
+    expect(inspect(idle, perMinute(1), 10).allowed).toBe(true)
   })
 
   it("refuses a batch larger than the whole allowance for a full window", () => {
