@@ -3,6 +3,7 @@
  * and the figures they print.
  */
 import * as LocalCluster from "@wacluster/infra/LocalCluster"
+import type autocannon from "autocannon"
 import { Effect, Exit, Scope } from "effect"
 import { chmod, mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
@@ -15,6 +16,14 @@ export interface Figures {
   readonly p99: number
   readonly errors: number
 }
+
+/** An autocannon run's figures. */
+export const fromAutocannon = (result: autocannon.Result): Figures => ({
+  perSecond: result.requests.average,
+  p50: result.latency.p50,
+  p99: result.latency.p99,
+  errors: result.errors + result.non2xx
+})
 
 export const percentile = (sorted: ReadonlyArray<number>, p: number) =>
   sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN

@@ -10,7 +10,7 @@ import autocannon from "autocannon"
 import { spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
-import { createSessions, type Figures, percentile, row, withCluster } from "./cluster.js"
+import { createSessions, type Figures, fromAutocannon, percentile, row, withCluster } from "./cluster.js"
 
 const { values } = parseArgs({
   options: {
@@ -81,12 +81,7 @@ const routeLoad = async (gateway: string, keys: ReadonlyArray<{ id: string; key:
       headers: { "x-api-key": key }
     }))
   })
-  return {
-    perSecond: result.requests.average,
-    p50: result.latency.p50,
-    p99: result.latency.p99,
-    errors: result.errors + result.non2xx
-  } satisfies Figures
+  return fromAutocannon(result)
 }
 
 const main = () =>

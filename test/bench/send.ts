@@ -21,7 +21,7 @@ import { mkdir } from "node:fs/promises"
 import { resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
-import { createSessions, type Figures, percentile, row, withCluster } from "./cluster.js"
+import { createSessions, type Figures, fromAutocannon, percentile, row, withCluster } from "./cluster.js"
 
 const { values } = parseArgs({
   options: {
@@ -90,12 +90,7 @@ const sendLoad = async (gateway: string, keys: ReadonlyArray<{ id: string; key: 
       body
     }))
   })
-  return {
-    perSecond: result.requests.average,
-    p50: result.latency.p50,
-    p99: result.latency.p99,
-    errors: result.errors + result.non2xx
-  } satisfies Figures
+  return fromAutocannon(result)
 }
 
 const main = () =>

@@ -18,7 +18,7 @@ import {
 } from "@wacluster/domain/Protocol"
 import { ShardNumber } from "@wacluster/domain/Shard"
 import { Outbox } from "@wacluster/store/Outbox"
-import { SessionRuntime } from "@wacluster/store/SessionRuntime"
+import { type RuntimeRecord, SessionRuntime } from "@wacluster/store/SessionRuntime"
 import { Sessions } from "@wacluster/store/Sessions"
 import { ShardFences } from "@wacluster/store/ShardFences"
 import { seedSession, storeLayer } from "@wacluster/store/test/support"
@@ -67,6 +67,21 @@ const status = (handle: SessionActor.SessionActorHandle) =>
   Effect.gen(function*() {
     const reply = yield* handle.offer(new GetStatus({ sessionId: handle.sessionId })).pipe(Effect.orDie)
     return (yield* Deferred.await(reply)) as SessionStatusView
+  })
+
+/**
+ * The session's saved state once `check` holds (or as it stands after a while): an actor shows a new status a moment
+ * before the save of it commits.
+ */
+const savedWhen = (sessionId: SessionId, check: (record: RuntimeRecord) => boolean) =>
+  Effect.gen(function*() {
+    const runtime = yield* SessionRuntime
+    let saved = Option.getOrThrow(yield* runtime.load(sessionId))
+    for (let i = 0; i < 100 && !check(saved); i++) {
+      yield* settle
+      saved = Option.getOrThrow(yield* runtime.load(sessionId))
+    }
+    return saved
   })
 
 /** Sends a command and waits for its answer. */
@@ -151,8 +166,7 @@ describe("SessionActor", () => {
         const view = yield* until(handle, (v) => v.status === "connected")
         expect(view.health).toBe("healthy")
         expect(view.connectedAt).not.toBeNull()
-        yield* settle
-        const saved = Option.getOrThrow(yield* (yield* SessionRuntime).load(sessionId))
+        const saved = yield* savedWhen(sessionId, (r) => r.status === "connected")
         expect(saved.status).toBe("connected")
         expect(saved.phoneNumber).toBe("628111222333")
         expect(saved.epoch).toBe(10)
@@ -193,7 +207,7 @@ describe("SessionActor", () => {
         }
         // The eleventh is one too many: parked, no socket, and it says why.
         yield* dropAndAwaitBackoff(handle, sessionId)
-        const parked = Option.getOrThrow(yield* (yield* SessionRuntime).load(sessionId))
+        const parked = yield* savedWhen(sessionId, (r) => r.reason === "failing")
         expect([parked.status, parked.reason]).toEqual(["disconnected", "failing"])
         yield* TestClock.adjust("14 minutes")
         yield* settle
@@ -216,7 +230,7 @@ describe("SessionActor", () => {
           yield* TestClock.adjust("1 minute")
           yield* until(handle, (v) => v.status === "connected")
         }
-        const saved = Option.getOrThrow(yield* (yield* SessionRuntime).load(sessionId))
+        const saved = yield* savedWhen(sessionId, (r) => r.status === "connected")
         expect(saved.status).toBe("connected")
       }))
 
