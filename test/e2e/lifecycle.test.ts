@@ -166,7 +166,12 @@ describe("POST /sessions/{sessionId}/stop", () => {
       (all) => all.length === 1
     )
     expect(sent[0]?.text).toBe("after the pause")
-    expect(field((await get(session)).body, "lastActivityAt")).not.toBeNull()
+    // WhatsApp has the text a moment before the session records it as sent.
+    await eventually(
+      "the send recorded as activity",
+      () => get(session),
+      (reply) => field(reply.body, "lastActivityAt") !== null
+    )
   })
 })
 

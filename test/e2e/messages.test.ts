@@ -185,7 +185,8 @@ describe("GET /sessions/{sessionId}/messages", () => {
       () => history(session),
       (reply) =>
         listed(reply.body).length === 5 &&
-        listed(reply.body).some((m) => m.text === "resposta 0" && m.status === "read")
+        listed(reply.body).some((m) => m.text === "resposta 0" && m.status === "read") &&
+        listed(reply.body).every((m) => m.status !== "queued")
     )
     const messages = listed(all.body)
     expect(messages.map((m) => m.text)).toEqual([
