@@ -25,6 +25,17 @@ export const fromAutocannon = (result: autocannon.Result): Figures => ({
   errors: result.errors + result.non2xx
 })
 
+/** The figures of a baseline measured here: every answered request's latency (ms), over `seconds`. */
+export const fromLatencies = (latencies: Array<number>, seconds: number, errors: number): Figures => {
+  latencies.sort((a, b) => a - b)
+  return {
+    perSecond: latencies.length / seconds,
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+    errors
+  }
+}
+
 export const percentile = (sorted: ReadonlyArray<number>, p: number) =>
   sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN
 

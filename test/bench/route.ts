@@ -10,7 +10,7 @@ import autocannon from "autocannon"
 import { spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
-import { createSessions, type Figures, fromAutocannon, percentile, row, withCluster } from "./cluster.js"
+import { createSessions, type Figures, fromAutocannon, fromLatencies, row, withCluster } from "./cluster.js"
 
 const { values } = parseArgs({
   options: {
@@ -61,13 +61,7 @@ const natsBaseline = async (url: string, seconds: number, concurrency: number): 
   const elapsed = (performance.now() - began) / 1000
   await nc.close()
   responder.kill("SIGTERM")
-  latencies.sort((a, b) => a - b)
-  return {
-    perSecond: latencies.length / elapsed,
-    p50: percentile(latencies, 50),
-    p99: percentile(latencies, 99),
-    errors
-  }
+  return fromLatencies(latencies, elapsed, errors)
 }
 
 const routeLoad = async (gateway: string, keys: ReadonlyArray<{ id: string; key: string }>, seconds: number) => {

@@ -21,7 +21,7 @@ import { mkdir } from "node:fs/promises"
 import { resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
-import { createSessions, type Figures, fromAutocannon, percentile, row, withCluster } from "./cluster.js"
+import { createSessions, fromAutocannon, fromLatencies, row, withCluster } from "./cluster.js"
 
 const { values } = parseArgs({
   options: {
@@ -65,13 +65,7 @@ const postgresBaseline = (databaseUrl: string, seconds: number, concurrency: num
     yield* Effect.all(Array.from({ length: concurrency }, () => worker), { concurrency: "unbounded" })
     const elapsed = (performance.now() - began) / 1000
     yield* sql`DROP TABLE bench_messages`
-    latencies.sort((a, b) => a - b)
-    return {
-      perSecond: latencies.length / elapsed,
-      p50: percentile(latencies, 50),
-      p99: percentile(latencies, 99),
-      errors
-    } satisfies Figures
+    return fromLatencies(latencies, elapsed, errors)
   }).pipe(
     Effect.provide(Database.layerFromUrl(databaseUrl, { maxConnections: concurrency, applicationName: "bench" })),
     Effect.scoped

@@ -10,7 +10,7 @@ import { readFile } from "node:fs/promises"
 import { createInterface } from "node:readline"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type Fixture, startCluster } from "../support/ClusterFixture.js"
-import { call, text } from "../support/Gateway.js"
+import { call, createTenant } from "../support/Gateway.js"
 import { eventually, sessionsOf } from "../support/Sessions.js"
 
 const EXAMPLE = "test/examples/events-subscriber.ts"
@@ -26,9 +26,9 @@ const decode = Schema.decodeUnknownSync(EventEnvelopeJson)
 beforeAll(async () => {
   fixture = await startCluster({ nodes: 1, env: { SESSION_SEND_INTERVAL: "50 millis" } })
   gateway = fixture.cluster.gatewayUrl
-  const tenant = await call(gateway, "POST", "/tenants", { bearer: fixture.cluster.adminToken, json: { name: "ev" } })
-  tenantToken = text(tenant.body, "token")
-  tenantId = text(tenant.body, "tenant", "id")
+  const tenant = await createTenant(fixture.cluster, "ev")
+  tenantToken = tenant.token
+  tenantId = tenant.id
   subscriber = spawn(process.execPath, ["--import", "tsx", EXAMPLE], {
     env: { ...process.env, NATS_URL: fixture.cluster.natsUrl, TENANT_ID: tenantId },
     stdio: ["ignore", "pipe", "inherit"]

@@ -9,7 +9,7 @@ import { WaclusterApi } from "@wacluster/domain/Api"
 import { FastCheck as fc } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type Fixture, startCluster } from "../support/ClusterFixture.js"
-import { call, field, text } from "../support/Gateway.js"
+import { call, createTenant, field } from "../support/Gateway.js"
 import { sessionsOf, type TestSession } from "../support/Sessions.js"
 
 let fixture: Fixture
@@ -22,10 +22,8 @@ let theirs: TestSession
 beforeAll(async () => {
   fixture = await startCluster({ nodes: 1 })
   gateway = fixture.cluster.gatewayUrl
-  const tenant = await call(gateway, "POST", "/tenants", { bearer: fixture.cluster.adminToken, json: { name: "fz" } })
-  tenantToken = text(tenant.body, "token")
-  const other = await call(gateway, "POST", "/tenants", { bearer: fixture.cluster.adminToken, json: { name: "o" } })
-  otherTenantToken = text(other.body, "token")
+  tenantToken = (await createTenant(fixture.cluster, "fz")).token
+  otherTenantToken = (await createTenant(fixture.cluster, "o")).token
   mine = await sessionsOf(gateway, tenantToken, fixture.sim).create("Fuzzed")
   theirs = await sessionsOf(gateway, otherTenantToken, fixture.sim).create("Neighbour")
 }, 180_000)

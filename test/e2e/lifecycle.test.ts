@@ -7,7 +7,7 @@ import { shardOf } from "@wacluster/domain/Shard"
 import { Effect } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type Fixture, startCluster } from "../support/ClusterFixture.js"
-import { call, field, text } from "../support/Gateway.js"
+import { call, createTenant, field, text } from "../support/Gateway.js"
 import { eventually, sessionsOf, sleep, type TestSession } from "../support/Sessions.js"
 
 let fixture: Fixture
@@ -19,10 +19,8 @@ let sessions: ReturnType<typeof sessionsOf>
 beforeAll(async () => {
   fixture = await startCluster({ nodes: 2, env: { SESSION_SEND_INTERVAL: "50 millis" } })
   gateway = fixture.cluster.gatewayUrl
-  const tenant = await call(gateway, "POST", "/tenants", { bearer: fixture.cluster.adminToken, json: { name: "life" } })
-  tenantToken = text(tenant.body, "token")
-  const other = await call(gateway, "POST", "/tenants", { bearer: fixture.cluster.adminToken, json: { name: "other" } })
-  otherTenantToken = text(other.body, "token")
+  tenantToken = (await createTenant(fixture.cluster, "life")).token
+  otherTenantToken = (await createTenant(fixture.cluster, "other")).token
   sessions = sessionsOf(gateway, tenantToken, fixture.sim)
 }, 180_000)
 

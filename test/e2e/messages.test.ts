@@ -8,7 +8,7 @@ import { shardOf } from "@wacluster/domain/Shard"
 import { Effect } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type Fixture, startCluster } from "../support/ClusterFixture.js"
-import { call, field, text } from "../support/Gateway.js"
+import { call, createTenant, field, text } from "../support/Gateway.js"
 import { eventually, sessionsOf, type TestSession } from "../support/Sessions.js"
 
 let fixture: Fixture
@@ -19,8 +19,7 @@ let sessions: ReturnType<typeof sessionsOf>
 beforeAll(async () => {
   fixture = await startCluster({ nodes: 3, env: { SESSION_SEND_INTERVAL: "200 millis" } })
   gateway = fixture.cluster.gatewayUrl
-  const tenant = await call(gateway, "POST", "/tenants", { bearer: fixture.cluster.adminToken, json: { name: "msg" } })
-  tenantToken = text(tenant.body, "token")
+  tenantToken = (await createTenant(fixture.cluster, "msg")).token
   sessions = sessionsOf(gateway, tenantToken, fixture.sim)
 }, 180_000)
 

@@ -6,7 +6,7 @@
 import { Effect } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type Fixture, startCluster } from "../support/ClusterFixture.js"
-import { call, field, type Reply, text } from "../support/Gateway.js"
+import { call, createTenant, field, type Reply, text } from "../support/Gateway.js"
 import { sessionsOf, type TestSession } from "../support/Sessions.js"
 
 let fixture: Fixture
@@ -19,8 +19,7 @@ beforeAll(async () => {
   fixture = await startCluster({ nodes: 2 })
   gateway = fixture.cluster.gatewayUrl
   secondGateway = (await Effect.runPromise(fixture.cluster.addGateway)).url
-  const tenant = await call(gateway, "POST", "/tenants", { bearer: fixture.cluster.adminToken, json: { name: "rl" } })
-  tenantToken = text(tenant.body, "token")
+  tenantToken = (await createTenant(fixture.cluster, "rl")).token
   sessions = sessionsOf(gateway, tenantToken, fixture.sim)
 }, 180_000)
 

@@ -88,3 +88,13 @@ export const listSessions = async (gateway: string, token: string): Promise<Arra
   } while (cursor !== null)
   return all
 }
+
+/** Creates a tenant with the cluster's admin token; its id and token (shown once by the API). */
+export const createTenant = async (
+  cluster: { readonly gatewayUrl: string; readonly adminToken: string },
+  name: string
+): Promise<{ readonly id: string; readonly token: string }> => {
+  const reply = await call(cluster.gatewayUrl, "POST", "/tenants", { bearer: cluster.adminToken, json: { name } })
+  if (reply.status !== 201) throw new Error(`tenant ${name}: ${reply.status} ${JSON.stringify(reply.body)}`)
+  return { id: text(reply.body, "tenant", "id"), token: text(reply.body, "token") }
+}

@@ -8,7 +8,7 @@ import { join } from "node:path"
 import { ownerOf } from "../src/Assignment.js"
 import { ClusterConfig, type ClusterConfigShape } from "../src/ClusterConfig.js"
 import { Membership, NodeEntry, NODES_BUCKET } from "../src/Membership.js"
-import { Nats } from "../src/Nats.js"
+import { type Bucket, Nats } from "../src/Nats.js"
 import { NatsError } from "../src/NatsError.js"
 import {
   EpochFloor,
@@ -68,55 +68,51 @@ const makeTracker = () => {
   }
 }
 
-/**
- * The real NATS client, except that right after the first lease renewal sent while `armed` goes out, the whole
- * process stalls (as in a long GC or a starved event loop) with that request unanswered.
- */
-const stallingNats = (url: string, name: string, stall: { armed: boolean; ms: number }) =>
+/** The real NATS client, with every bucket it opens passed through `wrap` (to make one misbehave). */
+const natsWithBuckets = (url: string, name: string, wrap: (bucketName: string, bucket: Bucket) => Bucket) =>
   Layer.effect(
     Nats,
     Effect.map(Nats, (nats) =>
       Nats.of({
         ...nats,
         bucket: (bucketName, options) =>
-          Effect.map(nats.bucket(bucketName, options), (bucket) => ({
-            ...bucket,
-            update: (key, value, revision) =>
-              Effect.gen(function*() {
-                if (bucketName !== SHARDS_BUCKET || !stall.armed) return yield* bucket.update(key, value, revision)
-                stall.armed = false
-                const sent = yield* Effect.fork(bucket.update(key, value, revision))
-                yield* Effect.yieldNow()
-                const until = Date.now() + stall.ms
-                while (Date.now() < until) {
-                  // busy
-                }
-                return yield* Fiber.join(sent)
-              })
-          }))
+          Effect.map(nats.bucket(bucketName, options), (bucket) => wrap(bucketName, bucket))
       }))
   ).pipe(Layer.provideMerge(Nats.layer({ url: Redacted.make(url), name })))
+
+/**
+ * The real NATS client, except that right after the first lease renewal sent while `armed` goes out, the whole
+ * process stalls (as in a long GC or a starved event loop) with that request unanswered.
+ */
+const stallingNats = (url: string, name: string, stall: { armed: boolean; ms: number }) =>
+  natsWithBuckets(url, name, (bucketName, bucket) => ({
+    ...bucket,
+    update: (key, value, revision) =>
+      Effect.gen(function*() {
+        if (bucketName !== SHARDS_BUCKET || !stall.armed) return yield* bucket.update(key, value, revision)
+        stall.armed = false
+        const sent = yield* Effect.fork(bucket.update(key, value, revision))
+        yield* Effect.yieldNow()
+        const until = Date.now() + stall.ms
+        while (Date.now() < until) {
+          // busy
+        }
+        return yield* Fiber.join(sent)
+      })
+  }))
 
 /**
  * The real NATS client, except that while `muted.on` its membership heartbeats fail (as when the membership bucket
  * has no leader while the shards bucket has one): the node keeps renewing leases the others cannot see it behind.
  */
 const mutingNats = (url: string, name: string, muted: { on: boolean }) =>
-  Layer.effect(
-    Nats,
-    Effect.map(Nats, (nats) =>
-      Nats.of({
-        ...nats,
-        bucket: (bucketName, options) =>
-          Effect.map(nats.bucket(bucketName, options), (bucket) => ({
-            ...bucket,
-            put: (key, value) =>
-              bucketName === NODES_BUCKET && muted.on
-                ? Effect.fail(new NatsError({ operation: `kv.put ${bucketName}/${key}`, cause: "muted by the test" }))
-                : bucket.put(key, value)
-          }))
-      }))
-  ).pipe(Layer.provideMerge(Nats.layer({ url: Redacted.make(url), name })))
+  natsWithBuckets(url, name, (bucketName, bucket) => ({
+    ...bucket,
+    put: (key, value) =>
+      bucketName === NODES_BUCKET && muted.on
+        ? Effect.fail(new NatsError({ operation: `kv.put ${bucketName}/${key}`, cause: "muted by the test" }))
+        : bucket.put(key, value)
+  }))
 
 /** Fence after 1.8 s without a renewal; renewals every 0.5 s; a late renewal may be tried until 2.65 s. */
 const stallTimings = {

@@ -356,60 +356,30 @@ export const slowCommandTimeout = (command: SessionCommand): Duration.Duration |
  * The reply to a command: its `Exit` as JSON, with that command's own success and failure schemas. The codecs
  * are built once per command type: building a schema per request would also defeat the parser's memoisation.
  */
-const replyJson = <A, I, E = CommandError, EI = typeof CommandError.Encoded>(
+const replyCodec = <A, I, E = CommandError, EI = typeof CommandError.Encoded>(
   success: Schema.Schema<A, I>,
   failure: Schema.Schema<E, EI> = CommandError as unknown as Schema.Schema<E, EI>
-) => Schema.parseJson(Schema.Exit({ success, failure, defect: Schema.Defect }))
+) => {
+  const json = Schema.parseJson(Schema.Exit({ success, failure, defect: Schema.Defect }))
+  return { decode: Schema.decodeUnknown(json), encode: Schema.encodeUnknown(json) }
+}
+
+const statusReply = replyCodec(SessionStatusView)
+const voidReply = replyCodec(Schema.Void)
 
 const replies = {
-  GetStatus: {
-    decode: Schema.decodeUnknown(replyJson(SessionStatusView)),
-    encode: Schema.encodeUnknown(replyJson(SessionStatusView))
-  },
-  EnsureStarted: {
-    decode: Schema.decodeUnknown(replyJson(Schema.Void)),
-    encode: Schema.encodeUnknown(replyJson(Schema.Void))
-  },
-  GetQr: {
-    decode: Schema.decodeUnknown(replyJson(QrCode)),
-    encode: Schema.encodeUnknown(replyJson(QrCode))
-  },
-  Reconnect: {
-    decode: Schema.decodeUnknown(replyJson(SessionStatusView)),
-    encode: Schema.encodeUnknown(replyJson(SessionStatusView))
-  },
-  GetHealth: {
-    decode: Schema.decodeUnknown(replyJson(SessionHealthView)),
-    encode: Schema.encodeUnknown(replyJson(SessionHealthView))
-  },
-  RequestPairingCode: {
-    decode: Schema.decodeUnknown(replyJson(PairingCode, PairingError)),
-    encode: Schema.encodeUnknown(replyJson(PairingCode, PairingError))
-  },
-  QueueText: {
-    decode: Schema.decodeUnknown(replyJson(AcceptedMessage)),
-    encode: Schema.encodeUnknown(replyJson(AcceptedMessage))
-  },
-  SendText: {
-    decode: Schema.decodeUnknown(replyJson(SentText, SendError)),
-    encode: Schema.encodeUnknown(replyJson(SentText, SendError))
-  },
-  StopSession: {
-    decode: Schema.decodeUnknown(replyJson(SessionStatusView)),
-    encode: Schema.encodeUnknown(replyJson(SessionStatusView))
-  },
-  UnlinkSession: {
-    decode: Schema.decodeUnknown(replyJson(Unlinked)),
-    encode: Schema.encodeUnknown(replyJson(Unlinked))
-  },
-  Charge: {
-    decode: Schema.decodeUnknown(replyJson(Schema.Void)),
-    encode: Schema.encodeUnknown(replyJson(Schema.Void))
-  },
-  SetRateLimits: {
-    decode: Schema.decodeUnknown(replyJson(Schema.Void)),
-    encode: Schema.encodeUnknown(replyJson(Schema.Void))
-  }
+  GetStatus: statusReply,
+  EnsureStarted: voidReply,
+  GetQr: replyCodec(QrCode),
+  Reconnect: statusReply,
+  GetHealth: replyCodec(SessionHealthView),
+  RequestPairingCode: replyCodec(PairingCode, PairingError),
+  QueueText: replyCodec(AcceptedMessage),
+  SendText: replyCodec(SentText, SendError),
+  StopSession: statusReply,
+  UnlinkSession: replyCodec(Unlinked),
+  Charge: voidReply,
+  SetRateLimits: voidReply
 } satisfies Record<SessionCommand["_tag"], unknown>
 
 export const decodeReply = (

@@ -9,6 +9,7 @@ import { monotonicMillis } from "@wacluster/cluster/ClusterConfig"
 import { findCity } from "@wacluster/domain/Cities"
 import type { EventType } from "@wacluster/domain/Events"
 import { makeEventId, makeMessageId, type SessionId } from "@wacluster/domain/Ids"
+import { isPersonalJid, phoneOfJid } from "@wacluster/domain/Jid"
 import {
   AcceptedMessage,
   type Caller,
@@ -94,6 +95,11 @@ export interface SessionActorHandle {
   >
 }
 
+/** A session's two rate limits: requests per minute, and texts queued per hour. */
+type LimitKind = RateLimited["kind"]
+const LIMIT_KINDS: ReadonlyArray<LimitKind> = ["requests", "messages"]
+const WINDOW_MS: Record<LimitKind, number> = { requests: 60_000, messages: 3_600_000 }
+
 /** How long unlinking waits for WhatsApp: a logout over the live socket, or a login with saved credentials. */
 const UNLINK_LOGIN_TIMEOUT = Duration.seconds(15)
 
@@ -116,12 +122,6 @@ const afterClose = (reason: CloseReason): { status: SessionStatus; reason: Sessi
       return { status: "disconnected", reason: "conflict", retry: false }
   }
 }
-
-/** The contact's number when a JID is a phone number's. */
-const phoneOf = (jid: string): string | null => jid.match(/^([0-9]{6,15})@s\.whatsapp\.net$/)?.[1] ?? null
-
-/** A one-to-one chat (not a group, a broadcast or a newsletter). */
-const isPersonal = (jid: string): boolean => jid.endsWith("@s.whatsapp.net") || jid.endsWith("@lid")
 
 /**
  * Builds the actor and returns its handle with the effect that runs it. The run effect only ends by
@@ -234,12 +234,15 @@ export const make = Effect.fn("SessionActor.make")(function*(
         if (wrote) yield* options.eventsCommitted
         return result
       })
+    /** Events that stand alone (no change of rows with them): one statement, no transaction. */
+    const emit = (news: ReadonlyArray<NewEvent>) => Effect.zipRight(events.append(fence, news), options.eventsCommitted)
 
     /** The session's limits (its own, else the node's), and its buckets and those of the keys used on it. */
-    const limits = {
-      requestsPerMinute: record.value.requestsPerMinute ?? options.rateLimits.requestsPerMinute,
-      messagesPerHour: record.value.messagesPerHour ?? options.rateLimits.messagesPerHour
+    const limits: Record<LimitKind, number> = {
+      requests: record.value.requestsPerMinute ?? options.rateLimits.requestsPerMinute,
+      messages: record.value.messagesPerHour ?? options.rateLimits.messagesPerHour
     }
+    const quotaOf = (kind: LimitKind, limit: number): RateLimiter.Quota => ({ limit, windowMs: WINDOW_MS[kind] })
     const sessionBuckets = { requests: RateLimiter.emptyBucket(), messages: RateLimiter.emptyBucket() }
     const keyBuckets = new Map<string, { requests: RateLimiter.Bucket; messages: RateLimiter.Bucket }>()
     const bucketsOf = (caller: Caller) => {
@@ -254,22 +257,19 @@ export const make = Effect.fn("SessionActor.make")(function*(
       return buckets
     }
     /** The limits a caller's request (or queued text) counts against. */
-    const limitsFor = (caller: Caller, kind: "requests" | "messages") => {
-      const windowMs = kind === "requests" ? 60_000 : 3_600_000
-      const all: Array<{ bucket: RateLimiter.Bucket; quota: RateLimiter.Quota; scope: "session" | "key" }> = [{
-        bucket: sessionBuckets[kind],
-        quota: { limit: kind === "requests" ? limits.requestsPerMinute : limits.messagesPerHour, windowMs },
-        scope: "session"
-      }]
+    const limitsFor = (caller: Caller, kind: LimitKind) => {
+      const all: Array<{ bucket: RateLimiter.Bucket; quota: RateLimiter.Quota; scope: "session" | "key" }> = [
+        { bucket: sessionBuckets[kind], quota: quotaOf(kind, limits[kind]), scope: "session" }
+      ]
       const own = kind === "requests" ? caller.requestsPerMinute : caller.messagesPerHour
       const keyBucket = bucketsOf(caller)
       if (own !== null && keyBucket !== undefined) {
-        all.push({ bucket: keyBucket[kind], quota: { limit: own, windowMs }, scope: "key" })
+        all.push({ bucket: keyBucket[kind], quota: quotaOf(kind, own), scope: "key" })
       }
       return all
     }
     const refusal = (
-      kind: "requests" | "messages",
+      kind: LimitKind,
       entry: { readonly quota: RateLimiter.Quota; readonly scope: "session" | "key" },
       verdict: RateLimiter.Verdict
     ) =>
@@ -318,7 +318,8 @@ export const make = Effect.fn("SessionActor.make")(function*(
           observedMs: state.observedMs,
           proxySticky: proxy.enabled ? yield* proxy.sticky : null
         })
-        yield* committed(save, () => Effect.succeed(news)).pipe(storeRetry)
+        // A save without events (the periodic one) needs no transaction around it.
+        yield* (news.length === 0 ? save : committed(save, () => Effect.succeed(news))).pipe(storeRetry)
       }).pipe(Effect.withSpan("SessionActor.persist"))
     const persist = persistWith([])
 
@@ -350,10 +351,9 @@ export const make = Effect.fn("SessionActor.make")(function*(
             state.qrExpiresAt = event.expiresAt
             yield* transition("connecting", "qr_pending")
             // Not the code itself: whoever reads the events must not be able to link a phone of their own with it.
-            yield* committed(
-              Effect.void,
-              () => Effect.all([newEvent("session.qr-updated", { expiresAt: event.expiresAt.toISOString() })])
-            ).pipe(storeRetry)
+            yield* emit([yield* newEvent("session.qr-updated", { expiresAt: event.expiresAt.toISOString() })]).pipe(
+              storeRetry
+            )
             return
           case "Open":
             yield* account
@@ -368,7 +368,7 @@ export const make = Effect.fn("SessionActor.make")(function*(
             const received = {
               messageId,
               from: event.from,
-              phoneNumber: phoneOf(event.from),
+              phoneNumber: phoneOfJid(event.from),
               text: event.text,
               waMessageId: event.waMessageId,
               timestamp: event.timestamp.toISOString()
@@ -387,7 +387,7 @@ export const make = Effect.fn("SessionActor.make")(function*(
                 inserted
                   ? Effect.all([
                     newEvent("message.received", received),
-                    ...(isPersonal(event.from) ? [newEvent("message-personal.received", received)] : [])
+                    ...(isPersonalJid(event.from) ? [newEvent("message-personal.received", received)] : [])
                   ])
                   : Effect.succeed([])
             ).pipe(storeRetry)
@@ -632,7 +632,7 @@ export const make = Effect.fn("SessionActor.make")(function*(
                     newEvent("message.sent", {
                       messageId: text.id,
                       to: text.remoteJid,
-                      phoneNumber: phoneOf(text.remoteJid),
+                      phoneNumber: phoneOfJid(text.remoteJid),
                       waMessageId
                     })
                   ])
@@ -786,24 +786,16 @@ export const make = Effect.fn("SessionActor.make")(function*(
             // Counted above, like every request that names its caller.
             return yield* Deferred.succeed(envelope.reply, undefined)
           case "SetRateLimits": {
-            const requestsPerMinute = command.requestsPerMinute ?? options.rateLimits.requestsPerMinute
-            const messagesPerHour = command.messagesPerHour ?? options.rateLimits.messagesPerHour
+            const wanted: Record<LimitKind, number> = {
+              requests: command.requestsPerMinute ?? options.rateLimits.requestsPerMinute,
+              messages: command.messagesPerHour ?? options.rateLimits.messagesPerHour
+            }
             // What the session's buckets counted still counts, at the new pace.
             const now = yield* monotonicMillis
-            RateLimiter.rescale(
-              sessionBuckets.requests,
-              { limit: limits.requestsPerMinute, windowMs: 60_000 },
-              { limit: requestsPerMinute, windowMs: 60_000 },
-              now
-            )
-            RateLimiter.rescale(
-              sessionBuckets.messages,
-              { limit: limits.messagesPerHour, windowMs: 3_600_000 },
-              { limit: messagesPerHour, windowMs: 3_600_000 },
-              now
-            )
-            limits.requestsPerMinute = requestsPerMinute
-            limits.messagesPerHour = messagesPerHour
+            for (const kind of LIMIT_KINDS) {
+              RateLimiter.rescale(sessionBuckets[kind], quotaOf(kind, limits[kind]), quotaOf(kind, wanted[kind]), now)
+              limits[kind] = wanted[kind]
+            }
             return yield* Deferred.succeed(envelope.reply, undefined)
           }
           case "StopSession":

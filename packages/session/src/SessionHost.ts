@@ -7,7 +7,7 @@ import type { SqlClient } from "@effect/sql"
 import { EventStream } from "@wacluster/cluster/EventStream"
 import { Nats } from "@wacluster/cluster/Nats"
 import { type ShardLease, ShardLifecycle } from "@wacluster/cluster/ShardLeases"
-import { eventSubject, type EventType } from "@wacluster/domain/Events"
+import { eventSubject } from "@wacluster/domain/Events"
 import type { SessionId } from "@wacluster/domain/Ids"
 import {
   encodeReply,
@@ -336,7 +336,7 @@ export const make = Effect.fn("SessionHost.make")(function*(hostOptions: HostOpt
               data: event.data
             })
             const stored = yield* stream.publish(
-              eventSubject(event.tenantId, event.sessionId, event.type as EventType),
+              eventSubject(event.tenantId, event.sessionId, event.type),
               new TextEncoder().encode(envelope),
               event.id
             ).pipe(

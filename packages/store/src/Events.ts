@@ -4,7 +4,7 @@
  * them in order, publishes them to JetStream and deletes them.
  */
 import { SqlClient } from "@effect/sql"
-import type { EventData, EventType } from "@wacluster/domain/Events"
+import { type EventData, EventType } from "@wacluster/domain/Events"
 import { EventId, SessionId, TenantId } from "@wacluster/domain/Ids"
 import { Context, Effect, Layer, Schema } from "effect"
 import { mapStoreError, type StaleEpoch, type StoreError } from "./Errors.js"
@@ -23,7 +23,7 @@ export class PendingEvent extends Schema.Class<PendingEvent>("@wacluster/store/P
   id: EventId,
   tenantId: TenantId,
   sessionId: SessionId,
-  type: Schema.String,
+  type: EventType,
   data: Schema.Unknown,
   createdAt: Schema.DateFromSelf
 }) {}

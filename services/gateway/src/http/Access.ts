@@ -5,17 +5,27 @@
 import { Router } from "@wacluster/cluster/Router"
 import { InternalError } from "@wacluster/domain/ApiErrors"
 import { CurrentCaller, CurrentTenant } from "@wacluster/domain/Auth"
-import type { SessionId } from "@wacluster/domain/Ids"
+import type { SessionId, TenantId } from "@wacluster/domain/Ids"
 import { Caller, Charge } from "@wacluster/domain/Protocol"
 import { Sessions } from "@wacluster/store/Sessions"
 import { Duration, Effect, Option } from "effect"
 import { routingErrors, sessionNotFound } from "./Routing.js"
 
-const lookupFailed = (error: unknown) =>
+/** Postgres failing under a request: logged, and a 500 that says what failed (no detail leaks). */
+export const storeTrouble = (what: string) => (error: unknown) =>
   Effect.zipRight(
-    Effect.logError("session lookup failed", error),
-    new InternalError({ message: "the session could not be looked up; retry shortly" })
+    Effect.logError(`${what} failed`, error),
+    new InternalError({ message: `${what} failed; retry shortly` })
   )
+
+/** The session's record when it belongs to `tenantId`; the same 404 as a missing session otherwise. */
+const tenantSession = (tenantId: TenantId, sessionId: SessionId) =>
+  Effect.gen(function*() {
+    const sessions = yield* Sessions
+    const record = yield* sessions.findById(sessionId).pipe(Effect.catchAll(storeTrouble("looking up the session")))
+    if (Option.isNone(record) || record.value.tenantId !== tenantId) return yield* sessionNotFound(sessionId)
+    return record.value
+  })
 
 /** The caller may act on this session; a key caller is checked without reading Postgres. */
 export const authorize = (sessionId: SessionId) =>
@@ -33,21 +43,12 @@ export const sessionFor = (sessionId: SessionId) =>
   Effect.gen(function*() {
     const caller = yield* CurrentCaller
     if (caller.sessionId !== null && caller.sessionId !== sessionId) return yield* sessionNotFound(sessionId)
-    const sessions = yield* Sessions
-    const record = yield* sessions.findById(sessionId).pipe(Effect.catchTag("StoreError", lookupFailed))
-    if (Option.isNone(record) || record.value.tenantId !== caller.tenantId) return yield* sessionNotFound(sessionId)
-    return record.value
+    return yield* tenantSession(caller.tenantId, sessionId)
   })
 
 /** The session's record, when it belongs to the calling tenant (routes only the tenant token may call). */
 export const ownedSession = (sessionId: SessionId) =>
-  Effect.gen(function*() {
-    const { tenantId } = yield* CurrentTenant
-    const sessions = yield* Sessions
-    const record = yield* sessions.findById(sessionId).pipe(Effect.catchTag("StoreError", lookupFailed))
-    if (Option.isNone(record) || record.value.tenantId !== tenantId) return yield* sessionNotFound(sessionId)
-    return record.value
-  })
+  Effect.flatMap(CurrentTenant, ({ tenantId }) => tenantSession(tenantId, sessionId))
 
 /**
  * For Schema classes built on the hot path from values already decoded (a request's payload, a stored key): their

@@ -6,18 +6,13 @@ import { HttpApiBuilder } from "@effect/platform"
 import { MessagePage, MessageStatus, MessageView, WaclusterApi } from "@wacluster/domain/Api"
 import { BadRequest, NotFound } from "@wacluster/domain/ApiErrors"
 import { MessageId } from "@wacluster/domain/Ids"
+import { phoneOfJid } from "@wacluster/domain/Jid"
 import { type MessageRecord, Messages } from "@wacluster/store/Messages"
 import { DateTime, Effect, Option, Schema } from "effect"
-import { authorize, chargeRequest } from "./Access.js"
+import { authorize, chargeRequest, storeTrouble } from "./Access.js"
 import { makePageCursor } from "./PageCursor.js"
-import { storeTrouble } from "./SessionLifecycle.js"
 
 const cursors = makePageCursor(MessageId)
-
-const phoneOf = (jid: string) => {
-  const match = jid.match(/^([0-9]{6,15})@s\.whatsapp\.net$/)
-  return match === null ? null : match[1] ?? null
-}
 
 const textOf = (body: unknown) =>
   typeof body === "object" && body !== null && "text" in body && typeof body.text === "string" ? body.text : null
@@ -29,7 +24,7 @@ export const toView = (record: MessageRecord) =>
     messageId: record.id,
     direction: record.direction,
     jid: record.remoteJid,
-    phoneNumber: phoneOf(record.remoteJid),
+    phoneNumber: phoneOfJid(record.remoteJid),
     text: textOf(record.body),
     // The session's owner writes only these; a status it might write one day reads as failed, not as a broken page.
     status: isStatus(record.status) ? record.status : "failed",

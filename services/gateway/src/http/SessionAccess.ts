@@ -19,7 +19,7 @@ import { Sessions } from "@wacluster/store/Sessions"
 import { DateTime, Effect, Option } from "effect"
 import { randomUUID } from "node:crypto"
 import { QrImages } from "../QrImages.js"
-import { authorize, currentCaller, NO_CHECK } from "./Access.js"
+import { authorize, currentCaller, NO_CHECK, storeTrouble } from "./Access.js"
 import { routingErrors, sessionNotFound } from "./Routing.js"
 
 /** Why a session shows no QR code, in words a tenant can act on. */
@@ -98,11 +98,7 @@ export const SessionAccessLive = HttpApiBuilder.group(
             yield* authorize(path.sessionId)
             // A stopped session runs again, wherever it runs next (recorded before its owner hears).
             const resumed = yield* sessions.setDesiredState(path.sessionId, "running").pipe(
-              Effect.catchTag("StoreError", (error) =>
-                Effect.zipRight(
-                  Effect.logError("could not record the reconnect", error),
-                  new InternalError({ message: "the session could not be resumed; retry shortly" })
-                ))
+              Effect.catchAll(storeTrouble("resuming the session"))
             )
             if (Option.isNone(resumed)) return yield* sessionNotFound(path.sessionId)
             return yield* router.send(new Reconnect({ sessionId: path.sessionId, caller: yield* currentCaller })).pipe(

@@ -6,24 +6,18 @@
 import { HttpApiBuilder } from "@effect/platform"
 import { Router } from "@wacluster/cluster/Router"
 import { SessionDetail, SessionRateLimit, WaclusterApi } from "@wacluster/domain/Api"
-import { BadRequest, InternalError } from "@wacluster/domain/ApiErrors"
+import { BadRequest } from "@wacluster/domain/ApiErrors"
 import { findCity } from "@wacluster/domain/Cities"
 import { type Caller, GetHealth, messageQueueHealth, SetRateLimits, StopSession } from "@wacluster/domain/Protocol"
 import { Outbox } from "@wacluster/store/Outbox"
 import { SessionRuntime } from "@wacluster/store/SessionRuntime"
 import { type SessionRecord, Sessions } from "@wacluster/store/Sessions"
 import { DateTime, Duration, Effect, Either, Option } from "effect"
-import { chargeRequest, currentCaller, sessionFor } from "./Access.js"
+import { chargeRequest, currentCaller, sessionFor, storeTrouble } from "./Access.js"
 import { routingErrors, sessionNotFound } from "./Routing.js"
 
 /** How long a read waits for the owner's live answer before it answers from Postgres. */
 const LIVE_WAIT = Duration.seconds(2)
-
-export const storeTrouble = (what: string) => (error: unknown) =>
-  Effect.zipRight(
-    Effect.logError(`${what} failed`, error),
-    new InternalError({ message: `${what} failed; retry shortly` })
-  )
 
 export const SessionLifecycleLive = HttpApiBuilder.group(
   WaclusterApi,

@@ -24,9 +24,8 @@ import { Events } from "@wacluster/store/Events"
 import { Sessions } from "@wacluster/store/Sessions"
 import { DateTime, Effect, Option } from "effect"
 import { API_KEY_PREFIX, hashSecret, newSecret, VISIBLE_PREFIX } from "../Secrets.js"
-import { ownedSession } from "./Access.js"
+import { ownedSession, storeTrouble } from "./Access.js"
 import { routingErrors } from "./Routing.js"
-import { storeTrouble } from "./SessionLifecycle.js"
 
 const limitsOf = (key: ApiKeyRecord) =>
   new KeyRateLimit({ requestsPerMinute: key.requestsPerMinute, messagesPerHour: key.messagesPerHour })
