@@ -9,7 +9,12 @@
  *     [--baseline-sessions N] [--skip-baseline] [--skip-restart] [--timeout 20 (minutes)]
  *     [--logs quiet|inherit] [--log-level Warn] [--env NAME=value]… [--probe on|off] [--profile <dir> [--heap]]
  *     [--node-flags "<flags for the services' Node, e.g. --max-semi-space-size=64>"]
- *     [--shared-als (a what-if, see shared-als.ts)]
+ *     [--shared-als (a what-if, see shared-als.ts)] [--data-dir <dir>]
+ *
+ * `--data-dir <dir>` keeps the cluster (Postgres, NATS, wa-sim's devices) in that directory instead of a temporary
+ * one. A later run with the same directory skips linking: it starts the node on the sessions linked before (a cold
+ * start that logs them all in from Postgres), then goes on to the restart. Linking thousands takes many minutes;
+ * this is how a restart of them is measured again and again.
  *
  * `--probe on` (the default) preloads loop-probe.ts into the gateway and the node: event-loop stalls show in their
  * logs, and the node can be asked for a full garbage collection, so live memory is reported beside running memory.
@@ -21,7 +26,7 @@ import * as LocalCluster from "@wacluster/infra/LocalCluster"
 import { repoRoot } from "@wacluster/infra/Service"
 import { Effect, Exit, Schema, Scope } from "effect"
 import { spawn } from "node:child_process"
-import { chmod, mkdir, mkdtemp, readFile, rm } from "node:fs/promises"
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import { parseArgs } from "node:util"
@@ -45,7 +50,8 @@ const { values } = parseArgs({
     profile: { type: "string" },
     "node-flags": { type: "string", default: "" },
     heap: { type: "boolean", default: false },
-    "shared-als": { type: "boolean", default: false }
+    "shared-als": { type: "boolean", default: false },
+    "data-dir": { type: "string" }
   }
 })
 const sessionCount = Number(values.sessions)
@@ -269,14 +275,30 @@ const memoryLine = (
 const perUnit = (idle: MemorySample, after: MemorySample, count: number, figure: keyof MemorySample) =>
   (after[figure] - idle[figure]) / Math.max(1, count)
 
+/** What a kept data directory (`--data-dir`) remembers of the sessions linked in it. */
+const Sample = Schema.Struct({ rssBytes: Schema.Number, heapUsedBytes: Schema.Number, externalBytes: Schema.Number })
+const LinkedState = Schema.parseJson(Schema.Struct({
+  token: Schema.String,
+  sessions: Schema.Number,
+  /** The idle node's figures from the run that linked them. */
+  idle: Schema.Struct({ running: Sample, collected: Sample }),
+  idleCpu: Schema.Number
+}))
+
 const main = async () => {
   const scope = Effect.runSync(Scope.make())
-  const dataDir = await mkdtemp(join(tmpdir(), "wacluster-density-"))
+  const keptDir = values["data-dir"] === undefined ? undefined : resolve(values["data-dir"])
+  const dataDir = keptDir ?? await mkdtemp(join(tmpdir(), "wacluster-density-"))
+  await mkdir(dataDir, { recursive: true })
   await chmod(dataDir, 0o755)
+  const linkedFile = join(dataDir, "density.json")
+  const linkedBefore = keptDir === undefined
+    ? undefined
+    : await readFile(linkedFile, "utf8").then(Schema.decodeUnknownSync(LinkedState), () => undefined)
   const run = <A, E>(effect: Effect.Effect<A, E, Scope.Scope>) => Effect.runPromise(Scope.extend(effect, scope))
   const stop = async () => {
     await Effect.runPromise(Scope.close(scope, Exit.void))
-    await rm(dataDir, { recursive: true, force: true })
+    if (keptDir === undefined) await rm(dataDir, { recursive: true, force: true })
   }
   const interrupted = () => {
     log("interrupted: stopping everything")
@@ -288,8 +310,22 @@ const main = async () => {
   const lines: Array<string> = []
   let started: LocalCluster.LocalCluster | undefined
   try {
-    log(`starting a cluster: 1 node, wa-sim, private Postgres and nats-server (settings ${JSON.stringify(SETTINGS)})`)
-    const cluster = await run(LocalCluster.start({ dataDir, nodes: 1, logs, fsync: false, simulate: true, env: ENV }))
+    log(
+      `starting a cluster: 1 node, wa-sim, private Postgres and nats-server (settings ${JSON.stringify(SETTINGS)})${
+        linkedBefore === undefined ? "" : `, ${linkedBefore.sessions} sessions linked in ${dataDir} before`
+      }`
+    )
+    // With sessions linked before, the node starts only once the rest is up: its start is the cold start measured.
+    const cluster = await run(
+      LocalCluster.start({
+        dataDir,
+        nodes: linkedBefore === undefined ? 1 : 0,
+        logs,
+        fsync: false,
+        simulate: true,
+        env: ENV
+      })
+    )
     started = cluster
     const gateway = cluster.gatewayUrl
     const waSim = cluster.waSim
@@ -301,97 +337,135 @@ const main = async () => {
       return node
     }
 
-    profilePhase(firstNode().pid)
-    const idleCpu = await settle(firstNode().pid, 5000)
-    profilePhase(firstNode().pid)
-    const idle = await nodeMemory(firstNode())
+    const measureIdle = async () => {
+      profilePhase(firstNode().pid)
+      const cpu = await settle(firstNode().pid, 5000)
+      profilePhase(firstNode().pid)
+      return { idleCpu: cpu, idle: await nodeMemory(firstNode()) }
+    }
+    const { idle, idleCpu } = linkedBefore ?? await measureIdle()
     log(
       `node idle (${idleCpu.toFixed(0)}% CPU): RSS ${mb(idle.running.rssBytes)}, heap ${
         mb(idle.running.heapUsedBytes)
       }; after full GC RSS ${mb(idle.collected.rssBytes)}, heap ${mb(idle.collected.heapUsedBytes)}`
     )
 
-    const tenant = await call(gateway, "POST", "/tenants", { bearer: cluster.adminToken, json: { name: "density" } })
-    const token = text(tenant.body, "token")
+    const linkAll = async () => {
+      const tenant = await call(gateway, "POST", "/tenants", { bearer: cluster.adminToken, json: { name: "density" } })
+      const token = text(tenant.body, "token")
 
-    // Link: create, wait for its QR code, scan it with a phone of its own; `linkConcurrency` at a time.
-    let next = 0
-    let created = 0
-    let scanned = 0
-    const failures: Array<string> = []
-    const phases = { create: [] as Array<number>, qr: [] as Array<number>, scan: [] as Array<number> }
-    const linkOne = async (index: number) => {
-      const createStart = performance.now()
-      const reply = await call(gateway, "POST", "/sessions", {
-        bearer: token,
-        json: { name: `density-${index}`, city: "jakarta" }
-      })
-      if (reply.status !== 201) throw new Error(`create: ${reply.status} ${JSON.stringify(reply.body)}`)
-      created++
-      phases.create.push(performance.now() - createStart)
-      const id = text(reply.body, "session", "id")
-      const key = text(reply.body, "apiKey", "key")
-      let lastError = ""
-      // A code can rotate between reading and scanning it: read the current one again and retry.
-      for (let attempt = 0; attempt < 3; attempt++) {
-        const deadline = Date.now() + 60_000
-        const qrStart = performance.now()
-        let qr: string | undefined
-        while (qr === undefined) {
-          const answer = await call(gateway, "GET", `/sessions/${id}/qr?format=raw`, { apiKey: key })
-          if (answer.status === 200) qr = text(answer.body, "qr")
-          else if (Date.now() > deadline) {
-            throw new Error(`${id}: no QR code within 60 s; last ${answer.status} ${JSON.stringify(answer.body)}`)
-          } else await sleep(100)
+      // Link: create, wait for its QR code, scan it with a phone of its own; `linkConcurrency` at a time.
+      let next = 0
+      let created = 0
+      let scanned = 0
+      const failures: Array<string> = []
+      const phases = { create: [] as Array<number>, qr: [] as Array<number>, scan: [] as Array<number> }
+      const linkOne = async (index: number) => {
+        const createStart = performance.now()
+        const reply = await call(gateway, "POST", "/sessions", {
+          bearer: token,
+          json: { name: `density-${index}`, city: "jakarta" }
+        })
+        if (reply.status !== 201) throw new Error(`create: ${reply.status} ${JSON.stringify(reply.body)}`)
+        created++
+        phases.create.push(performance.now() - createStart)
+        const id = text(reply.body, "session", "id")
+        const key = text(reply.body, "apiKey", "key")
+        let lastError = ""
+        // A code can rotate between reading and scanning it: read the current one again and retry.
+        for (let attempt = 0; attempt < 3; attempt++) {
+          const deadline = Date.now() + 60_000
+          const qrStart = performance.now()
+          let qr: string | undefined
+          while (qr === undefined) {
+            const answer = await call(gateway, "GET", `/sessions/${id}/qr?format=raw`, { apiKey: key })
+            if (answer.status === 200) qr = text(answer.body, "qr")
+            else if (Date.now() > deadline) {
+              throw new Error(`${id}: no QR code within 60 s; last ${answer.status} ${JSON.stringify(answer.body)}`)
+            } else await sleep(100)
+          }
+          phases.qr.push(performance.now() - qrStart)
+          const scanStart = performance.now()
+          try {
+            await sim.scan(qr, phoneOf(index))
+            scanned++
+            phases.scan.push(performance.now() - scanStart)
+            return
+          } catch (error) {
+            lastError = String(error)
+          }
         }
-        phases.qr.push(performance.now() - qrStart)
-        const scanStart = performance.now()
-        try {
-          await sim.scan(qr, phoneOf(index))
-          scanned++
-          phases.scan.push(performance.now() - scanStart)
-          return
-        } catch (error) {
-          lastError = String(error)
-        }
+        throw new Error(`${id}: scan failed 3 times; last ${lastError}`)
       }
-      throw new Error(`${id}: scan failed 3 times; last ${lastError}`)
+      log(`linking ${sessionCount} sessions, ${linkConcurrency} at a time…`)
+      const linkStartWall = Date.now()
+      const linkStart = performance.now()
+      const linkCpuBefore = await cpuSeconds(firstNode().pid)
+      profilePhase(firstNode().pid)
+      const linking = Promise.all(Array.from({ length: Math.min(linkConcurrency, sessionCount) }, async () => {
+        while (next < sessionCount && !abort.signal.aborted) {
+          const index = next++
+          try {
+            await linkOne(index)
+          } catch (error) {
+            failures.push(String(error))
+            if (failures.length <= 5) log(`link ${index} failed: ${String(error)}`)
+            // With quiet logs, what the services said just before the first failure is the evidence.
+            if (failures.length === 1 && logs === "quiet") await printRecentLogs(started)
+          }
+        }
+      }))
+      const linkProgress = () => `${created} created, ${scanned} scanned, ${failures.length} failed`
+      const ticker = setInterval(() => log(`linking: ${linkProgress()}`), 10_000)
+      await linking.finally(() => clearInterval(ticker))
+      checkAbort()
+      log(`all ${sessionCount} QR codes scanned in ${seconds(performance.now() - linkStart)}`)
+      const connectedN = sessionCount - failures.length
+      const lastLinked = await awaitConnected(gateway, token, connectedN, linkStartWall, "linking", linkProgress)
+      const linkMs = lastLinked - linkStartWall
+      const linkCpu = (await cpuSeconds(firstNode().pid)) - linkCpuBefore
+      profilePhase(firstNode().pid)
+      const phaseLine = `create ${spread(phases.create)}; QR shown ${spread(phases.qr)}; scan ${spread(phases.scan)}`
+      log(`per link: ${phaseLine}`)
+      log(
+        `${connectedN} connected: the last at ${seconds(linkMs)} (seen at ${
+          seconds(performance.now() - linkStart)
+        }); the node used ${linkCpu.toFixed(0)} CPU s; settling ${settleSeconds} s`
+      )
+      await writeFile(
+        linkedFile,
+        Schema.encodeSync(LinkedState)({ token, sessions: connectedN, idle, idleCpu })
+      )
+      return { token, connectedN, linkMs, linkCpu, phaseLine, failures }
     }
-    log(`linking ${sessionCount} sessions, ${linkConcurrency} at a time…`)
-    const linkStartWall = Date.now()
-    const linkStart = performance.now()
-    const linkCpuBefore = await cpuSeconds(firstNode().pid)
-    profilePhase(firstNode().pid)
-    const linking = Promise.all(Array.from({ length: Math.min(linkConcurrency, sessionCount) }, async () => {
-      while (next < sessionCount && !abort.signal.aborted) {
-        const index = next++
-        try {
-          await linkOne(index)
-        } catch (error) {
-          failures.push(String(error))
-          if (failures.length <= 5) log(`link ${index} failed: ${String(error)}`)
-          // With quiet logs, what the services said just before the first failure is the evidence.
-          if (failures.length === 1 && logs === "quiet") await printRecentLogs(started)
-        }
+    /** With sessions linked before: starts the node on them and waits until all are connected again. */
+    const coldStart = async (before: typeof LinkedState.Type) => {
+      const startWall = Date.now()
+      await Effect.runPromise(cluster.addNode("node-1"))
+      const cpuBefore = await cpuSeconds(firstNode().pid)
+      profilePhase(firstNode().pid)
+      log(`node-1 started on ${before.sessions} linked sessions; waiting for all to connect…`)
+      const last = await awaitConnected(gateway, before.token, before.sessions, startWall, "cold start")
+      const linkCpu = (await cpuSeconds(firstNode().pid)) - cpuBefore
+      profilePhase(firstNode().pid)
+      const linkMs = last - startWall
+      log(
+        `${before.sessions} connected: the last at ${
+          seconds(linkMs)
+        } after the node started; settling ${settleSeconds} s`
+      )
+      return {
+        token: before.token,
+        connectedN: before.sessions,
+        linkMs,
+        linkCpu,
+        phaseLine: `none: a cold start on sessions linked in ${dataDir} before`,
+        failures: [] as Array<string>
       }
-    }))
-    const linkProgress = () => `${created} created, ${scanned} scanned, ${failures.length} failed`
-    const ticker = setInterval(() => log(`linking: ${linkProgress()}`), 10_000)
-    await linking.finally(() => clearInterval(ticker))
-    checkAbort()
-    log(`all ${sessionCount} QR codes scanned in ${seconds(performance.now() - linkStart)}`)
-    const connectedN = sessionCount - failures.length
-    const lastLinked = await awaitConnected(gateway, token, connectedN, linkStartWall, "linking", linkProgress)
-    const linkMs = lastLinked - linkStartWall
-    const linkCpu = (await cpuSeconds(firstNode().pid)) - linkCpuBefore
-    profilePhase(firstNode().pid)
-    const phaseLine = `create ${spread(phases.create)}; QR shown ${spread(phases.qr)}; scan ${spread(phases.scan)}`
-    log(`per link: ${phaseLine}`)
-    log(
-      `${connectedN} connected: the last at ${seconds(linkMs)} (seen at ${
-        seconds(performance.now() - linkStart)
-      }); the node used ${linkCpu.toFixed(0)} CPU s; settling ${settleSeconds} s`
-    )
+    }
+    const { connectedN, failures, linkCpu, linkMs, phaseLine, token } = linkedBefore === undefined
+      ? await linkAll()
+      : await coldStart(linkedBefore)
     profilePhase(firstNode().pid)
     const linkedCpu = await settle(firstNode().pid, settleSeconds * 1000)
     profilePhase(firstNode().pid)

@@ -145,6 +145,8 @@ const makeBucketOps = (
 })
 
 export class Nats extends Context.Tag("@wacluster/cluster/Nats")<Nats, {
+  /** What the connection was made with (another connection to the same servers: the lease keeper's). */
+  readonly config: NatsConfig
   readonly connection: NatsConnection
   readonly request: (
     subject: string,
@@ -252,7 +254,7 @@ export class Nats extends Context.Tag("@wacluster/cluster/Nats")<Nats, {
       }).pipe(Effect.map((kv) => makeBucket(() => open(false), kv, name)))
     }
 
-    return { connection, request, serve, bucket }
+    return { config, connection, request, serve, bucket }
   })
 
   static readonly layer = (config: NatsConfig) => Layer.scoped(Nats, Nats.make(config))

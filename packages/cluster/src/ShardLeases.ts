@@ -1,23 +1,21 @@
 /**
  * Shard leases in the KV bucket `wa_shards` (key `shard.<n>`, value `{nodeId, epoch}`), decided only by
  * compare-and-set results. Each owned shard runs in its own fiber: acquire → start the shard's work →
- * renew by CAS every LEASE_TTL/6 → on handover stop the work, then release the lease.
- * A shard whose renewal has not succeeded within 0.6 × LEASE_TTL stops its work (self-fencing) before
- * another node may take it over (LEASE_TTL after the last change it saw).
+ * renewed by CAS every LEASE_TTL/6 (by the LeaseKeeper, on a thread of its own) → on handover stop the work, then
+ * release the lease. A shard whose renewal has not succeeded within 0.6 × LEASE_TTL stops its work (self-fencing)
+ * before another node may take it over (LEASE_TTL after the last change it saw).
  */
-import { Context, Data, Duration, Effect, Exit, FiberMap, Layer, Option, Ref, Schema, Scope } from "effect"
+import { Context, Duration, Effect, Exit, FiberMap, Layer, Option, Ref, Scope } from "effect"
 import { ownerOf } from "./Assignment.js"
 import { ClusterConfig, monotonicMillis } from "./ClusterConfig.js"
+import { decodeLease, encodeLease, leaseKey, LeaseValue, SHARDS_BUCKET } from "./internal/leaseRecord.js"
+import { renewalTimings } from "./internal/leaseRenewal.js"
+import { LeaseKeeper } from "./LeaseKeeper.js"
 import { Membership, silenceReference } from "./Membership.js"
-import { type Bucket, type KvRecord, Nats } from "./Nats.js"
+import { type Bucket, Nats } from "./Nats.js"
 import type { NatsError, RevisionMismatch } from "./NatsError.js"
 
-const FENCED = "fenced: no successful renewal within 0.6 × LEASE_TTL"
-/** How much later than due a timer may fire before we say the process was stalled rather than merely busy. */
-const STALL_SLACK_MS = 500
-
-export const SHARDS_BUCKET = "wa_shards"
-export const leaseKey = (shard: number): string => `shard.${shard}`
+export { leaseKey, LeaseValue, SHARDS_BUCKET } from "./internal/leaseRecord.js"
 /**
  * Epochs are `base + KV revision`. Revisions start again at 1 when the bucket is new (NATS lost its storage, or the
  * cluster moved to another NATS), while Postgres still holds the old fences: the first node to find the bucket
@@ -54,15 +52,6 @@ export const epochBase = (bucket: Bucket, floor: Effect.Effect<number, unknown>)
     )
   })
 
-export class LeaseValue extends Schema.Class<LeaseValue>("LeaseValue")({
-  nodeId: Schema.String,
-  /** The revision at which the lease was acquired; null only in the acquiring write itself. */
-  epoch: Schema.NullOr(Schema.Number)
-}) {}
-const LeaseJson = Schema.parseJson(LeaseValue)
-const encodeLease = (value: LeaseValue) => new TextEncoder().encode(Schema.encodeSync(LeaseJson)(value))
-const decodeLease = (bytes: Uint8Array) => Schema.decodeUnknownOption(LeaseJson)(new TextDecoder().decode(bytes))
-
 /** What the work of a shard may ask about its lease. */
 export interface ShardLease {
   /**
@@ -79,8 +68,6 @@ export interface ShardLease {
 export class ShardLifecycle extends Context.Tag("@wacluster/cluster/ShardLifecycle")<ShardLifecycle, {
   readonly run: (shard: number, epoch: number, lease: ShardLease) => Effect.Effect<void, never, Scope.Scope>
 }>() {}
-
-class LeaseLost extends Data.TaggedError("LeaseLost")<{ readonly shard: number; readonly why: string }> {}
 
 export interface HeldShard {
   readonly shard: number
@@ -123,21 +110,14 @@ export class ShardLeases extends Context.Tag("@wacluster/cluster/ShardLeases")<S
     const nats = yield* Nats
     const bucket: Bucket = yield* nats.bucket(SHARDS_BUCKET, { history: 1, replicas: config.replicas })
     const self = membership.self
+    const keeper = yield* LeaseKeeper
     const leaseTtl = Duration.toMillis(config.leaseTtl)
-    // DESIGN says LEASE_TTL/3; every LEASE_TTL/6 leaves a busy node (an event loop late by seconds while it
-    // connects hundreds of sessions) four chances instead of one to renew before its fence deadline, for twice the
-    // KV writes.
-    const renewEvery = leaseTtl / 6
-    const fenceAfter = 0.6 * leaseTtl
     const heartbeat = Duration.toMillis(config.heartbeat)
     const nodeTtl = Duration.toMillis(config.nodeTtl)
     /** How long the lease of a node gone from membership must have stood still before it is taken. */
-    const goneQuiet = 2 * renewEvery
-    const lateLimit = Math.min(leaseTtl, nodeTtl) - 250
+    const goneQuiet = 2 * renewalTimings(leaseTtl, nodeTtl).renewEvery
 
     const held = new Map<number, HeldShard>()
-    /** When a late renewal was last logged (monotonic). */
-    let lastLateLog = Number.NEGATIVE_INFINITY
     /** Per shard not held here: the last revision seen and since when (monotonic), for takeover. */
     const sightings = new Map<number, { readonly revision: number; readonly since: number }>()
     const fibers = yield* FiberMap.make<number>()
@@ -146,116 +126,10 @@ export class ShardLeases extends Context.Tag("@wacluster/cluster/ShardLeases")<S
     /** Read again at every reconciliation: a new bucket gets a new base before anyone acquires from it. */
     let base: number | undefined
 
-    /** Renews until the lease is lost or fenced; never returns normally. */
-    const renewLoop = (shard: number, epoch: number, acquiredRevision: number, acquiredAt: number) =>
-      Effect.gen(function*() {
-        let revision = acquiredRevision
-        let renewedAt = acquiredAt
-        let nextAttemptAt = acquiredAt + renewEvery
-        /** An attempt failed since the last renewal: a node that could not renew must not try past its fence. */
-        let failedSinceRenewal = false
-        /** When the first attempt whose outcome is unknown (it timed out) since the last renewal was sent. */
-        let unconfirmedSince: number | undefined
-        const value = encodeLease(new LeaseValue({ nodeId: self, epoch }))
-        /** The record is this very lease of ours (this node, this epoch), at whatever revision. */
-        const isOurs = (record: KvRecord) =>
-          record.operation === "PUT" &&
-          Option.exists(decodeLease(record.value), (lease) => lease.nodeId === self && lease.epoch === epoch)
-        while (true) {
-          yield* Effect.sleep(Duration.millis(Math.max(0, nextAttemptAt - (yield* monotonicMillis))))
-          const attemptAt = yield* monotonicMillis
-          const deadline = renewedAt + fenceAfter
-          // Woken past the deadline without having tried since: this process was stalled (a long GC, a starved
-          // event loop), and so were its sessions. One quick compare-and-set settles it: it succeeds only if no other
-          // node took the lease meanwhile (any acquire changes the revision), so the shard is still ours alone.
-          // A renewal that failed before the deadline, or a stall past LEASE_TTL or NODE_TTL (after which the others
-          // may have counted this node gone and taken its shards), fences as before.
-          const late = attemptAt >= deadline
-          if (late && (failedSinceRenewal || attemptAt >= renewedAt + lateLimit)) {
-            // An attempt whose answer the stall left unread may have landed: then the lease was renewed no earlier
-            // than that attempt was sent, which may still be recent enough. One quick read tells.
-            if (!failedSinceRenewal && unconfirmedSince !== undefined && attemptAt < unconfirmedSince + lateLimit) {
-              const since = unconfirmedSince
-              unconfirmedSince = undefined
-              const landed = yield* bucket.get(leaseKey(shard)).pipe(
-                Effect.timeout(Duration.millis(250)),
-                Effect.option,
-                Effect.map((record) => Option.filter(Option.flatten(record), (r) => r.revision > revision && isOurs(r)))
-              )
-              if (Option.isSome(landed)) {
-                revision = landed.value.revision
-                renewedAt = since
-                nextAttemptAt = yield* monotonicMillis
-                continue
-              }
-            }
-            return yield* new LeaseLost({ shard, why: FENCED })
-          }
-          // Each attempt is short: one sent to a NATS server that just died would otherwise wait out the whole
-          // deadline instead of being retried over the client's new connection.
-          const limit = late ? 250 : Math.min(deadline - attemptAt, Math.max(renewEvery, 250))
-          const result = yield* bucket.update(leaseKey(shard), value, revision).pipe(
-            Effect.timeout(Duration.millis(limit)),
-            Effect.either
-          )
-          // A late attempt gets no retry; a revision mismatch is still read below (an unanswered attempt that landed).
-          if (late && result._tag === "Left" && result.left._tag !== "RevisionMismatch") {
-            return yield* new LeaseLost({ shard, why: FENCED })
-          }
-          // Every held shard wakes late from the same stall: one line for all of them.
-          if (late && attemptAt - lastLateLog > leaseTtl) {
-            lastLateLog = attemptAt
-            yield* Effect.logWarning("leases renewed late: this process was stalled").pipe(
-              Effect.annotateLogs({ stalledMs: attemptAt - nextAttemptAt, shards: held.size })
-            )
-          }
-          if (result._tag === "Right") {
-            revision = result.right
-            renewedAt = attemptAt
-            unconfirmedSince = undefined
-            nextAttemptAt = attemptAt + renewEvery
-            failedSinceRenewal = false
-          } else if (result.left._tag === "RevisionMismatch") {
-            // An earlier attempt that timed out here may have landed after all: then the lease is still ours, at a
-            // revision we did not see. Anything else is another node's.
-            const current = yield* bucket.get(leaseKey(shard)).pipe(
-              Effect.timeout(Duration.millis(late ? 250 : Math.max(renewEvery, 250))),
-              Effect.option,
-              Effect.map(Option.flatten)
-            )
-            const ours = Option.filter(current, isOurs)
-            if (Option.isNone(ours)) return yield* new LeaseLost({ shard, why: "lease taken by another node" })
-            revision = ours.value.revision
-            // It landed no earlier than the first unanswered attempt was sent: a renewal as of then.
-            if (unconfirmedSince !== undefined) {
-              renewedAt = Math.max(renewedAt, unconfirmedSince)
-              unconfirmedSince = undefined
-              failedSinceRenewal = false
-            }
-            nextAttemptAt = yield* monotonicMillis
-          } else {
-            // A timeout that fired long after it was due says this process was stalled while the request was out
-            // (after a stall, Node runs due timers before it reads the sockets, so the answer may be waiting
-            // unread): that is no evidence against NATS, and the attempt after it is a late one, as above.
-            const tookMs = (yield* monotonicMillis) - attemptAt
-            const timedOut = result.left._tag === "TimeoutException"
-            const stalledMeanwhile = timedOut && tookMs > limit + STALL_SLACK_MS
-            if (timedOut) unconfirmedSince ??= attemptAt
-            if (!stalledMeanwhile) {
-              failedSinceRenewal = true
-              yield* Effect.logWarning("lease renewal failed, retrying").pipe(
-                Effect.annotateLogs({ shard, error: String(result.left) })
-              )
-            }
-            // Retry soon rather than after a full period: the fence deadline is close.
-            nextAttemptAt = (yield* monotonicMillis) + 100
-          }
-        }
-      })
-
     /** The life of one owned shard, from a successful acquire to its release. */
     const holdShard = (shard: number, epoch: number, revision: number, acquiredAt: number) =>
       Effect.gen(function*() {
+        const kept = yield* keeper.keep({ nodeId: self, shard, epoch, revision, acquiredAt })
         const release = yield* Ref.make(true)
         const workScope = yield* Scope.make()
         held.set(shard, { shard, epoch })
@@ -264,9 +138,7 @@ export class ShardLeases extends Context.Tag("@wacluster/cluster/ShardLeases")<S
             held.delete(shard)
             // Stop the shard's work before the lease is given up: never two owners at once.
             yield* Scope.close(workScope, Exit.void)
-            if (yield* Ref.get(release)) {
-              yield* bucket.delete(leaseKey(shard), yield* currentRevision(shard)).pipe(Effect.ignore)
-            }
+            if (yield* Ref.get(release)) yield* kept.release
             yield* Effect.logDebug("shard released").pipe(Effect.annotateLogs({ shard, epoch }))
           })
         )
@@ -277,7 +149,7 @@ export class ShardLeases extends Context.Tag("@wacluster/cluster/ShardLeases")<S
           Scope.extend(workScope),
           Effect.forkIn(workScope)
         )
-        yield* renewLoop(shard, epoch, revision, acquiredAt).pipe(
+        yield* kept.lost.pipe(
           Effect.tapError((lost) =>
             Effect.zipRight(
               Ref.set(release, false),
@@ -286,25 +158,6 @@ export class ShardLeases extends Context.Tag("@wacluster/cluster/ShardLeases")<S
           )
         )
       }).pipe(Effect.scoped, Effect.ignore)
-
-    /**
-     * The revision this node last wrote for a held shard, read back before a release: a renewal that timed out
-     * here may still have landed in NATS, so the renew loop's own revision can be stale. Releases are rare.
-     */
-    const currentRevision = (shard: number) =>
-      bucket.get(leaseKey(shard)).pipe(
-        Effect.map((record) =>
-          Option.match(record, {
-            onNone: () => 0,
-            onSome: (r) =>
-              Option.match(decodeLease(r.value), {
-                onNone: () => 0,
-                onSome: (v) => v.nodeId === self ? r.revision : 0
-              })
-          })
-        ),
-        Effect.orElseSucceed(() => 0)
-      )
 
     const stillHeld = (shard: number, epoch: number, baseAtAcquire: number) =>
       bucket.get(leaseKey(shard)).pipe(
@@ -476,5 +329,6 @@ export class ShardLeases extends Context.Tag("@wacluster/cluster/ShardLeases")<S
     }
   })
 
+  /** Needs a LeaseKeeper: `LeaseKeeper.onThread` in a node, built before its Membership. */
   static readonly layer = Layer.scoped(ShardLeases, ShardLeases.make)
 }

@@ -7,6 +7,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { ownerOf } from "../src/Assignment.js"
 import { ClusterConfig, type ClusterConfigShape } from "../src/ClusterConfig.js"
+import { LeaseKeeper, STALL_LIMIT } from "../src/LeaseKeeper.js"
 import { Membership, NodeEntry, NODES_BUCKET } from "../src/Membership.js"
 import { type Bucket, Nats } from "../src/Nats.js"
 import { NatsError } from "../src/NatsError.js"
@@ -114,6 +115,24 @@ const mutingNats = (url: string, name: string, muted: { on: boolean }) =>
         : bucket.put(key, value)
   }))
 
+/** Nothing else runs on this thread meanwhile (a long GC, a starved or hung event loop). */
+const busy = (ms: number) => {
+  const until = Date.now() + ms
+  while (Date.now() < until) {
+    // busy
+  }
+}
+
+/** One node on a private nats-server with stallTimings, once it holds every shard (renewals on the keeper thread). */
+const aloneWithEveryShard = Effect.gen(function*() {
+  const nats = yield* privateNats()
+  const tracker = makeTracker()
+  yield* startNode("node-a", nats.url, tracker, stallTimings)
+  yield* eventually(() => tracker.heldBy("node-a").length === SHARDS, "5 seconds", "node-a holds all shards")
+  tracker.resetIdle()
+  return tracker
+})
+
 /** Fence after 1.8 s without a renewal; renewals every 0.5 s; a late renewal may be tried until 2.65 s. */
 const stallTimings = {
   leaseTtl: Duration.seconds(3),
@@ -126,13 +145,16 @@ const startNode = (
   url: string,
   tracker: ReturnType<typeof makeTracker>,
   overrides: Partial<ClusterConfigShape> = {},
-  nats: Layer.Layer<Nats> = Nats.layer({ url: Redacted.make(url), name: nodeId }).pipe(Layer.orDie)
+  nats: Layer.Layer<Nats> = Nats.layer({ url: Redacted.make(url), name: nodeId }).pipe(Layer.orDie),
+  /** Where the leases are renewed: on the keeper's thread (as in a node), or on this one (to stall them). */
+  renewals: "keeper thread" | "in process" = "keeper thread"
 ) =>
   Effect.gen(function*() {
     const scope = yield* Scope.make()
     const layer = ShardLeases.layer.pipe(
       Layer.provide(EpochFloor.none),
       Layer.provideMerge(Membership.layer({ nodeId: NodeId.make(nodeId), version: "test" })),
+      Layer.provide(renewals === "in process" ? LeaseKeeper.inProcess : LeaseKeeper.onThread),
       Layer.provide(Layer.succeed(ShardLifecycle, tracker.lifecycle(nodeId))),
       Layer.provideMerge(nats),
       Layer.provide(ClusterConfig.layerWith({ ...config, ...overrides }))
@@ -304,7 +326,7 @@ describe("ShardLeases on a real nats-server", () => {
       Effect.scoped(Effect.gen(function*() {
         const nats = yield* privateNats()
         const tracker = makeTracker()
-        yield* startNode("node-a", nats.url, tracker, stallTimings)
+        yield* startNode("node-a", nats.url, tracker, stallTimings, undefined, "in process")
         yield* eventually(() => tracker.heldBy("node-a").length === SHARDS, "5 seconds", "node-a holds all shards")
         tracker.resetIdle()
 
@@ -324,6 +346,45 @@ describe("ShardLeases on a real nats-server", () => {
   )
 
   it.live(
+    "the keeper thread renews through a stall of this thread longer than any late renewal could survive",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const tracker = yield* aloneWithEveryShard
+        const epochs = new Map(tracker.epochs)
+
+        // 4 s without this thread's event loop: past LEASE_TTL (3 s), which renewed here would have fenced every
+        // shard; short of STALL_LIMIT × LEASE_TTL (6 s), after which the keeper gives up.
+        busy(4_000)
+        yield* Effect.sleep("1500 millis")
+        expect(tracker.mostIdle()).toBe(0)
+        expect(tracker.heldBy("node-a")).toHaveLength(SHARDS)
+        expect(new Map(tracker.epochs)).toEqual(epochs)
+      })),
+    30_000
+  )
+
+  it.live(
+    "the keeper stops renewing once this thread has been silent for STALL_LIMIT × LEASE_TTL: its shards are fenced",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const tracker = yield* aloneWithEveryShard
+        const epochs = new Map(tracker.epochs)
+
+        // A hung event loop (8 s > 6 s): the leases stand still from then on, so another node could take them
+        // LEASE_TTL later; this node fences them all when its loop runs again, then takes them back as the only node.
+        busy(STALL_LIMIT * Duration.toMillis(stallTimings.leaseTtl) + 2_000)
+        yield* eventually(
+          () => tracker.mostIdle() === SHARDS && tracker.heldBy("node-a").length === SHARDS,
+          "10 seconds",
+          "every shard fenced, then held again"
+        )
+        for (const [shard, epoch] of tracker.epochs) expect(epoch).toBeGreaterThan(epochs.get(shard) ?? Infinity)
+        expect(tracker.overlaps()).toBe(0)
+      })),
+    40_000
+  )
+
+  it.live(
     "a stall that catches renewals in flight (their timeouts fire late) is no NATS failure: the shards are kept",
     () =>
       Effect.scoped(Effect.gen(function*() {
@@ -335,7 +396,8 @@ describe("ShardLeases on a real nats-server", () => {
           nats.url,
           tracker,
           stallTimings,
-          stallingNats(nats.url, "node-a", stall).pipe(Layer.orDie)
+          stallingNats(nats.url, "node-a", stall).pipe(Layer.orDie),
+          "in process"
         )
         yield* eventually(() => tracker.heldBy("node-a").length === SHARDS, "5 seconds", "node-a holds all shards")
         tracker.resetIdle()
@@ -453,6 +515,7 @@ describe("ShardLeases on a real nats-server", () => {
           ShardLeases.layer.pipe(
             Layer.provide(EpochFloor.none),
             Layer.provideMerge(Membership.layer({ nodeId: NodeId.make("node-a"), version: "test" })),
+            Layer.provide(LeaseKeeper.onThread),
             Layer.provide(Layer.succeed(ShardLifecycle, slow)),
             Layer.provideMerge(Nats.layer({ url: Redacted.make(nats.url), name: "node-a" })),
             Layer.provide(ClusterConfig.layerWith(config))
@@ -481,6 +544,7 @@ describe("ShardLeases on a real nats-server", () => {
           ShardLeases.layer.pipe(
             Layer.provide(floor),
             Layer.provideMerge(Membership.layer({ nodeId: NodeId.make("node-a"), version: "test" })),
+            Layer.provide(LeaseKeeper.onThread),
             Layer.provide(Layer.succeed(ShardLifecycle, tracker.lifecycle("node-a"))),
             Layer.provideMerge(Nats.layer({ url: Redacted.make(nats.url), name: "node-a" })),
             Layer.provide(ClusterConfig.layerWith(config))

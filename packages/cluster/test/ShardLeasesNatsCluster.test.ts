@@ -6,6 +6,7 @@ import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { ClusterConfig, type ClusterConfigShape } from "../src/ClusterConfig.js"
+import { LeaseKeeper } from "../src/LeaseKeeper.js"
 import { Membership } from "../src/Membership.js"
 import { Nats } from "../src/Nats.js"
 import { EpochFloor, leaseKey, ShardLeases, ShardLifecycle, SHARDS_BUCKET } from "../src/ShardLeases.js"
@@ -53,6 +54,7 @@ const startNode = (
     ShardLeases.layer.pipe(
       Layer.provide(EpochFloor.none),
       Layer.provideMerge(Membership.layer({ nodeId: NodeId.make("node-a"), version: "test" })),
+      Layer.provide(LeaseKeeper.onThread),
       Layer.provide(Layer.succeed(ShardLifecycle, tracker.lifecycle)),
       Layer.provideMerge(Nats.layer({ url: Redacted.make(cluster.url), name: "node-a" })),
       Layer.provide(ClusterConfig.layerWith({ shards: SHARDS, replicas: 3, ...config }))

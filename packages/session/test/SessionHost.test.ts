@@ -1,6 +1,7 @@
 import { expect, layer } from "@effect/vitest"
 import { ClusterConfig } from "@wacluster/cluster/ClusterConfig"
 import { EventStream } from "@wacluster/cluster/EventStream"
+import { LeaseKeeper } from "@wacluster/cluster/LeaseKeeper"
 import { Membership } from "@wacluster/cluster/Membership"
 import { Nats } from "@wacluster/cluster/Nats"
 import { Router } from "@wacluster/cluster/Router"
@@ -97,6 +98,7 @@ const NodeLayer = ShardLeases.layer.pipe(
     rescanEvery: Duration.seconds(1)
   })),
   Layer.provideMerge(Membership.layer({ nodeId: NodeId.make("node-1"), version: "test" })),
+  Layer.provide(LeaseKeeper.onThread),
   Layer.provide(EventStream.layerConfig),
   Layer.provide(FlakyDriver)
 )

@@ -6,6 +6,7 @@ import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
 import { ClusterConfig } from "@wacluster/cluster/ClusterConfig"
 import { EventStream } from "@wacluster/cluster/EventStream"
 import * as FairScheduler from "@wacluster/cluster/FairScheduler"
+import { LeaseKeeper } from "@wacluster/cluster/LeaseKeeper"
 import { Logging } from "@wacluster/cluster/Logging"
 import { Membership } from "@wacluster/cluster/Membership"
 import { Nats } from "@wacluster/cluster/Nats"
@@ -86,7 +87,9 @@ const ClusterLive = Layer.unwrapEffect(
       Layer.provide(EpochFloorLive),
       // The same layer value as the HTTP health check uses, so both share the one host (memoised by reference).
       Layer.provideMerge(SessionHost.layerConfig),
-      Layer.provideMerge(Membership.layer({ nodeId, version: VERSION }))
+      Layer.provideMerge(Membership.layer({ nodeId, version: VERSION })),
+      // Before the membership: once others see this node, they hand it shards, and it must be able to hold them.
+      Layer.provide(LeaseKeeper.onThread)
     ))
 )
 
