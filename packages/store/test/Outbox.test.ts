@@ -23,9 +23,8 @@ describe("Outbox", () => {
         }
         const waiting = yield* outbox.next(session.id, 500)
         assert.deepStrictEqual(waiting.map((m) => m.text), texts)
-        // Many shared a millisecond: the order above is not the timestamps' doing.
-        const stamps = new Set(waiting.map((m) => m.createdAt.getTime()))
-        assert.isBelow(stamps.size, texts.length)
+        // Usually many share a millisecond here, so the order above is not the timestamps' doing; a slow machine may
+        // give each its own, which is no failure of the order (it failed CI once as an assertion).
       }))
 
     it.effect("queues texts and hands them out oldest first, then sent or failed ones no more", () =>
