@@ -178,6 +178,9 @@ export const publishClusterInfo = (dataDir: string, info: ClusterInfo) =>
     () => Effect.promise(() => rm(clusterInfoPath(dataDir), { force: true }))
   )
 
+/** The local cluster lets webhooks reach a receiver on this machine. */
+export const LOCAL_WEBHOOK_NETWORKS = "127.0.0.0/8,::1/128"
+
 /** The friendly block printed once the cluster is up. */
 export const howToCall = (info: ClusterInfo, dataDir: string): string => {
   const gw = info.gatewayUrl
@@ -199,6 +202,11 @@ Tokens and URLs are in ${where}.
 
   # the QR code to link it (PNG; ?format=raw for the string, ?format=svg)
   curl ${gw}/sessions/<session.id>/qr -H "x-api-key: <apiKey.key>" -o qr.png
+
+  # its events on a webhook: this local cluster lets webhooks target this machine (loopback,
+  # WEBHOOK_ALLOW_NETWORKS=${LOCAL_WEBHOOK_NETWORKS}); a production cluster refuses private and loopback targets
+  curl -X POST ${gw}/sessions/<session.id>/webhooks -H "Authorization: Bearer $TENANT_TOKEN" \\
+    -H 'content-type: application/json' -d '{"url":"http://127.0.0.1:3000/webhook"}'
 ${info.waSimControlUrl === undefined ? "" : simulatorHowTo(gw, info.waSimControlUrl)}
 Press Ctrl-C to stop the cluster.
 `
@@ -248,7 +256,8 @@ export const run = Effect.fn("Launcher.run")(function*(options: RunOptions) {
     logs: options.logs ?? "inherit",
     gatewayEntry: options.gatewayEntry,
     nodeEntry: options.nodeEntry,
-    simulate: options.simulate
+    simulate: options.simulate,
+    env: { WEBHOOK_ALLOW_NETWORKS: LOCAL_WEBHOOK_NETWORKS }
   })
   const tenantToken = yield* ensureDefaultTenant({
     dataDir: options.dataDir,

@@ -232,7 +232,13 @@ export const start = Effect.fn("LocalCluster.start")(function*(options: LocalClu
     const service = yield* Service.start({
       name: first ? "gateway" : `gateway-${gateways}`,
       entry: options.gatewayEntry ?? GATEWAY_ENTRY,
-      env: serviceEnv(options, natsDefaults, { ...common, PORT: String(port), ADMIN_TOKEN: secrets.adminToken }),
+      env: serviceEnv(options, natsDefaults, {
+        ...common,
+        PORT: String(port),
+        ADMIN_TOKEN: secrets.adminToken,
+        // Webhook secrets are kept encrypted with it.
+        AUTH_STATE_KEY: secrets.authStateKey
+      }),
       healthUrl: `${url}/healthz`,
       output: outputFor(options, "gateway"),
       prefixWidth,

@@ -18,6 +18,7 @@ import { AdminAuth, SessionAccess, TenantAuth } from "./Auth.js"
 import { City, Continent } from "./Cities.js"
 import { ClusterOverview, NodeDrain } from "./Control.js"
 import { ApiKeyId, MessageId, NodeId, SessionId, TenantId } from "./Ids.js"
+import { PageLimit } from "./Paging.js"
 import {
   AcceptedMessage,
   MessageQueueHealth,
@@ -27,6 +28,7 @@ import {
   SessionStatusView
 } from "./Protocol.js"
 import { SessionName, SessionReason, SessionStatus } from "./Session.js"
+import { WebhooksApi } from "./WebhooksApi.js"
 
 export class ProcessMemory extends Schema.Class<ProcessMemory>("ProcessMemory")({
   rssBytes: Schema.Number,
@@ -108,7 +110,7 @@ export class SessionPage extends Schema.Class<SessionPage>("SessionPage")({
   nextCursor: Schema.NullOr(Schema.String)
 }) {}
 
-export const PageLimit = Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 500))
+export { PageLimit }
 
 export class SessionsApi extends HttpApiGroup.make("sessions")
   .add(
@@ -589,6 +591,7 @@ export class WaclusterApi extends HttpApi.make("wacluster")
   .add(SessionLifecycleApi)
   .add(SessionManagementApi)
   .add(MessagesApi)
+  .add(WebhooksApi)
   .add(AdminApi)
   .addError(BadRequestJson)
   .addError(UnauthorizedJson)

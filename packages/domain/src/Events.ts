@@ -25,7 +25,8 @@ export const EventType = Schema.Literal(
   "message.sent",
   "message.delivered",
   "message.read",
-  "message.failed"
+  "message.failed",
+  "webhook.disabled"
 )
 export type EventType = typeof EventType.Type
 

@@ -43,6 +43,12 @@ export type EventId = typeof EventId.Type
 export const MessageId = prefixedId("msg", "MessageId", "message id")
 export type MessageId = typeof MessageId.Type
 
+export const WebhookId = prefixedId("wh", "WebhookId", "webhook id")
+export type WebhookId = typeof WebhookId.Type
+
+export const DeliveryId = prefixedId("dlv", "DeliveryId", "delivery id")
+export type DeliveryId = typeof DeliveryId.Type
+
 /** A node names itself (config `NODE_ID`); it appears in NATS KV keys, so it is restricted to a safe charset. */
 export const NodeId = Schema.String.pipe(
   Schema.pattern(/^[a-z0-9][a-z0-9-]{0,62}$/, {
@@ -57,4 +63,6 @@ export const makeSessionId = Effect.sync(() => SessionId.make(`sess_${randomBase
 export const makeTenantId = Effect.sync(() => TenantId.make(`ten_${randomBase62(BODY)}`))
 export const makeApiKeyId = Effect.sync(() => ApiKeyId.make(`key_${randomBase62(BODY)}`))
 export const makeMessageId = Effect.sync(() => MessageId.make(`msg_${randomBase62(BODY)}`))
+export const makeWebhookId = Effect.sync(() => WebhookId.make(`wh_${randomBase62(BODY)}`))
+export const makeDeliveryId = Effect.sync(() => DeliveryId.make(`dlv_${randomBase62(BODY)}`))
 export const makeEventId = Effect.sync(() => EventId.make(`evt_${randomBase62(BODY)}`))

@@ -18,6 +18,7 @@ import { migration0004 } from "./internal/migration0004.js"
 import { migration0005 } from "./internal/migration0005.js"
 import { migration0006 } from "./internal/migration0006.js"
 import { migration0007 } from "./internal/migration0007.js"
+import { migration0008 } from "./internal/migration0008.js"
 
 /** Advisory lock key for migrations ("wacl" in ASCII); any process of any version uses the same one. */
 const LOCK_KEY = 0x7761636c
@@ -33,7 +34,8 @@ const loader = PgMigrator.fromRecord({
   "0004_outbox": migration0004,
   "0005_rate_limits": migration0005,
   "0006_events": migration0006,
-  "0007_outbox_order": migration0007
+  "0007_outbox_order": migration0007,
+  "0008_webhooks": migration0008
 })
 
 /** Applies pending migrations; returns those it applied (empty when the database was up to date). */

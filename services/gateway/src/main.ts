@@ -12,6 +12,7 @@ import { Nats } from "@wacluster/cluster/Nats"
 import { Router } from "@wacluster/cluster/Router"
 import { WaclusterApi } from "@wacluster/domain/Api"
 import * as ApiKeys from "@wacluster/store/ApiKeys"
+import * as AuthCipher from "@wacluster/store/AuthCipher"
 import * as Database from "@wacluster/store/Database"
 import * as Events from "@wacluster/store/Events"
 import * as Messages from "@wacluster/store/Messages"
@@ -20,6 +21,8 @@ import * as SessionRuntime from "@wacluster/store/SessionRuntime"
 import * as Sessions from "@wacluster/store/Sessions"
 import * as Startup from "@wacluster/store/Startup"
 import * as Tenants from "@wacluster/store/Tenants"
+import * as WebhookQueue from "@wacluster/store/WebhookQueue"
+import * as Webhooks from "@wacluster/store/Webhooks"
 import { Config, Effect, identity, Layer } from "effect"
 import { createServer } from "node:http"
 import * as Auth from "./Auth.js"
@@ -33,6 +36,7 @@ import { SessionManagementLive } from "./http/SessionManagement.js"
 import { SessionsLive } from "./http/Sessions.js"
 import { SessionStatusLive } from "./http/SessionStatus.js"
 import { TenantsLive } from "./http/Tenants.js"
+import { WebhooksLive } from "./http/Webhooks.js"
 import { QrImages } from "./QrImages.js"
 
 const StoreLive = Layer.mergeAll(
@@ -42,7 +46,11 @@ const StoreLive = Layer.mergeAll(
   SessionRuntime.layer,
   Outbox.layer,
   Messages.layer,
-  Events.layer
+  Events.layer,
+  Webhooks.layer,
+  WebhookQueue.layer,
+  // Webhook secrets are kept encrypted with the key of the auth state.
+  AuthCipher.layerConfig
 ).pipe(
   Layer.provideMerge(Layer.unwrapEffect(Effect.map(ClusterConfig, (config) => Startup.layer(config.shards)))),
   Layer.provideMerge(Database.layer)
@@ -63,6 +71,7 @@ const ApiLive = HttpApiBuilder.api(WaclusterApi).pipe(
     SessionLifecycleLive,
     SessionManagementLive,
     MessagesLive,
+    WebhooksLive,
     AdminLive
   ]),
   Layer.provide([Auth.layer, QrImages.layer])

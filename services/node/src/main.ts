@@ -25,6 +25,12 @@ import * as SessionRuntime from "@wacluster/store/SessionRuntime"
 import * as Sessions from "@wacluster/store/Sessions"
 import * as ShardFences from "@wacluster/store/ShardFences"
 import * as Startup from "@wacluster/store/Startup"
+import * as WebhookQueue from "@wacluster/store/WebhookQueue"
+import * as Webhooks from "@wacluster/store/Webhooks"
+import * as WebhookClient from "@wacluster/webhooks/WebhookClient"
+import { webhookConfig } from "@wacluster/webhooks/WebhookConfig"
+import * as WebhookDispatcher from "@wacluster/webhooks/WebhookDispatcher"
+import * as WebhookIntake from "@wacluster/webhooks/WebhookIntake"
 import * as BaileysDriver from "@wacluster/whatsapp/BaileysDriver"
 import { ProxyConfig } from "@wacluster/whatsapp/ProxyConfig"
 import { Config, ConfigError, Effect, Either, Layer, ParseResult, Schedule, Schema } from "effect"
@@ -51,7 +57,9 @@ const StoreLive = Layer.mergeAll(
   Outbox.layer,
   Events.layer,
   ShardFences.layer,
-  AuthState.layer.pipe(Layer.provide(AuthCipher.layerConfig))
+  WebhookQueue.layer,
+  Webhooks.layer,
+  AuthState.layer.pipe(Layer.provideMerge(AuthCipher.layerConfig))
 ).pipe(
   Layer.provideMerge(Layer.unwrapEffect(Effect.map(ClusterConfig, (config) => Startup.layer(config.shards)))),
   Layer.provideMerge(Database.layer)
@@ -90,6 +98,16 @@ const ClusterLive = Layer.unwrapEffect(
       Layer.provideMerge(Membership.layer({ nodeId, version: VERSION })),
       // Before the membership: once others see this node, they hand it shards, and it must be able to hold them.
       Layer.provide(LeaseKeeper.onThread)
+    ))
+)
+
+/** Webhooks: every node pulls events into the queues of their endpoints and delivers the queues of its shards. */
+const WebhooksLive = Layer.unwrapEffect(
+  Effect.map(webhookConfig, (config) =>
+    WebhookDispatcher.layer(config).pipe(
+      Layer.provide(WebhookIntake.layer),
+      Layer.provide(WebhookClient.layer(config.policy, config.timeout)),
+      Layer.provide(ClusterLive)
     ))
 )
 
@@ -132,7 +150,7 @@ const HttpLive = Layer.unwrapEffect(
   })
 )
 
-const MainLive = Layer.mergeAll(ClusterLive, HttpLive).pipe(
+const MainLive = Layer.mergeAll(ClusterLive, HttpLive, WebhooksLive).pipe(
   Layer.provide(DriverLive),
   Layer.provide(EventStream.layerConfig),
   Layer.provide(Nats.layerConfig("node")),

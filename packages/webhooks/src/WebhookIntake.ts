@@ -1,0 +1,152 @@
+/**
+ * The intake: the durable JetStream consumer `webhooks` on WA_EVENTS, pulled by every node. Each event is queued in
+ * Postgres once for every endpoint of its session that wants it, tagged with its position in the stream, and only
+ * then acknowledged; an event handed out again (a node died before its ack) is not queued twice.
+ *
+ * Several nodes queue at once, so a later event of a session may be queued before an earlier one. The consumer's
+ * ack floor says up to where every event has been queued: deliveries are handed out only up to it (`floor`), in
+ * stream order, so each endpoint still gets its session's events in order.
+ */
+import { AckPolicy, type Consumer, DeliverPolicy, jetstream, jetstreamManager, type JsMsg } from "@nats-io/jetstream"
+import { ClusterConfig } from "@wacluster/cluster/ClusterConfig"
+import { EventStream } from "@wacluster/cluster/EventStream"
+import { Nats } from "@wacluster/cluster/Nats"
+import { NatsError } from "@wacluster/cluster/NatsError"
+import { EVENTS_STREAM } from "@wacluster/domain/Events"
+import { SessionId } from "@wacluster/domain/Ids"
+import { shardOf } from "@wacluster/domain/Shard"
+import { type QueuedEvent, WebhookQueue } from "@wacluster/store/WebhookQueue"
+import { Webhooks } from "@wacluster/store/Webhooks"
+import { Chunk, Context, Duration, Effect, Layer, Schedule, Schema, Stream, SubscriptionRef } from "effect"
+
+export const CONSUMER = "webhooks"
+/** How long a handed-out event may stay unacknowledged before JetStream hands it out again. */
+const ACK_WAIT = Duration.seconds(30)
+/** How often the ack floor is read. */
+const FLOOR_EVERY = Duration.millis(50)
+const BATCH = 500
+
+export class WebhookIntake extends Context.Tag("@wacluster/webhooks/WebhookIntake")<WebhookIntake, {
+  /** The stream position up to which every event has been queued. */
+  readonly floor: SubscriptionRef.SubscriptionRef<number>
+}>() {}
+
+const Routing = Schema.Struct({
+  id: Schema.String,
+  type: Schema.String,
+  data: Schema.Struct({ sessionId: SessionId })
+})
+const decodeRouting = Schema.decodeUnknownOption(Schema.parseJson(Routing))
+
+const natsCall = <A>(operation: string, run: () => Promise<A>) =>
+  Effect.tryPromise({ try: run, catch: (cause) => new NatsError({ operation, cause }) })
+
+export const make = Effect.gen(function*() {
+  const nats = yield* Nats
+  // The stream is made (or brought to its limits) by EventStream: it must exist before its consumer.
+  yield* EventStream
+  const { shards } = yield* ClusterConfig
+  const webhooks = yield* Webhooks
+  const queue = yield* WebhookQueue
+  const js = jetstream(nats.connection)
+
+  const ensureConsumer = natsCall(`consumer ${CONSUMER}`, async () => {
+    const jsm = await jetstreamManager(nats.connection)
+    try {
+      await jsm.consumers.info(EVENTS_STREAM, CONSUMER)
+    } catch (error) {
+      if (!(error instanceof Error && /consumer not found/i.test(error.message))) throw error
+      await jsm.consumers.add(EVENTS_STREAM, {
+        durable_name: CONSUMER,
+        ack_policy: AckPolicy.Explicit,
+        // Endpoints get what happens after they exist; the first node to start makes the consumer.
+        deliver_policy: DeliverPolicy.New,
+        ack_wait: Duration.toMillis(ACK_WAIT) * 1_000_000,
+        max_deliver: -1,
+        max_ack_pending: 20_000
+      }).catch(async (raced: unknown) => {
+        // Another node made it a moment earlier.
+        await jsm.consumers.info(EVENTS_STREAM, CONSUMER).catch(() => {
+          throw raced
+        })
+      })
+    }
+    return js.consumers.get(EVENTS_STREAM, CONSUMER)
+  })
+
+  const consumer: Consumer = yield* ensureConsumer.pipe(
+    Effect.tapError((error) => Effect.logWarning("could not set up the webhooks consumer; trying again", error)),
+    Effect.retry({ times: 40, schedule: Schedule.spaced("500 millis") })
+  )
+
+  /** Queues a batch for its endpoints, then acknowledges it. */
+  const intake = (messages: ReadonlyArray<JsMsg>) =>
+    Effect.gen(function*() {
+      const routed = messages.map((message) => ({ message, routing: decodeRouting(message.string()) }))
+      const sessionIds = Array.from(
+        new Set(routed.flatMap(({ routing }) => routing._tag === "Some" ? [routing.value.data.sessionId] : []))
+      )
+      const targets = yield* webhooks.targets(sessionIds)
+      const bySession = new Map<string, Array<(typeof targets)[number]>>()
+      for (const target of targets) bySession.set(target.sessionId, [...bySession.get(target.sessionId) ?? [], target])
+      const queued: Array<QueuedEvent> = []
+      for (const { message, routing } of routed) {
+        if (routing._tag === "None") {
+          yield* Effect.logWarning("an event on WA_EVENTS is not an event envelope; no webhook gets it").pipe(
+            Effect.annotateLogs({ subject: message.subject, streamSeq: message.seq })
+          )
+          continue
+        }
+        const event = routing.value
+        for (const target of bySession.get(event.data.sessionId) ?? []) {
+          if (target.eventTypes.length > 0 && !target.eventTypes.includes(event.type)) continue
+          queued.push({
+            webhookId: target.id,
+            shard: shardOf(event.data.sessionId, shards),
+            eventId: event.id,
+            eventType: event.type,
+            streamSeq: message.seq,
+            payload: message.string()
+          })
+        }
+      }
+      yield* queue.enqueue(queued)
+      for (const message of messages) message.ack()
+    }).pipe(
+      // Postgres away: the batch is kept (not acknowledged) and tried again; JetStream also hands it out again
+      // after ACK_WAIT, and queuing twice does nothing.
+      Effect.tapError((error) => Effect.logWarning("could not queue events for webhooks; trying again", error)),
+      Effect.retry(Schedule.exponential("200 millis").pipe(Schedule.union(Schedule.spaced("2 seconds")))),
+      Effect.timeout(ACK_WAIT),
+      Effect.ignore
+    )
+
+  const pull = Stream.unwrapScoped(Effect.gen(function*() {
+    const messages = yield* Effect.acquireRelease(
+      natsCall("consume webhooks", () => consumer.consume({ max_messages: BATCH * 2 })),
+      (messages) => Effect.promise(() => messages.close().then(() => undefined, () => undefined))
+    )
+    return Stream.fromAsyncIterable(messages, (cause) => new NatsError({ operation: "consume webhooks", cause }))
+  })).pipe(
+    Stream.groupedWithin(BATCH, Duration.millis(5)),
+    Stream.mapEffect((chunk) => intake(Chunk.toReadonlyArray(chunk)))
+  )
+
+  yield* Stream.runDrain(pull).pipe(
+    Effect.catchAll((error) => Effect.logWarning("the webhooks consumer stopped; starting it again", error)),
+    Effect.zipRight(Effect.sleep("1 second")),
+    Effect.forever,
+    Effect.forkScoped
+  )
+
+  const floor = yield* SubscriptionRef.make(0)
+  const readFloor = natsCall("webhooks consumer info", () => consumer.info()).pipe(
+    Effect.flatMap((info) => SubscriptionRef.update(floor, (current) => Math.max(current, info.ack_floor.stream_seq))),
+    Effect.catchAll((error) => Effect.logDebug("could not read the webhooks consumer's ack floor", error))
+  )
+  yield* readFloor.pipe(Effect.repeat(Schedule.spaced(FLOOR_EVERY)), Effect.forkScoped)
+
+  return WebhookIntake.of({ floor })
+})
+
+export const layer = Layer.scoped(WebhookIntake, make)
