@@ -241,6 +241,7 @@ describe("another session's credentials", () => {
       "/sessions/{sessionId}/messages": { to: "+6281234567890", text: "not yours" },
       "/sessions/{sessionId}/pairing-code": { phoneNumber: "+6281234567890" },
       "/sessions/{sessionId}/keys": { name: "not yours" },
+      "/sessions/{sessionId}/webhooks": { url: "https://example.com/not-yours" },
       "/sessions/{sessionId}": { name: "Not-Yours" }
     }
     const outcomes: Array<string> = []
@@ -251,6 +252,8 @@ describe("another session's credentials", () => {
         .replace("{sessionId}", victim.id)
         .replace("{messageId}", "msg_00000000000000000000")
         .replace("{keyId}", "key_00000000000000000000")
+        .replace("{webhookId}", "wh_00000000000000000000")
+        .replace("{deliveryId}", "dlv_00000000000000000000")
       const json = route.method === "GET" || route.method === "DELETE" ? undefined : bodies[route.path] ?? {}
       const byKey = await call(gateway, route.method, path, {
         apiKey: theirs.key,

@@ -22,9 +22,23 @@ export const waSimControl = (controlUrl: string) => ({
   /** Links the device showing `qr` to the account of `phoneNumber`; returns the device JID. */
   scan: async (qr: string, phoneNumber: string) =>
     text(await ok(call(controlUrl, "POST", "/scan", { json: { qr, phoneNumber } }), "scan"), "jid"),
-  /** Types the pairing code shown by the session on the phone of `phoneNumber`; returns the device JID. */
-  enterCode: async (phoneNumber: string, code: string) =>
-    text(await ok(call(controlUrl, "POST", "/pairing", { json: { phoneNumber, code } }), "pairing"), "jid"),
+  /**
+   * Types the pairing code shown by the session on the phone of `phoneNumber`; returns the device JID. Baileys hands
+   * out the code without waiting for the server to take its request, so the code can reach the API a moment before
+   * it reaches wa-sim: like a person typing it, this tries again for a few seconds while the sim knows no such code.
+   */
+  enterCode: async (phoneNumber: string, code: string) => {
+    const deadline = Date.now() + 5_000
+    for (;;) {
+      const answer = await call(controlUrl, "POST", "/pairing", { json: { phoneNumber, code } })
+      const notYet = answer.status === 404 && JSON.stringify(answer.body).includes("pairing_not_found")
+      if (notYet && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 100))
+        continue
+      }
+      return text(await ok(Promise.resolve(answer), "pairing"), "jid")
+    }
+  },
   /**
    * `overlaps` counts logins whose older socket of the same device answered a liveness probe (a frozen peer does not
    * count). The sim answers once the probes of earlier logins have settled (up to its `livenessProbeMs`), so one read

@@ -13,7 +13,8 @@ const ALL: ReadonlyArray<readonly [number, string]> = [
   [4, "outbox"],
   [5, "rate_limits"],
   [6, "events"],
-  [7, "outbox_order"]
+  [7, "outbox_order"],
+  [8, "webhooks"]
 ]
 
 const tables = Effect.gen(function*() {
@@ -42,7 +43,10 @@ describe("Migrations", () => {
         "session_runtime",
         "sessions",
         "shard_fences",
-        "tenants"
+        "tenants",
+        "webhook_deliveries",
+        "webhook_queue",
+        "webhooks"
       ])
     }), { timeout: 60_000 })
 
