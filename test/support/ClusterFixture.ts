@@ -47,6 +47,9 @@ export const startCluster = async (options: {
       databaseUrl,
       logs: "quiet",
       simulate: true,
+      // Two test files run at once on two cores; a process started while the other file loads the machine has been
+      // seen to need more than the default 30 s to answer its health check (a restarted node in CI).
+      startTimeout: "60 seconds",
       env: { LOG_LEVEL: "Warn", ...options.env }
     }))
     const context = await run(Layer.build(Nats.layer({ url: Redacted.make(cluster.natsUrl), name: "e2e-observer" })))

@@ -26,7 +26,7 @@ import * as InProcessDriver from "@wacluster/whatsapp/InProcessDriver"
 import { InProcessWhatsApp } from "@wacluster/whatsapp/InProcessDriver"
 import { ProxyConfig } from "@wacluster/whatsapp/ProxyConfig"
 import { WhatsAppDriver } from "@wacluster/whatsapp/WhatsAppDriver"
-import { Deferred, Duration, Effect, Exit, Fiber, Layer, Option, TestClock } from "effect"
+import { Chunk, Clock, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, TestClock } from "effect"
 import { defaultBackoff } from "../src/Backoff.js"
 import { defaultIntensity } from "../src/RestartIntensity.js"
 import * as SessionActor from "../src/SessionActor.js"
@@ -102,15 +102,24 @@ const until = (handle: SessionActor.SessionActorHandle, check: (view: SessionSta
 /**
  * Drops the session's socket and waits (on the real clock) until the actor is disconnected and sleeping on the test
  * clock for its backoff (or park): moving the clock before that sleep has started would leave it waiting for good.
+ * The backoff is told from the actor's other timers (the periodic save re-arms itself whenever the clock passes it)
+ * by when it is due: within `due` of now (1-3 s after a connected socket; the park's 15 minutes).
  */
-const dropAndAwaitBackoff = (handle: SessionActor.SessionActorHandle, sessionId: SessionId) =>
+const dropAndAwaitBackoff = (
+  handle: SessionActor.SessionActorHandle,
+  sessionId: SessionId,
+  due: readonly [Duration.DurationInput, Duration.DurationInput] = ["1 second", "3 seconds"]
+) =>
   Effect.gen(function*() {
     const network = yield* InProcessWhatsApp
-    const before = (yield* TestClock.sleeps()).length
+    const now = yield* Clock.currentTimeMillis
+    const [from, to] = [now + Duration.toMillis(due[0]), now + Duration.toMillis(due[1])]
+    const pending = (yield* TestClock.sleeps()).pipe(Chunk.filter((at) => at >= from && at <= to)).length
     yield* network.drop(sessionId)
     const view = yield* until(handle, (v) => v.status === "disconnected")
     for (let i = 0; i < 500; i++) {
-      if ((yield* TestClock.sleeps()).length > before) return view
+      const sleeps = yield* TestClock.sleeps()
+      if (Chunk.filter(sleeps, (at) => at >= from && at <= to).length > pending) return view
       yield* settle
     }
     return yield* Effect.dieMessage("the actor never started its backoff")
@@ -206,7 +215,7 @@ describe("SessionActor", () => {
           yield* until(handle, (v) => v.status === "connected")
         }
         // The eleventh is one too many: parked, no socket, and it says why.
-        yield* dropAndAwaitBackoff(handle, sessionId)
+        yield* dropAndAwaitBackoff(handle, sessionId, [defaultIntensity.parkFor, defaultIntensity.parkFor])
         const parked = yield* savedWhen(sessionId, (r) => r.reason === "failing")
         expect([parked.status, parked.reason]).toEqual(["disconnected", "failing"])
         yield* TestClock.adjust("14 minutes")
