@@ -72,7 +72,10 @@ describe("ownership, end to end", () => {
     const [first] = fixture.cluster.nodes
     expect(first).toBeDefined()
     if (first === undefined) return
+    // A graceful stop is quick: well within the 10 s after which it would be killed (exit code not 0).
+    const stopping = Date.now()
     expect(await Effect.runPromise(fixture.cluster.stopNode(first.nodeId, "SIGTERM"))).toBe(0)
+    expect(Date.now() - stopping).toBeLessThan(5_000)
 
     await eventually(async () => {
       const owners = new Set((await fixture.owners(256)).values())

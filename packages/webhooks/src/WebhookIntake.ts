@@ -7,7 +7,15 @@
  * ack floor says up to where every event has been queued: deliveries are handed out only up to it (`floor`), in
  * stream order, so each endpoint still gets its session's events in order.
  */
-import { AckPolicy, type Consumer, DeliverPolicy, jetstream, jetstreamManager, type JsMsg } from "@nats-io/jetstream"
+import {
+  AckPolicy,
+  type Consumer,
+  type ConsumerMessages,
+  DeliverPolicy,
+  jetstream,
+  jetstreamManager,
+  type JsMsg
+} from "@nats-io/jetstream"
 import { ClusterConfig } from "@wacluster/cluster/ClusterConfig"
 import { EventStream } from "@wacluster/cluster/EventStream"
 import { Nats } from "@wacluster/cluster/Nats"
@@ -40,6 +48,24 @@ const decodeRouting = Schema.decodeUnknownOption(Schema.parseJson(Routing))
 
 const natsCall = <A>(operation: string, run: () => Promise<A>) =>
   Effect.tryPromise({ try: run, catch: (cause) => new NatsError({ operation, cause }) })
+
+/**
+ * The messages as an iterable whose `return` ends the pull. The consumer's own iterator is an async generator: its
+ * `return` waits for the `next` in flight, that is for the next event, which may never come; a stream ending (a
+ * node stopping) waited for it for good.
+ */
+const endable = (messages: ConsumerMessages): AsyncIterable<JsMsg> => ({
+  [Symbol.asyncIterator]: () => {
+    const iterator = messages[Symbol.asyncIterator]()
+    return {
+      next: () => iterator.next(),
+      return: async () => {
+        messages.stop()
+        return { done: true, value: undefined }
+      }
+    }
+  }
+})
 
 export const make = Effect.gen(function*() {
   const nats = yield* Nats
@@ -126,7 +152,10 @@ export const make = Effect.gen(function*() {
       natsCall("consume webhooks", () => consumer.consume({ max_messages: BATCH * 2 })),
       (messages) => Effect.promise(() => messages.close().then(() => undefined, () => undefined))
     )
-    return Stream.fromAsyncIterable(messages, (cause) => new NatsError({ operation: "consume webhooks", cause }))
+    return Stream.fromAsyncIterable(
+      endable(messages),
+      (cause) => new NatsError({ operation: "consume webhooks", cause })
+    )
   })).pipe(
     Stream.groupedWithin(BATCH, Duration.millis(5)),
     Stream.mapEffect((chunk) => intake(Chunk.toReadonlyArray(chunk)))
