@@ -8,7 +8,7 @@
 import { SqlClient, SqlSchema } from "@effect/sql"
 import { DeliveryId, SessionId, TenantId, WebhookId } from "@wacluster/domain/Ids"
 import { Context, Effect, Layer, Option, Schema } from "effect"
-import { mapStoreError, type StaleEpoch, type StoreError } from "./Errors.js"
+import { mapStoreError, StaleEpoch, type StoreError } from "./Errors.js"
 import * as Fence from "./Fence.js"
 import { Int8 } from "./internal/Columns.js"
 
@@ -49,6 +49,11 @@ export interface Attempt {
   readonly latencyMs: number
   readonly error: string | null
   readonly outcome: AttemptOutcome
+}
+
+export interface FencedAttempt {
+  readonly fence: Fence.Fence
+  readonly attempt: Attempt
 }
 
 export class DeliveryRecord extends Schema.Class<DeliveryRecord>("@wacluster/store/DeliveryRecord")({
@@ -94,8 +99,15 @@ export class WebhookQueue extends Context.Tag("@wacluster/store/WebhookQueue")<W
     ReadonlyArray<EndpointWork>,
     StoreError
   >
-  /** Logs an attempt and moves its item on, both or neither, fenced by the shard. */
-  readonly record: (fence: Fence.Fence, attempt: Attempt) => Effect.Effect<void, StoreError | StaleEpoch>
+  /**
+   * Logs attempts and moves their items on, in one transaction: each attempt is written (its log entry and its
+   * item's move, both or neither) only while its shard's fence still allows its epoch. Answers, for each attempt,
+   * null when it was written, or why not (a newer owner fenced the shard).
+   */
+  readonly recordAll: (attempts: ReadonlyArray<FencedAttempt>) => Effect.Effect<
+    ReadonlyArray<StaleEpoch | null>,
+    StoreError
+  >
   /** Turns off an endpoint that kept failing (fenced); None when it was already off. */
   readonly disable: (fence: Fence.Fence, webhookId: WebhookId, reason: string) => Effect.Effect<
     Option.Option<DisabledEndpoint>,
@@ -159,24 +171,53 @@ export const make = Effect.gen(function*() {
             AND stream_seq > ${after} AND stream_seq <= ${upTo}`
   })
 
-  const record = (fence: Fence.Fence, attempt: Attempt) =>
+  const recordAll = (attempts: ReadonlyArray<FencedAttempt>) =>
     sql.withTransaction(Effect.gen(function*() {
-      const item = attempt.item
-      yield* Fence.fenced(sql, fence, (guard) =>
-        sql`INSERT INTO webhook_deliveries (id, webhook_id, shard, queue_seq, event_id, event_type, attempt, manual,
-            succeeded, status_code, latency_ms, error)
-          SELECT ${attempt.deliveryId}, ${item.webhookId}, ${fence.shard}, ${item.seq}, ${item.eventId},
-            ${item.eventType}, ${item.attempts + 1}, ${item.manual}, ${attempt.succeeded}, ${attempt.statusCode},
-            ${Math.round(attempt.latencyMs)}, ${attempt.error}
-          WHERE ${guard}
-          RETURNING id`)
-      const outcome = attempt.outcome
-      yield* outcome._tag === "retry"
-        ? sql`UPDATE webhook_queue SET attempts = attempts + 1, next_attempt_at = ${outcome.at}
-            WHERE seq = ${item.seq}`
-        : sql`UPDATE webhook_queue SET attempts = attempts + 1, finished_at = now(),
-            state = ${outcome._tag === "delivered" ? "delivered" : "failed"}
-            WHERE seq = ${item.seq}`
+      if (attempts.length === 0) return []
+      // The fence rows, held FOR SHARE until the commit: a shard's next owner advancing its fence waits for these
+      // writes, or, advanced first, makes them refused here (as Fence.guard does for one write).
+      const shards = Array.from(new Set(attempts.map(({ fence }) => fence.shard)))
+      const fences = yield* sql<{ shard: number; epoch: unknown }>`SELECT shard, epoch FROM shard_fences
+        WHERE shard = ANY(${shards}::integer[]) FOR SHARE`
+      const epochs = new Map<number, number>()
+      for (const row of fences) epochs.set(row.shard, Number(row.epoch))
+      const refused = attempts.map(({ fence }) => {
+        const current = epochs.get(fence.shard)
+        return current !== undefined && current <= fence.epoch
+          ? null
+          : new StaleEpoch({ shard: fence.shard, epoch: fence.epoch, current: current ?? null })
+      })
+      const written = attempts.filter((_, index) => refused[index] === null)
+      if (written.length === 0) return refused
+      yield* sql`INSERT INTO webhook_deliveries ${
+        sql.insert(written.map(({ attempt, fence }) => ({
+          id: attempt.deliveryId,
+          webhook_id: attempt.item.webhookId,
+          shard: fence.shard,
+          queue_seq: attempt.item.seq,
+          event_id: attempt.item.eventId,
+          event_type: attempt.item.eventType,
+          attempt: attempt.item.attempts + 1,
+          manual: attempt.item.manual,
+          succeeded: attempt.succeeded,
+          status_code: attempt.statusCode,
+          latency_ms: Math.round(attempt.latencyMs),
+          error: attempt.error
+        })))
+      }`
+      const seqs = written.map(({ attempt }) => attempt.item.seq)
+      const states = written.map(({ attempt }) =>
+        attempt.outcome._tag === "retry" ? "pending" : attempt.outcome._tag === "delivered" ? "delivered" : "failed"
+      )
+      const retryAt = written.map(({ attempt }) =>
+        attempt.outcome._tag === "retry" ? attempt.outcome.at.toISOString() : null
+      )
+      yield* sql`UPDATE webhook_queue q SET attempts = q.attempts + 1, state = x.state,
+          next_attempt_at = COALESCE(x.retry_at, q.next_attempt_at),
+          finished_at = CASE WHEN x.state = 'pending' THEN NULL ELSE now() END
+        FROM unnest(${seqs}::bigint[], ${states}::text[], ${retryAt}::timestamptz[]) AS x (seq, state, retry_at)
+        WHERE q.seq = x.seq`
+      return refused
     }))
 
   const disable = (fence: Fence.Fence, webhookId: WebhookId, reason: string) =>
@@ -238,7 +279,7 @@ export const make = Effect.gen(function*() {
           : withWork({ shards, after, upTo }),
       mapStoreError("WebhookQueue.withWork")
     ),
-    record: Effect.fn("WebhookQueue.record")(record, mapStoreError("WebhookQueue.record")),
+    recordAll: Effect.fn("WebhookQueue.recordAll")(recordAll, mapStoreError("WebhookQueue.recordAll")),
     disable: Effect.fn("WebhookQueue.disable")(disable, mapStoreError("WebhookQueue.disable")),
     deliveries: Effect.fn("WebhookQueue.deliveries")(
       (webhookId, page) => deliveries({ webhookId, page }),

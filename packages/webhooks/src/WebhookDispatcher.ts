@@ -7,18 +7,29 @@
  *
  * Every outcome is written fenced by the shard epoch. When the shard goes, its lanes are interrupted (an
  * unfinished post is abandoned) and the shard's next owner posts again: at least once, with the same `webhook-id`.
+ * A lane goes on to its next item only once the outcome is committed; the outcomes of all lanes are committed
+ * together (one transaction for whatever the lanes finished meanwhile), so Postgres is not the limit of how many
+ * deliveries a node makes.
  */
 import { SqlClient } from "@effect/sql"
 import { ShardLeases } from "@wacluster/cluster/ShardLeases"
 import { makeDeliveryId, makeEventId, type WebhookId } from "@wacluster/domain/Ids"
 import { ShardNumber } from "@wacluster/domain/Shard"
 import { AuthCipher } from "@wacluster/store/AuthCipher"
+import type { StaleEpoch, StoreError } from "@wacluster/store/Errors"
 import { Events } from "@wacluster/store/Events"
 import type { Fence } from "@wacluster/store/Fence"
-import { type AttemptOutcome, type EndpointWork, type QueueItem, WebhookQueue } from "@wacluster/store/WebhookQueue"
+import {
+  type AttemptOutcome,
+  type EndpointWork,
+  type FencedAttempt,
+  type QueueItem,
+  WebhookQueue
+} from "@wacluster/store/WebhookQueue"
 import { type WebhookRecord, Webhooks } from "@wacluster/store/Webhooks"
 import {
   Context,
+  Deferred,
   Duration,
   Effect,
   ExecutionStrategy,
@@ -44,12 +55,18 @@ const RESCAN_EVERY = Duration.seconds(2)
 const LANE_IDLE = Duration.seconds(30)
 /** Items a lane reads at a time. */
 const LANE_BATCH = 50
+/** Outcomes committed in one transaction at most. */
+const RECORD_BATCH = 500
 const PRUNE_EVERY = Duration.hours(1)
 
 export class WebhookDispatcher extends Context.Tag("@wacluster/webhooks/WebhookDispatcher")<WebhookDispatcher, {
   /** The endpoints with a lane on this node now. */
   readonly lanes: Effect.Effect<number>
 }>() {}
+
+interface Recording extends FencedAttempt {
+  readonly done: Deferred.Deferred<void, StoreError | StaleEpoch>
+}
 
 interface Lane {
   readonly wake: Queue.Queue<void>
@@ -74,6 +91,29 @@ export const make = (config: WebhookConfig) =>
     const client = yield* WebhookClient
     const events = yield* Events
     const sql = yield* SqlClient.SqlClient
+    const recordings = yield* Queue.unbounded<Recording>()
+
+    /** Commits the outcomes the lanes have finished, many at a time, and tells each lane how its own went. */
+    const recorder = Effect.gen(function*() {
+      const batch = Array.from(yield* Queue.takeBetween(recordings, 1, RECORD_BATCH))
+      // Whatever happens (a defect too), every lane of the batch hears of it.
+      const written = yield* Effect.exit(queue.recordAll(batch))
+      for (const [index, recording] of batch.entries()) {
+        if (Exit.isFailure(written)) {
+          yield* Deferred.done(recording.done, written)
+          continue
+        }
+        const refused = written.value[index] ?? null
+        yield* Deferred.done(recording.done, refused === null ? Exit.void : Exit.fail(refused))
+      }
+    })
+    yield* recorder.pipe(Effect.forever, Effect.forkScoped)
+    const record = (fence: Fence, attempt: FencedAttempt["attempt"]) =>
+      Effect.gen(function*() {
+        const done = yield* Deferred.make<void, StoreError | StaleEpoch>()
+        yield* Queue.offer(recordings, { fence, attempt, done })
+        return yield* Deferred.await(done)
+      })
     const permits = yield* Effect.makeSemaphore(config.concurrency)
     const layerScope = yield* Effect.scope
     const held = new Map<number, HeldShard>()
@@ -122,7 +162,7 @@ export const make = (config: WebhookConfig) =>
         const headers = Signature.headers(secrets, item.eventId, timestamp, item.payload)
         const result = yield* permits.withPermits(1)(client.post(endpoint.url, headers, item.payload))
         const outcome = outcomeOf(result.succeeded, item)
-        yield* queue.record(shard.fence, {
+        yield* record(shard.fence, {
           deliveryId: yield* makeDeliveryId,
           item,
           succeeded: result.succeeded,
