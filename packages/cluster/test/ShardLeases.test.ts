@@ -419,9 +419,12 @@ describe("ShardLeases on a real nats-server", () => {
       Effect.scoped(Effect.gen(function*() {
         const nats = yield* privateNats()
         const tracker = makeTracker()
-        const a = yield* startNode("node-a", nats.url, tracker, { handoverBatch: 2 })
+        // Handovers do not wait on the TTLs; longer ones keep a busy machine (a stalled nats-server) from fencing
+        // shards, which would leave more than a batch idle at once for a reason this test is not about.
+        const slow = { handoverBatch: 2, leaseTtl: Duration.seconds(3), nodeTtl: Duration.seconds(2) }
+        const a = yield* startNode("node-a", nats.url, tracker, slow)
         yield* eventually(() => tracker.heldBy("node-a").length === SHARDS, "5 seconds", "node-a holds all shards")
-        const b = yield* startNode("node-b", nats.url, tracker, { handoverBatch: 2 })
+        const b = yield* startNode("node-b", nats.url, tracker, slow)
         const wantB = desiredOf("node-b", ["node-a", "node-b"])
         yield* eventually(() => tracker.heldBy("node-b").length === wantB.length, "5 seconds", "node-b's share")
         // Rate-limited: the shards moved a batch at a time, never all at once.
