@@ -22,8 +22,8 @@ import { jetstream } from "@nats-io/jetstream"
 import { connect } from "@nats-io/transport-node"
 import { eventSubject } from "@wacluster/domain/Events"
 import { makeEventId } from "@wacluster/domain/Ids"
+import * as Signature from "@wacluster/webhooks/Signature"
 import { Effect } from "effect"
-import { createHmac, randomBytes } from "node:crypto"
 import { once } from "node:events"
 import { createServer } from "node:http"
 import type { AddressInfo } from "node:net"
@@ -135,15 +135,13 @@ const envelope = (tenantId: string, sessionId: string, seq: number) => {
 const rawPosts = async (url: string, seconds: number, concurrency: number): Promise<Figures> => {
   const target = new URL(url)
   const pool = new Pool(target.origin, { connections: concurrency })
-  const secret = randomBytes(32)
+  const secret = Signature.newSecret()
   const latencies: Array<number> = []
   let errors = 0
   const until = performance.now() + seconds * 1000
   const worker = async () => {
     while (performance.now() < until) {
       const { id, payload } = envelope("ten_bench", "sess_baseline", 0)
-      const timestamp = Math.floor(Date.now() / 1000)
-      const signature = createHmac("sha256", secret).update(`${id}.${timestamp}.${payload}`).digest("base64")
       const started = performance.now()
       try {
         const response = await pool.request({
@@ -151,9 +149,7 @@ const rawPosts = async (url: string, seconds: number, concurrency: number): Prom
           path: "/baseline",
           headers: {
             "content-type": "application/json",
-            "webhook-id": id,
-            "webhook-timestamp": String(timestamp),
-            "webhook-signature": `v1,${signature}`
+            ...Signature.headers([secret], id, Math.floor(Date.now() / 1000), payload)
           },
           body: payload
         })

@@ -27,6 +27,9 @@ export class WebhookRecord extends Schema.Class<WebhookRecord>("@wacluster/store
   updatedAt: Schema.DateFromSelf
 }) {}
 
+/** What an endpoint's secret is sealed to (AuthCipher's purpose): the gateway seals it, the delivering node opens it. */
+export const secretPurpose = (webhookId: WebhookId): string => `webhook:${webhookId}`
+
 export interface NewWebhook {
   readonly id: WebhookId
   readonly sessionId: SessionId

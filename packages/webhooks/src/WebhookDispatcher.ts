@@ -26,7 +26,7 @@ import {
   type QueueItem,
   WebhookQueue
 } from "@wacluster/store/WebhookQueue"
-import { type WebhookRecord, Webhooks } from "@wacluster/store/Webhooks"
+import { secretPurpose, type WebhookRecord, Webhooks } from "@wacluster/store/Webhooks"
 import {
   Context,
   Deferred,
@@ -122,7 +122,7 @@ export const make = (config: WebhookConfig) =>
       Effect.gen(function*() {
         const open = (stored: Uint8Array) =>
           Effect.map(
-            cipher.decrypt(endpoint.sessionId, `webhook:${endpoint.id}`, stored),
+            cipher.decrypt(endpoint.sessionId, secretPurpose(endpoint.id), stored),
             (bytes) => Buffer.from(bytes).toString("utf8")
           )
         const current = yield* open(endpoint.secret)

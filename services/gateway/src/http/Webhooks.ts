@@ -21,7 +21,7 @@ import {
 } from "@wacluster/domain/WebhooksApi"
 import { AuthCipher } from "@wacluster/store/AuthCipher"
 import { type DeliveryRecord, WebhookQueue } from "@wacluster/store/WebhookQueue"
-import { type WebhookRecord, Webhooks } from "@wacluster/store/Webhooks"
+import { secretPurpose, type WebhookRecord, Webhooks } from "@wacluster/store/Webhooks"
 import * as Signature from "@wacluster/webhooks/Signature"
 import { checkUrl, policyConfig } from "@wacluster/webhooks/TargetGuard"
 import { secretGraceConfig } from "@wacluster/webhooks/WebhookConfig"
@@ -74,7 +74,7 @@ export const WebhooksLive = HttpApiBuilder.group(
       const grace = yield* secretGraceConfig
 
       const seal = (sessionId: SessionId, webhookId: WebhookId, secret: string) =>
-        cipher.encrypt(sessionId, `webhook:${webhookId}`, Buffer.from(secret, "utf8"))
+        cipher.encrypt(sessionId, secretPurpose(webhookId), Buffer.from(secret, "utf8"))
 
       /** The url as stored, once the guard let it through; what it refused, said as a 400. */
       const allowedUrl = (raw: string) =>
