@@ -301,8 +301,14 @@ export const make = Effect.fn("SessionActor.make")(function*(
       state.since = now
     })
 
-    /** Saves the live state, with the events of the change that made it (none for a periodic save). */
-    const persistWith = (news: ReadonlyArray<NewEvent>) =>
+    /**
+     * One save at a time, each reading the state when it gets its turn: two saves in flight at once (the periodic one
+     * and a status change's) could commit in the other order and leave the older state saved.
+     */
+    const saving = yield* Effect.makeSemaphore(1)
+
+    /** Saves the live state, with the events of the change that made it; the caller holds `saving`. */
+    const persistHeld = (news: ReadonlyArray<NewEvent>) =>
       Effect.gen(function*() {
         yield* account
         const save = runtime.save(fence, {
@@ -321,8 +327,10 @@ export const make = Effect.fn("SessionActor.make")(function*(
         // A save without events (the periodic one) needs no transaction around it.
         yield* (news.length === 0 ? save : committed(save, () => Effect.succeed(news))).pipe(storeRetry)
       }).pipe(Effect.withSpan("SessionActor.persist"))
-    const persist = persistWith([])
+    /** Saves the live state (a periodic save, or news that is not a status change). */
+    const persist = saving.withPermits(1)(persistHeld([]))
 
+    /** Moves to a new status; a change is saved with its events before any other save can read the state. */
     const transition = (status: SessionStatus, reason: SessionReason | null) =>
       Effect.gen(function*() {
         yield* account
@@ -338,10 +346,10 @@ export const make = Effect.fn("SessionActor.make")(function*(
         }
         if (changed) {
           yield* Effect.logInfo("session status").pipe(Effect.annotateLogs({ status, reason: reason ?? "" }))
-          yield* persistWith(yield* statusEvents(previous, { status, reason }))
+          yield* persistHeld(yield* statusEvents(previous, { status, reason }))
         }
         return changed
-      })
+      }).pipe(saving.withPermits(1))
 
     const onEvent = (event: SocketEvent) =>
       Effect.gen(function*() {

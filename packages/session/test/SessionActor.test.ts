@@ -243,6 +243,53 @@ describe("SessionActor", () => {
         expect(saved.status).toBe("connected")
       }))
 
+    it.scoped("never leaves an older state saved: a slow periodic save and a status change's save take turns", () =>
+      Effect.gen(function*() {
+        // The store's saves, with one of them held back on demand (the periodic save stuck behind a busy pool).
+        const runtime = yield* SessionRuntime
+        const release = yield* Deferred.make<void>()
+        let holdNext = false
+        let held = false
+        const slowRuntime = SessionRuntime.of({
+          ...runtime,
+          save: (fence, state) =>
+            Effect.suspend(() => {
+              if (!holdNext) return runtime.save(fence, state)
+              holdNext = false
+              held = true
+              return Effect.zipRight(Deferred.await(release), runtime.save(fence, state))
+            })
+        })
+        const slowSaves = {
+          ...options,
+          persistEvery: Duration.seconds(1),
+          backoff: { base: Duration.seconds(10), cap: Duration.seconds(30) }
+        }
+        const session = yield* seedSession({ shard: 1 })
+        yield* (yield* ShardFences).advance(1, 10)
+        const actor = yield* SessionActor.make(session.id, { shard: ShardNumber.make(1), epoch: 10 }, slowSaves).pipe(
+          Effect.provideService(SessionRuntime, slowRuntime)
+        )
+        yield* Effect.forkScoped(actor.run)
+        const { handle } = actor
+        yield* link(session.id)
+        yield* until(handle, (v) => v.status === "connected")
+        yield* dropAndAwaitBackoff(handle, session.id, ["10 seconds", "30 seconds"])
+
+        // The periodic save reads "disconnected" and is held; the backoff ends and the session connects again.
+        holdNext = true
+        yield* TestClock.adjust("1 second")
+        for (let i = 0; i < 100 && !held; i++) yield* settle
+        expect(held).toBe(true)
+        yield* TestClock.adjust("30 seconds")
+        for (let i = 0; i < 10; i++) yield* settle
+        yield* Deferred.succeed(release, undefined)
+
+        yield* until(handle, (v) => v.status === "connected")
+        const saved = yield* savedWhen(session.id, (r) => r.status === "connected")
+        expect([saved.status, saved.reason]).toEqual(["connected", null])
+      }))
+
     it.scoped("stays disconnected/logged_out after the phone unlinks the device, without reconnecting", () =>
       Effect.gen(function*() {
         const network = yield* InProcessWhatsApp
