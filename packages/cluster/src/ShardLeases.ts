@@ -118,6 +118,19 @@ export class ShardLeases extends Context.Tag("@wacluster/cluster/ShardLeases")<S
     const goneQuiet = 2 * renewalTimings(leaseTtl, nodeTtl).renewEvery
 
     const held = new Map<number, HeldShard>()
+    /** When this node began to stop (monotonic), for the log line that says how long releasing its shards took. */
+    let stoppingSince: number | undefined
+    // Runs after every shard's own finalizer (it is added before the fiber map that holds them).
+    yield* Effect.addFinalizer(() =>
+      Effect.suspend(() =>
+        stoppingSince === undefined ?
+          Effect.void :
+          Effect.flatMap(monotonicMillis, (now) =>
+            Effect.logInfo("released every shard").pipe(
+              Effect.annotateLogs({ tookMs: Math.round(now - (stoppingSince ?? now)) })
+            ))
+      )
+    )
     /** Per shard not held here: the last revision seen and since when (monotonic), for takeover. */
     const sightings = new Map<number, { readonly revision: number; readonly since: number }>()
     const fibers = yield* FiberMap.make<number>()
@@ -310,7 +323,13 @@ export class ShardLeases extends Context.Tag("@wacluster/cluster/ShardLeases")<S
 
     // Stopping (SIGTERM): say so first, so the others know the new owners while this node releases every shard at
     // once (this finalizer runs before the shards' own, which release them).
-    yield* Effect.addFinalizer(() => membership.setDraining(true))
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        stoppingSince = yield* monotonicMillis
+        yield* Effect.logInfo("stopping: releasing every shard").pipe(Effect.annotateLogs({ shards: held.size }))
+        yield* membership.setDraining(true)
+      })
+    )
 
     const untilNextPass = Effect.gen(function*() {
       const now = yield* monotonicMillis

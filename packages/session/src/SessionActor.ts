@@ -423,7 +423,10 @@ export const make = Effect.fn("SessionActor.make")(function*(
             ).pipe(storeRetry)
             return
           case "Closed":
-            return
+            // What WhatsApp or the socket said (a timeout, a lost connection, a stream error): the status says less.
+            return yield* Effect.logInfo("socket closed").pipe(
+              Effect.annotateLogs({ reason: event.reason, detail: event.detail })
+            )
         }
       })
 

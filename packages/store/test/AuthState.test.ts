@@ -2,6 +2,7 @@ import { SqlClient } from "@effect/sql"
 import { assert, expect, it, layer } from "@effect/vitest"
 import { ShardNumber } from "@wacluster/domain/Shard"
 import { ConfigProvider, Deferred, Effect, Exit, Fiber, Layer } from "effect"
+import { createSecretKey } from "node:crypto"
 import * as AuthCipher from "../src/AuthCipher.js"
 import * as AuthState from "../src/AuthState.js"
 import { StaleEpoch } from "../src/Errors.js"
@@ -206,4 +207,18 @@ it.effect("AUTH_STATE_KEY must be 64 hexadecimal characters", () =>
     )
     assert.isTrue(Exit.isFailure(yield* build("zz".repeat(32))))
     assert.isTrue(Exit.isSuccess(yield* build("Ab".repeat(32))))
+  }))
+
+it.effect("every value gets its own IV, also across refills of the IV pool, and decrypts", () =>
+  Effect.gen(function*() {
+    const cipher = AuthCipher.make(createSecretKey(Buffer.from("ab".repeat(32), "hex")))
+    const ivs = new Set<string>()
+    // The pool holds 341 IVs: 2,000 values span several refills.
+    for (let i = 0; i < 2_000; i++) {
+      const stored = yield* cipher.encrypt("sess_a", `pre-key-${i}`, text("the same plaintext"))
+      ivs.add(Buffer.from(stored.subarray(0, 12)).toString("hex"))
+      const plain = yield* cipher.decrypt("sess_a", `pre-key-${i}`, stored)
+      assert.strictEqual(new TextDecoder().decode(plain), "the same plaintext")
+    }
+    assert.strictEqual(ivs.size, 2_000)
   }))
