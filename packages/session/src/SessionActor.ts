@@ -30,7 +30,7 @@ import { Events, type NewEvent } from "@wacluster/store/Events"
 import type { Fence } from "@wacluster/store/Fence"
 import { Messages } from "@wacluster/store/Messages"
 import { Outbox } from "@wacluster/store/Outbox"
-import { SessionRuntime } from "@wacluster/store/SessionRuntime"
+import { type RuntimeState, SessionRuntime } from "@wacluster/store/SessionRuntime"
 import { Sessions } from "@wacluster/store/Sessions"
 import { ProxyConfig } from "@wacluster/whatsapp/ProxyConfig"
 import * as SessionProxy from "@wacluster/whatsapp/SessionProxy"
@@ -47,8 +47,13 @@ export interface ActorOptions {
   readonly backoff: BackoffPolicy
   /** More restarts than this within the window park the session as `disconnected/failing`. */
   readonly intensity: RestartIntensityPolicy
-  /** How often counters and uptime are saved even when nothing changes. */
+  /** How often counters and activity are saved when they changed since the last save. */
   readonly persistEvery: Duration.Duration
+  /**
+   * How often uptime is saved when nothing else changed: a node with thousands of idle sessions otherwise writes
+   * each of them every `persistEvery` for the clock alone.
+   */
+  readonly persistIdleEvery: Duration.Duration
   /** The least time between two queued texts this session sends (per-session pacing). */
   readonly sendInterval: Duration.Duration
   /** A queued text not sent within this time fails (the session stayed disconnected, or WhatsApp never took it). */
@@ -307,28 +312,59 @@ export const make = Effect.fn("SessionActor.make")(function*(
      */
     const saving = yield* Effect.makeSemaphore(1)
 
-    /** Saves the live state, with the events of the change that made it; the caller holds `saving`. */
-    const persistHeld = (news: ReadonlyArray<NewEvent>) =>
+    /** What the last save wrote apart from the clock (uptime), and when (monotonic). */
+    const lastSave = { fingerprint: "", at: 0 }
+    const fingerprintOf = (saved: RuntimeState) =>
+      [
+        saved.status,
+        saved.reason,
+        saved.connectedAt?.getTime(),
+        saved.phoneNumber,
+        saved.lastActivityAt?.getTime(),
+        saved.messagesSent,
+        saved.messagesReceived,
+        saved.proxySticky
+      ].join("|")
+
+    /** The live state as saved; accounts the time since the last accounting point first. */
+    const snapshot = Effect.gen(function*() {
+      yield* account
+      return {
+        sessionId,
+        status: state.status,
+        reason: state.reason,
+        connectedAt: state.connectedAt,
+        phoneNumber: state.phoneNumber,
+        lastActivityAt: state.lastActivityAt,
+        messagesSent: state.messagesSent,
+        messagesReceived: state.messagesReceived,
+        connectedMs: state.connectedMs,
+        observedMs: state.observedMs,
+        proxySticky: proxy.enabled ? yield* proxy.sticky : null
+      } satisfies RuntimeState
+    })
+
+    /** Saves `saved`, with the events of the change that made it; the caller holds `saving`. */
+    const write = (saved: RuntimeState, news: ReadonlyArray<NewEvent>) =>
       Effect.gen(function*() {
-        yield* account
-        const save = runtime.save(fence, {
-          sessionId,
-          status: state.status,
-          reason: state.reason,
-          connectedAt: state.connectedAt,
-          phoneNumber: state.phoneNumber,
-          lastActivityAt: state.lastActivityAt,
-          messagesSent: state.messagesSent,
-          messagesReceived: state.messagesReceived,
-          connectedMs: state.connectedMs,
-          observedMs: state.observedMs,
-          proxySticky: proxy.enabled ? yield* proxy.sticky : null
-        })
+        const save = runtime.save(fence, saved)
         // A save without events (the periodic one) needs no transaction around it.
         yield* (news.length === 0 ? save : committed(save, () => Effect.succeed(news))).pipe(storeRetry)
+        lastSave.fingerprint = fingerprintOf(saved)
+        lastSave.at = yield* monotonicMillis
       }).pipe(Effect.withSpan("SessionActor.persist"))
-    /** Saves the live state (a periodic save, or news that is not a status change). */
+
+    /** Saves the live state, with the events of the change that made it; the caller holds `saving`. */
+    const persistHeld = (news: ReadonlyArray<NewEvent>) => Effect.flatMap(snapshot, (saved) => write(saved, news))
+    /** Saves the live state (news that is not a status change). */
     const persist = saving.withPermits(1)(persistHeld([]))
+    /** The periodic save: only what changed since the last save, or uptime once `persistIdleEvery` has passed. */
+    const persistIfDue = saving.withPermits(1)(Effect.gen(function*() {
+      const saved = yield* snapshot
+      const idleFor = (yield* monotonicMillis) - lastSave.at
+      if (fingerprintOf(saved) === lastSave.fingerprint && idleFor < Duration.toMillis(options.persistIdleEvery)) return
+      yield* write(saved, [])
+    }))
 
     /** Moves to a new status; a change is saved with its events before any other save can read the state. */
     const transition = (status: SessionStatus, reason: SessionReason | null) =>
@@ -839,7 +875,7 @@ export const make = Effect.fn("SessionActor.make")(function*(
       })
 
     const mailboxLoop = Queue.take(mailbox).pipe(Effect.flatMap(answer), Effect.forever)
-    const periodicPersist = persist.pipe(Effect.delay(options.persistEvery), Effect.forever)
+    const periodicPersist = persistIfDue.pipe(Effect.delay(options.persistEvery), Effect.forever)
 
     yield* Effect.annotateLogs(Effect.logDebug("actor started"), "sessionId", sessionId)
     yield* persist

@@ -4,6 +4,7 @@
  * `wa.rpc.<shard>` by handing commands to the actors' mailboxes, and stops everything when the shard goes.
  */
 import type { SqlClient } from "@effect/sql"
+import { monotonicMillis } from "@wacluster/cluster/ClusterConfig"
 import { EventStream } from "@wacluster/cluster/EventStream"
 import { Nats } from "@wacluster/cluster/Nats"
 import { type ShardLease, ShardLifecycle } from "@wacluster/cluster/ShardLeases"
@@ -86,7 +87,11 @@ export const hostConfig: Config.Config<HostOptions> = Config.all({
   }),
   persistEvery: Config.duration("SESSION_PERSIST_EVERY").pipe(
     Config.withDefault(Duration.seconds(30)),
-    Config.withDescription("How often an actor saves its counters and uptime when nothing else happens")
+    Config.withDescription("How often an actor saves its counters and activity when they changed")
+  ),
+  persistIdleEvery: Config.duration("SESSION_PERSIST_IDLE_EVERY").pipe(
+    Config.withDefault(Duration.minutes(5)),
+    Config.withDescription("How often an actor saves its uptime when nothing else changed")
   ),
   sendInterval: Config.duration("SESSION_SEND_INTERVAL").pipe(
     Config.withDefault(Duration.millis(100)),
@@ -182,7 +187,22 @@ export const make = Effect.fn("SessionHost.make")(function*(hostOptions: HostOpt
         return yield* Effect.logWarning("shard fence is ahead of this lease; not starting its sessions")
       }
       const actors = new Map<SessionId, SessionActor.SessionActorHandle>()
+      // Finalizers run last to first: the first of these ends after every actor of the shard has stopped, the other
+      // notes when stopping began.
+      const stopping = { since: 0, sessions: 0 }
+      yield* Effect.addFinalizer(() =>
+        Effect.flatMap(monotonicMillis, (now) =>
+          Effect.logInfo("shard stopped").pipe(
+            Effect.annotateLogs({ sessions: stopping.sessions, tookMs: Math.round(now - stopping.since) })
+          ))
+      )
       const fibers = yield* FiberMap.make<SessionId>()
+      yield* Effect.addFinalizer(() =>
+        Effect.map(monotonicMillis, (now) => {
+          stopping.since = now
+          stopping.sessions = actors.size
+        })
+      )
       shardActors.set(shard, actors)
       yield* Effect.addFinalizer(() => Effect.sync(() => shardActors.delete(shard)))
 

@@ -38,6 +38,7 @@ const options: SessionActor.ActorOptions = {
   connectGate: Effect.unsafeMakeSemaphore(64),
   connectHeadroom: Effect.void,
   persistEvery: Duration.seconds(30),
+  persistIdleEvery: Duration.minutes(5),
   sendInterval: Duration.zero,
   queueMaxAge: Duration.hours(1),
   rateLimits: { requestsPerMinute: 6_000, messagesPerHour: 10_000 },
@@ -263,6 +264,7 @@ describe("SessionActor", () => {
         const slowSaves = {
           ...options,
           persistEvery: Duration.seconds(1),
+          persistIdleEvery: Duration.seconds(1),
           backoff: { base: Duration.seconds(10), cap: Duration.seconds(30) }
         }
         const session = yield* seedSession({ shard: 1 })
@@ -288,6 +290,37 @@ describe("SessionActor", () => {
         yield* until(handle, (v) => v.status === "connected")
         const saved = yield* savedWhen(session.id, (r) => r.status === "connected")
         expect([saved.status, saved.reason]).toEqual(["connected", null])
+      }))
+
+    it.scoped("an idle session saves its uptime every persistIdleEvery, and changed counters at the next tick", () =>
+      Effect.gen(function*() {
+        const network = yield* InProcessWhatsApp
+        const { handle, sessionId } = yield* start()
+        const runtime = yield* SessionRuntime
+        yield* link(sessionId)
+        yield* until(handle, (v) => v.status === "connected")
+        const connected = yield* savedWhen(sessionId, (r) => r.status === "connected")
+
+        // Nothing but the clock changes: the 30-second ticks write nothing for five minutes.
+        for (let tick = 0; tick < 9; tick++) {
+          yield* TestClock.adjust("30 seconds")
+          yield* settle
+        }
+        const idle = Option.getOrThrow(yield* runtime.load(sessionId))
+        expect(idle.updatedAt).toEqual(connected.updatedAt)
+        expect(idle.connectedMs).toBe(connected.connectedMs)
+
+        // Then uptime is saved once five minutes have passed since the last save.
+        yield* TestClock.adjust("60 seconds")
+        const uptime = yield* savedWhen(sessionId, (r) => r.connectedMs > connected.connectedMs)
+        expect(uptime.connectedMs - connected.connectedMs).toBeGreaterThanOrEqual(300_000)
+
+        // A counter that changed is saved at the next tick.
+        yield* network.receive(sessionId, "6281111111111@s.whatsapp.net", "hello")
+        yield* until(handle, (v) => v.metrics.messagesReceived === 1)
+        yield* TestClock.adjust("30 seconds")
+        const counted = yield* savedWhen(sessionId, (r) => r.messagesReceived === 1)
+        expect(counted.messagesReceived).toBe(1)
       }))
 
     it.scoped("stays disconnected/logged_out after the phone unlinks the device, without reconnecting", () =>

@@ -89,6 +89,7 @@ const NodeLayer = ShardLeases.layer.pipe(
     // Low, so the tests that start many sessions at once go through the gate.
     connectConcurrency: 2,
     persistEvery: Duration.seconds(30),
+    persistIdleEvery: Duration.minutes(5),
     sendInterval: Duration.millis(10),
     queueMaxAge: Duration.hours(1),
     rateLimits: { requestsPerMinute: 6_000, messagesPerHour: 10_000 },
