@@ -5,7 +5,8 @@
  * runs seconds late, and with it the lease renewals that keep its shards (a node linking its 4,600th device on a
  * saturated two-core machine fenced every shard after stalls of 1–2 s). New connects are what a node can defer:
  * while the loop runs more than `limitMs` late, a connect waits (at most `maxWait`, so an overloaded node still makes
- * progress) before it takes its turn at the connect gate.
+ * progress) once it has its turn at the connect gate (ConnectGate): only the few holding a turn wait, not every
+ * session in the queue.
  *
  * The lateness is sampled by a plain timer every `SAMPLE_MS`: how much later than due each tick ran, the highest
  * recent value kept and halved at every tick that ran on time.

@@ -38,6 +38,7 @@ import { WhatsAppDriver } from "@wacluster/whatsapp/WhatsAppDriver"
 import type { CloseReason, SocketEvent, WhatsAppSocket } from "@wacluster/whatsapp/WhatsAppDriver"
 import { Data, DateTime, Deferred, Duration, Effect, Option, Queue, Schedule, Stream } from "effect"
 import { type BackoffPolicy, nextDelay } from "./Backoff.js"
+import type { ConnectGate } from "./ConnectGate.js"
 import { healthView, type LiveState, pairingUnavailable, qrView, statusView } from "./LiveState.js"
 import * as RateLimiter from "./RateLimiter.js"
 import { makeWindow, type RestartIntensityPolicy } from "./RestartIntensity.js"
@@ -67,8 +68,8 @@ export interface ActorOptions {
    * close). A WhatsApp handshake and its first queries cost CPU; a node that takes over a thousand sessions at once
    * must not stall its event loop (and with it its lease renewals).
    */
-  readonly connectGate: Effect.Semaphore
-  /** Waited for before a connect takes its turn at the gate: returns once the node's event loop keeps up. */
+  readonly connectGate: ConnectGate
+  /** Waited for once a connect has its turn at the gate: returns once the node's event loop keeps up. */
   readonly connectHeadroom: Effect.Effect<void>
   /**
    * Whether this node still holds the session's shard, asked of NATS: after WhatsApp says another login replaced
@@ -483,13 +484,16 @@ export const make = Effect.fn("SessionActor.make")(function*(
         const leaveGate = Effect.suspend(() => {
           if (!gated) return Effect.void
           gated = false
-          return options.connectGate.release(1)
+          return options.connectGate.release
         })
-        yield* options.connectHeadroom
-        yield* Effect.acquireRelease(
-          Effect.tap(options.connectGate.take(1), () => (gated = true)),
-          () => leaveGate
+        // The wait for a turn is interruptible; a permit once handed over is always given back.
+        yield* Effect.uninterruptibleMask((restore) =>
+          restore(options.connectGate.take).pipe(
+            Effect.zipRight(Effect.sync(() => (gated = true))),
+            Effect.zipRight(Effect.addFinalizer(() => leaveGate))
+          )
         )
+        yield* options.connectHeadroom
         const socket = yield* driver.connect({ sessionId, fence, proxy })
         current = socket
         yield* Effect.addFinalizer(() => Effect.sync(() => (current = null)))
@@ -600,8 +604,9 @@ export const make = Effect.fn("SessionActor.make")(function*(
      */
     const logoutWithSavedCredentials = Effect.scoped(
       Effect.gen(function*() {
-        yield* options.connectHeadroom
-        const socket = yield* options.connectGate.withPermits(1)(driver.connect({ sessionId, fence, proxy }))
+        const socket = yield* options.connectGate.withPermit(
+          Effect.zipRight(options.connectHeadroom, driver.connect({ sessionId, fence, proxy }))
+        )
         const first = yield* socket.events.pipe(
           Stream.filter((event) => event._tag === "Open" || event._tag === "Qr" || event._tag === "Closed"),
           Stream.runHead

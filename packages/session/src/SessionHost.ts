@@ -46,6 +46,7 @@ import {
   Schema
 } from "effect"
 import { defaultBackoff } from "./Backoff.js"
+import * as ConnectGate from "./ConnectGate.js"
 import * as LoopLag from "./LoopLag.js"
 import { defaultIntensity } from "./RestartIntensity.js"
 import * as SessionActor from "./SessionActor.js"
@@ -148,7 +149,7 @@ export class SessionHost extends Context.Tag("@wacluster/session/SessionHost")<S
 }>() {}
 
 export const make = Effect.fn("SessionHost.make")(function*(hostOptions: HostOptions) {
-  const connectGate = yield* Effect.makeSemaphore(hostOptions.connectConcurrency)
+  const connectGate = yield* ConnectGate.make(hostOptions.connectConcurrency)
   const loopLag = yield* LoopLag.make({
     limitMs: Duration.toMillis(hostOptions.connectLagLimit),
     maxWait: hostOptions.connectLagMaxWait

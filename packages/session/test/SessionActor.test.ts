@@ -28,6 +28,7 @@ import { ProxyConfig } from "@wacluster/whatsapp/ProxyConfig"
 import { WhatsAppDriver } from "@wacluster/whatsapp/WhatsAppDriver"
 import { Chunk, Clock, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, TestClock } from "effect"
 import { defaultBackoff } from "../src/Backoff.js"
+import * as ConnectGate from "../src/ConnectGate.js"
 import { defaultIntensity } from "../src/RestartIntensity.js"
 import * as SessionActor from "../src/SessionActor.js"
 
@@ -35,7 +36,7 @@ const options: SessionActor.ActorOptions = {
   mailboxCapacity: 8,
   backoff: defaultBackoff,
   intensity: defaultIntensity,
-  connectGate: Effect.unsafeMakeSemaphore(64),
+  connectGate: ConnectGate.unsafeMake(64),
   connectHeadroom: Effect.void,
   persistEvery: Duration.seconds(30),
   persistIdleEvery: Duration.minutes(5),
@@ -515,7 +516,7 @@ describe("SessionActor", () => {
             )
         })
         const fence = { shard: ShardNumber.make(7), epoch: 1 }
-        const gateOfOne = { ...options, connectGate: yield* Effect.makeSemaphore(1) }
+        const gateOfOne = { ...options, connectGate: yield* ConnectGate.make(1) }
         const a = yield* SessionActor.make(first.id, fence, gateOfOne).pipe(
           Effect.provideService(WhatsAppDriver, gated)
         )
