@@ -114,11 +114,31 @@ export const start = Effect.fn("Service.start")(function*(options: ServiceOption
       Effect.annotateLogs({ service: options.name })
     )
 
+    // With its output kept quiet (tests), a process that dies on its own would leave no trace: say so, with its last
+    // lines, on stderr.
+    let signalled = false
+    // Runs before the process's own finalizer, which stops it when the scope closes.
+    yield* Effect.addFinalizer(() => Effect.sync(() => (signalled = true)))
+    if (sinkFor(options) === undefined) {
+      yield* owned.exited.pipe(
+        Effect.flatMap((code) =>
+          signalled ? Effect.void : Effect.flatMap(owned.recentLines, (tail) =>
+            Effect.sync(() => {
+              process.stderr.write(
+                `${options.name} (pid ${owned.pid}) exited on its own with code ${code}; its last log lines:\n` +
+                  `${tail.map((line) => `  ${line}`).join("\n")}\n`
+              )
+            }))
+        ),
+        Effect.forkDaemon
+      )
+    }
+
     const service: ServiceProcess = {
       name: options.name,
       pid: owned.pid,
-      kill: (signal) => owned.signal(signal, "group"),
-      stop: (signal) => owned.stop(signal),
+      kill: (signal) => Effect.suspend(() => ((signalled = true), owned.signal(signal, "group"))),
+      stop: (signal) => Effect.suspend(() => ((signalled = true), owned.stop(signal))),
       exited: owned.exited,
       recentLogs: owned.recentLines
     }
