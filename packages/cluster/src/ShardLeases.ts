@@ -5,7 +5,7 @@
  * release the lease. A shard whose renewal has not succeeded within 0.6 × LEASE_TTL stops its work (self-fencing)
  * before another node may take it over (LEASE_TTL after the last change it saw).
  */
-import { Context, Duration, Effect, Exit, Fiber, FiberMap, Layer, Option, Ref, Scope } from "effect"
+import { Context, Duration, Effect, Exit, FiberMap, Layer, Option, Ref, Scope } from "effect"
 import { ownerOf } from "./Assignment.js"
 import { ClusterConfig, monotonicMillis } from "./ClusterConfig.js"
 import { decodeLease, encodeLease, leaseKey, LeaseValue, SHARDS_BUCKET } from "./internal/leaseRecord.js"
@@ -118,6 +118,19 @@ export class ShardLeases extends Context.Tag("@wacluster/cluster/ShardLeases")<S
     const goneQuiet = 2 * renewalTimings(leaseTtl, nodeTtl).renewEvery
 
     const held = new Map<number, HeldShard>()
+    /** When this node began to stop (monotonic), for the log line that says how long releasing its shards took. */
+    let stoppingSince: number | undefined
+    // Runs after every shard's own finalizer (it is added before the fiber map that holds them).
+    yield* Effect.addFinalizer(() =>
+      Effect.suspend(() =>
+        stoppingSince === undefined ?
+          Effect.void :
+          Effect.flatMap(monotonicMillis, (now) =>
+            Effect.logInfo("released every shard").pipe(
+              Effect.annotateLogs({ tookMs: Math.round(now - (stoppingSince ?? now)) })
+            ))
+      )
+    )
     /** Per shard not held here: the last revision seen and since when (monotonic), for takeover. */
     const sightings = new Map<number, { readonly revision: number; readonly since: number }>()
     const fibers = yield* FiberMap.make<number>()
@@ -308,16 +321,13 @@ export class ShardLeases extends Context.Tag("@wacluster/cluster/ShardLeases")<S
       }
     }).pipe(Effect.withSpan("ShardLeases.reconcile"))
 
-    // Stopping (SIGTERM): say so first, so the others know the new owners, then release every shard at once (as the
-    // fiber map's own finalizer would, which runs after this one and finds nothing left).
+    // Stopping (SIGTERM): say so first, so the others know the new owners while this node releases every shard at
+    // once (this finalizer runs before the shards' own, which release them).
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
+        stoppingSince = yield* monotonicMillis
         yield* Effect.logInfo("stopping: releasing every shard").pipe(Effect.annotateLogs({ shards: held.size }))
         yield* membership.setDraining(true)
-        const [took] = yield* Effect.timed(Fiber.interruptAll(Array.from(fibers, ([, fiber]) => fiber)))
-        yield* Effect.logInfo("released every shard").pipe(
-          Effect.annotateLogs({ tookMs: Math.round(Duration.toMillis(took)) })
-        )
       })
     )
 

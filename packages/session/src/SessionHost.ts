@@ -4,6 +4,7 @@
  * `wa.rpc.<shard>` by handing commands to the actors' mailboxes, and stops everything when the shard goes.
  */
 import type { SqlClient } from "@effect/sql"
+import { monotonicMillis } from "@wacluster/cluster/ClusterConfig"
 import { EventStream } from "@wacluster/cluster/EventStream"
 import { Nats } from "@wacluster/cluster/Nats"
 import { type ShardLease, ShardLifecycle } from "@wacluster/cluster/ShardLeases"
@@ -37,7 +38,6 @@ import {
   Duration,
   Effect,
   Exit,
-  Fiber,
   FiberMap,
   Layer,
   Option,
@@ -188,16 +188,20 @@ export const make = Effect.fn("SessionHost.make")(function*(hostOptions: HostOpt
         return yield* Effect.logWarning("shard fence is ahead of this lease; not starting its sessions")
       }
       const actors = new Map<SessionId, SessionActor.SessionActorHandle>()
-      const fibers = yield* FiberMap.make<SessionId>()
-      // Stops the shard's actors all at once (as the fiber map's own finalizer would, which then finds none left) and
-      // says how long that took.
+      // Finalizers run last to first: the first of these ends after every actor of the shard has stopped, the other
+      // notes when stopping began.
+      const stopping = { since: 0, sessions: 0 }
       yield* Effect.addFinalizer(() =>
-        Effect.gen(function*() {
-          const sessions = actors.size
-          const [took] = yield* Effect.timed(Fiber.interruptAll(Array.from(fibers, ([, fiber]) => fiber)))
-          yield* Effect.logInfo("shard stopped").pipe(
-            Effect.annotateLogs({ sessions, tookMs: Math.round(Duration.toMillis(took)) })
-          )
+        Effect.flatMap(monotonicMillis, (now) =>
+          Effect.logInfo("shard stopped").pipe(
+            Effect.annotateLogs({ sessions: stopping.sessions, tookMs: Math.round(now - stopping.since) })
+          ))
+      )
+      const fibers = yield* FiberMap.make<SessionId>()
+      yield* Effect.addFinalizer(() =>
+        Effect.map(monotonicMillis, (now) => {
+          stopping.since = now
+          stopping.sessions = actors.size
         })
       )
       shardActors.set(shard, actors)
