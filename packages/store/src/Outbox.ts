@@ -9,11 +9,15 @@
  * WhatsApp and the recipient's phone treat as the same message.
  *
  * Every write is fenced by the shard epoch, like every other write a session makes.
+ *
+ * Texts are accepted by group commit: what a node's sessions queue while the previous statement runs goes to Postgres
+ * in the next one, one row per text and each row fenced on its own. A session waits for its text's row before it
+ * takes its next command, so its texts never share a statement and keep their order.
  */
 import { SqlClient } from "@effect/sql"
 import { MessageId, SessionId } from "@wacluster/domain/Ids"
-import { Context, Effect, Layer, Option, Schema } from "effect"
-import { mapStoreError, type StaleEpoch, type StoreError } from "./Errors.js"
+import { Context, Deferred, Effect, Layer, Option, Queue, Schema } from "effect"
+import { mapStoreError, type StaleEpoch, StoreError } from "./Errors.js"
 import * as Fence from "./Fence.js"
 import { Int8 } from "./internal/Columns.js"
 
@@ -90,11 +94,28 @@ const QueuedRow = Schema.Struct({
   createdAt: Schema.DateFromSelf
 })
 const DepthRow = Schema.Struct({ pending: Int8, oldestAt: Schema.NullOr(Schema.DateFromSelf) })
+const decodeEnqueuedRows = Schema.decodeUnknown(Schema.Array(EnqueuedRow))
+
+/** Most texts in one statement. */
+const BATCH_LIMIT = 500
+/** Statements in flight at once: one is being written while the next fills. */
+const WRITERS = 2
+
+/** The answer to a text still waiting for its statement when the store closes. */
+const closing = new StoreError({ message: "Outbox.enqueue failed: the store is closing", cause: null })
+
+/** A text waiting for its statement, and who waits for its answer. */
+interface Pending {
+  readonly fence: Fence.Fence
+  readonly text: NewText
+  readonly answer: Deferred.Deferred<Enqueued, StoreError | StaleEpoch>
+}
 
 export const make = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
 
-  const enqueue = (fence: Fence.Fence, text: NewText) =>
+  /** One text in a statement of its own: what a text the batch did not queue needs (a repeat, a stale epoch). */
+  const enqueueOne = (fence: Fence.Fence, text: NewText) =>
     Effect.gen(function*() {
       const inserted = yield* Fence.fenced(sql, fence, (guard) =>
         sql`INSERT INTO messages (id, session_id, direction, remote_jid, body, status, idempotency_key)
@@ -129,7 +150,81 @@ export const make = Effect.gen(function*() {
         createdAt: first.value.createdAt,
         repeated: true
       })
-    }).pipe(mapStoreError("Outbox.enqueue"), Effect.withSpan("Outbox.enqueue"))
+    }).pipe(mapStoreError("Outbox.enqueue"))
+
+  /**
+   * One statement for the batch: each row is inserted while its shard's fence allows (the fence row held FOR SHARE
+   * until the commit, as `Fence.guard` does for one write) and its idempotency key is new; in the batch's order, so
+   * the queue's sequence follows acceptance. A text it did not insert goes through `enqueueOne`, which tells a
+   * repeat from a stale epoch; a statement that fails as a whole (one odd row) is retried one text at a time, so no
+   * text fails for another's sake.
+   */
+  const insertBatch = (batch: ReadonlyArray<Pending>) =>
+    sql`INSERT INTO messages (id, session_id, direction, remote_jid, body, status, idempotency_key)
+      SELECT x.id, x.session_id, 'outbound', x.remote_jid, jsonb_build_object('text', x.text), 'queued', x.key
+      FROM unnest(
+        ${batch.map(({ text }) => text.id)}::text[], ${batch.map(({ text }) => text.sessionId)}::text[],
+        ${batch.map(({ text }) => text.remoteJid)}::text[], ${batch.map(({ text }) => text.text)}::text[],
+        ${batch.map(({ text }) => text.idempotencyKey ?? null)}::text[],
+        ${batch.map(({ fence }) => fence.shard)}::integer[], ${batch.map(({ fence }) => fence.epoch)}::bigint[]
+      ) WITH ORDINALITY AS x (id, session_id, remote_jid, text, key, shard, epoch, position)
+      WHERE EXISTS (SELECT 1 FROM shard_fences f WHERE f.shard = x.shard AND f.epoch <= x.epoch FOR SHARE)
+      ORDER BY x.position
+      ON CONFLICT DO NOTHING
+      RETURNING id, status, created_at`.pipe(Effect.flatMap(decodeEnqueuedRows))
+
+  const answerOne = (item: Pending) =>
+    Effect.flatMap(Effect.exit(enqueueOne(item.fence, item.text)), (exit) => Deferred.done(item.answer, exit))
+
+  const writeBatch = (batch: ReadonlyArray<Pending>) =>
+    Effect.gen(function*() {
+      const written = yield* Effect.either(insertBatch(batch))
+      if (written._tag === "Left") {
+        return yield* Effect.forEach(batch, answerOne, { concurrency: WRITERS, discard: true })
+      }
+      const inserted = new Map(written.right.map((row) => [row.id as string, row]))
+      yield* Effect.forEach(batch, (item) => {
+        const row = inserted.get(item.text.id)
+        if (row === undefined) return answerOne(item)
+        return Deferred.succeed(
+          item.answer,
+          // Decoded from the row just above.
+          new Enqueued({ messageId: row.id, status: row.status, createdAt: row.createdAt, repeated: false }, {
+            disableValidation: true
+          })
+        )
+      }, { discard: true })
+    })
+
+  const pending = yield* Queue.unbounded<Pending>()
+  // A text still waiting when the store closes (the node stopping) is answered: its caller does not hang.
+  yield* Effect.addFinalizer(() =>
+    Effect.flatMap(
+      Queue.takeAll(pending),
+      (left) => Effect.forEach(left, (item) => Deferred.fail(item.answer, closing), { discard: true })
+    ).pipe(
+      Effect.zipRight(Queue.shutdown(pending))
+    )
+  )
+  // A statement once begun runs to its end (see mapStoreError): a stopping node waits for it, not for new texts.
+  const writer = Effect.uninterruptibleMask((restore) =>
+    Effect.flatMap(restore(Queue.takeBetween(pending, 1, BATCH_LIMIT)), (chunk) => {
+      const batch = Array.from(chunk)
+      return writeBatch(batch).pipe(
+        Effect.catchAllCause((cause) =>
+          Effect.forEach(batch, (item) => Deferred.failCause(item.answer, cause), { discard: true })
+        )
+      )
+    })
+  )
+  yield* Effect.forkScoped(Effect.forever(writer)).pipe(Effect.replicateEffect(WRITERS))
+
+  const enqueue = (fence: Fence.Fence, text: NewText) =>
+    Effect.gen(function*() {
+      const answer = yield* Deferred.make<Enqueued, StoreError | StaleEpoch>()
+      yield* Queue.offer(pending, { fence, text, answer })
+      return yield* Deferred.await(answer)
+    }).pipe(Effect.withSpan("Outbox.enqueue"))
 
   const next = (sessionId: SessionId, limit: number) =>
     sql`SELECT id, session_id, remote_jid, body, wa_message_id, created_at FROM messages
@@ -197,4 +292,4 @@ export const make = Effect.gen(function*() {
   })
 })
 
-export const layer = Layer.effect(Outbox, make)
+export const layer = Layer.scoped(Outbox, make)

@@ -1,7 +1,8 @@
+import { SqlClient } from "@effect/sql"
 import { assert, describe, it } from "@effect/vitest"
 import { makeMessageId, type MessageId } from "@wacluster/domain/Ids"
 import { ShardNumber } from "@wacluster/domain/Shard"
-import { Effect, Exit, Option } from "effect"
+import { Cause, Effect, Exit, Option } from "effect"
 import { Messages } from "../src/Messages.js"
 import { Outbox } from "../src/Outbox.js"
 import { ShardFences } from "../src/ShardFences.js"
@@ -141,6 +142,75 @@ describe("Outbox", () => {
         }
         const waiting = yield* outbox.next(session.id, 10)
         assert.deepStrictEqual(waiting.map((m) => [m.text, m.waMessageId]), [["hi", null]])
+      }))
+
+    it.effect("queues many sessions' texts at once in shared statements, each answered as if it came alone", () =>
+      Effect.gen(function*() {
+        const outbox = yield* Outbox
+        const fences = yield* ShardFences
+        const sql = yield* SqlClient.SqlClient
+        yield* fences.advance(20, 1)
+        yield* fences.advance(21, 2)
+        const live = yield* Effect.forEach(Array.from({ length: 40 }), () => seedSession({ shard: 20 }))
+        // Shard 21 moved on to epoch 2: texts still carrying epoch 1 come from a stale owner.
+        const moved = yield* seedSession({ shard: 21 })
+        const [firstSession] = live
+        if (firstSession === undefined) return assert.fail("no sessions")
+        const repeatedKey = { sessionId: firstSession.id, remoteJid: to, text: "once", idempotencyKey: "order-1" }
+        const first = yield* outbox.enqueue(fence(20, 1), { ...repeatedKey, id: yield* makeMessageId })
+
+        // Each session queues its texts one after another (as its actor does); the sessions all at once.
+        const perSession = 10
+        const outcomes = yield* Effect.all({
+          live: Effect.forEach(
+            live,
+            (session, index) =>
+              Effect.forEach(
+                Array.from({ length: perSession }, (_, i) => i),
+                (i) =>
+                  Effect.flatMap(makeMessageId, (id) =>
+                    outbox.enqueue(fence(20, 1), {
+                      id,
+                      sessionId: session.id,
+                      remoteJid: to,
+                      // A NUL cannot be stored: that text fails, the others in its statement are queued.
+                      text: index === 3 && i === 5 ? "bad \u0000 text" : `text ${i}`
+                    }).pipe(Effect.exit))
+              ),
+            { concurrency: "unbounded" }
+          ),
+          repeat: Effect.flatMap(makeMessageId, (id) => outbox.enqueue(fence(20, 1), { ...repeatedKey, id })),
+          stale: Effect.flatMap(
+            makeMessageId,
+            (id) =>
+              outbox.enqueue(fence(21, 1), { id, sessionId: moved.id, remoteJid: to, text: "late" }).pipe(Effect.exit)
+          )
+        }, { concurrency: "unbounded" })
+
+        assert.isTrue(outcomes.repeat.repeated)
+        assert.strictEqual(outcomes.repeat.messageId, first.messageId)
+        assert.isTrue(Exit.isFailure(outcomes.stale))
+        if (Exit.isFailure(outcomes.stale)) assert.include(String(Cause.squash(outcomes.stale.cause)), "stale")
+        assert.strictEqual((yield* outbox.depth(moved.id)).pending, 0)
+        outcomes.live.forEach((exits, index) =>
+          exits.forEach((exit, i) => {
+            if (index === 3 && i === 5) {
+              assert.isTrue(Exit.isFailure(exit) && String(Cause.squash(exit.cause)).includes("StoreError"))
+            } else {
+              assert.isTrue(Exit.isSuccess(exit) && !exit.value.repeated, `text ${i} of session ${index}`)
+            }
+          })
+        )
+        for (const [index, session] of live.entries()) {
+          const expected = Array.from({ length: perSession }, (_, i) => `text ${i}`)
+            .filter((_, i) => !(index === 3 && i === 5))
+          const waiting = (yield* outbox.next(session.id, 50)).map((m) => m.text)
+          assert.deepStrictEqual(index === 0 ? waiting.slice(1) : waiting, expected)
+        }
+        // Rows written by one statement share its transaction id: far fewer statements than texts.
+        const [statements] = yield* sql<{ count: string }>`SELECT count(DISTINCT xmin::text) AS count FROM messages
+          WHERE session_id IN ${sql.in(live.map((session) => session.id))}`
+        assert.isBelow(Number(statements?.count), (live.length * perSession) / 4)
       }))
   })
 })
