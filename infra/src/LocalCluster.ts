@@ -164,12 +164,6 @@ export const start = Effect.fn("LocalCluster.start")(function*(options: LocalClu
       Postgres.start({ dataDir: join(options.dataDir, "pg"), fsync: options.fsync }),
       (server) => Effect.map(server.ensureDatabase(DATABASE_NAME), (url) => ({ url, server }))
     )
-  const [{ server: natsServer, servers: natsServers, url: natsUrl }, { server: postgres, url: databaseUrl }] =
-    yield* Effect.all(
-      [nats, database],
-      { concurrency: "unbounded" }
-    )
-
   // Services stop in parallel when the cluster closes; each node also has its own scope for stopNode.
   const clusterScope = yield* Effect.scope
   const prefixWidth = Math.max(7, `node-${options.nodes}`.length)
@@ -211,8 +205,13 @@ export const start = Effect.fn("LocalCluster.start")(function*(options: LocalClu
     }
     return waSim
   })
-  // Started before the services' scope is forked, so it closes after them: nodes never see it vanish first.
-  const waSim = options.simulate === true ? yield* startWaSim : undefined
+  // wa-sim needs neither NATS nor Postgres: all three start at once. Started before the services' scope is forked,
+  // so it closes after them: nodes never see it vanish first.
+  const [{ server: natsServer, servers: natsServers, url: natsUrl }, { server: postgres, url: databaseUrl }, waSim] =
+    yield* Effect.all(
+      [nats, database, options.simulate === true ? startWaSim : Effect.succeed(undefined)],
+      { concurrency: "unbounded" }
+    )
   const whatsApp: Record<string, string> = waSim === undefined
     ? {}
     : { WA_WEBSOCKET_URL: waSim.url, WA_ROOT_PUBLIC_KEY: waSim.rootPublicKey }

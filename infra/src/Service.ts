@@ -1,12 +1,13 @@
 /**
- * One of our TypeScript services (gateway, node) as a child process: `node --import tsx <entry>` from the repo
- * root, in its own process group, logs prefixed with its name, considered started once its health URL answers 200.
+ * One of our TypeScript services (gateway, node) as a child process: `node --enable-source-maps <bundle>` from the
+ * repo root (the entry bundled, see Bundle.ts), in its own process group, logs prefixed with its name, considered started once its health URL answers 200.
  * Closing the scope sends SIGTERM to the group, waits up to 10 s, then SIGKILLs it.
  */
 import { Data, Duration, Effect } from "effect"
 import { access } from "node:fs/promises"
 import { resolve } from "node:path"
 import { fileURLToPath } from "node:url"
+import { bundle } from "./Bundle.js"
 import { type OwnedProcess, releaseOnFailure, spawnOwned } from "./internal/ChildProcess.js"
 import { awaitReady, formatTail, httpOk } from "./internal/Readiness.js"
 
@@ -87,11 +88,14 @@ export const start = Effect.fn("Service.start")(function*(options: ServiceOption
   if (!present) {
     return yield* new ServiceStartError({ service: options.name, reason: `entry ${entry} does not exist`, logTail: [] })
   }
+  const bundled = yield* bundle(repoRoot, entry).pipe(
+    Effect.mapError((error) => new ServiceStartError({ service: options.name, reason: error.message, logTail: [] }))
+  )
   return yield* releaseOnFailure(Effect.gen(function*() {
     const owned: OwnedProcess = yield* spawnOwned({
       label: options.name,
       command: process.execPath,
-      args: ["--import", "tsx", entry],
+      args: ["--enable-source-maps", bundled],
       cwd: repoRoot,
       env: { ...process.env, ...options.env },
       onLine: sinkFor(options),

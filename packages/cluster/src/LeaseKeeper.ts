@@ -89,8 +89,9 @@ export class LeaseKeeper extends Context.Tag("@wacluster/cluster/LeaseKeeper")<L
 
 /** The worker's entry, through tsx when this code runs as TypeScript (the services do). */
 const workerUrl = (): URL => {
+  // Bundled (the services run as one file each), the worker's bundle lies beside this one's.
+  if (!import.meta.url.endsWith(".ts")) return new URL("./leaseKeeperWorker.mjs", import.meta.url)
   const entry = new URL("./internal/leaseKeeperWorker.ts", import.meta.url)
-  if (!entry.pathname.endsWith(".ts")) return new URL("./internal/leaseKeeperWorker.js", import.meta.url)
   // tsx's ES module API (the resolver answers with its CommonJS twin, beside it).
   const tsx = pathToFileURL(createRequire(import.meta.url).resolve("tsx/esm/api").replace(/\.cjs$/, ".mjs")).href
   const source = `import { register } from ${JSON.stringify(tsx)}\nregister()\nawait import(${
