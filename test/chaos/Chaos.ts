@@ -44,6 +44,8 @@ export interface ChaosOptions {
   readonly seed: number
   /** Faults keep coming in each phase until this much time has passed (the last round still finishes). */
   readonly duration: Duration.Duration
+  /** At most this many faults per phase (none: as many as fit in `duration`). */
+  readonly rounds?: number | undefined
   /** One phase per entry, in order: 1 is a single nats-server, 3 a 3-server JetStream cluster. */
   readonly natsVariants: ReadonlyArray<1 | 3>
   readonly sessions: number
@@ -140,11 +142,15 @@ export const runChaos = async (options: ChaosOptions): Promise<ChaosSummary> => 
     logFile?.write(`${new Date().toISOString()} ${line}\n`)
   }
   const next = random(options.seed)
-  const pick = <A>(items: ReadonlyArray<A>): A => {
-    const item = items[Math.floor(next() * items.length)]
+  const pickWith = (draw: () => number) => <A>(items: ReadonlyArray<A>): A => {
+    const item = items[Math.floor(draw() * items.length)]
     if (item === undefined) throw new Error("pick from an empty list")
     return item
   }
+  const pick = pickWith(next)
+  // The client draws from a sequence of its own: how many requests it makes depends on timing, and must not change
+  // which faults the seed gives.
+  const pickForClient = pickWith(random(options.seed + 1))
   const recoveryLimit = Duration.toMillis(options.recoveryLimit ?? Duration.minutes(2))
   const outer = Effect.runSync(Scope.make())
   const phases: Array<PhaseSummary> = []
@@ -218,9 +224,18 @@ export const runChaos = async (options: ChaosOptions): Promise<ChaosSummary> => 
         const sessions = sessionsOf(gateway, tenantToken, sim)
 
         const waitRecovered = async (since: number, what: string) => {
+          // Asks again only for the sessions not connected yet (200 status requests every 100 ms would load the
+          // very nodes that are logging them in), then for all of them once more: every one connected at once.
+          let waiting: ReadonlyArray<LinkedSession> = linked
+          const stillWaiting = async (among: ReadonlyArray<LinkedSession>) =>
+            (await sessions.notConnected(among)).map(({ session }) => session)
           await eventually(
             `${what}: every session connected again`,
-            () => sessions.notConnected(linked).then((bad) => bad.length),
+            async () => {
+              waiting = await stillWaiting(waiting)
+              if (waiting.length === 0) waiting = await stillWaiting(linked)
+              return waiting.length
+            },
             (bad) => bad === 0,
             recoveryLimit
           )
@@ -269,13 +284,13 @@ export const runChaos = async (options: ChaosOptions): Promise<ChaosSummary> => 
         let sequence = 0
         client = (async () => {
           while (!stopClient) {
-            const session = pick(linked)
+            const session = pickForClient(linked)
             const read = await sessions.status(session).catch(() => undefined)
             if (read !== undefined && read.status !== 200 && read.status !== 503) {
               badReads++
               log(`chaos: status of ${session.id} answered ${read.status} ${JSON.stringify(read.body)}`)
             }
-            const target = pick(linked)
+            const target = pickForClient(linked)
             const text = `chaos ${options.seed}/${natsServers} #${sequence++}`
             const exit = await Effect.runPromise(
               Effect.exit(router.send(
@@ -378,7 +393,7 @@ export const runChaos = async (options: ChaosOptions): Promise<ChaosSummary> => 
         }
 
         const endAt = Date.now() + Duration.toMillis(options.duration)
-        while (Date.now() < endAt) {
+        while (Date.now() < endAt && rounds < (options.rounds ?? Infinity)) {
           // Every kind once before any twice (as far as the cluster's size allows), so a short run covers them all.
           const now = possible()
           const fresh = now.filter((kind) => !injected.has(kind))

@@ -85,7 +85,7 @@ export const sessionsOf = (gateway: string, tenantToken: string, sim: WaSimContr
   }
 
   /** The sessions (of `all`) that do not answer connected right now. */
-  const notConnected = async (all: ReadonlyArray<TestSession>) => {
+  const notConnected = async <S extends TestSession>(all: ReadonlyArray<S>) => {
     const replies = await Promise.all(all.map(async (session) => ({ session, reply: await status(session) })))
     return replies.filter(({ reply }) => reply.status !== 200 || field(reply.body, "status") !== "connected")
   }
