@@ -2,7 +2,9 @@
  * Send benchmark: accepted sends per second, `POST /sessions/{id}/messages` through gateway → NATS → the owner's
  * session actor → Postgres (the durable queue), under load from autocannon; beside the same machine's raw Postgres
  * rate of single-row inserts into a table shaped like `messages` (same columns and indexes), with as many
- * concurrent clients, measured in the same run. Prints both and their ratio.
+ * concurrent clients, measured in the same run. Prints both and their ratio, and, between them, the owner's own write
+ * path (Outbox.enqueue with its group commit, as many sessions at once as there are clients, each queueing its texts
+ * one after another as its actor does): what Postgres takes when the texts do not come one statement each.
  *
  *   pnpm bench:send [--duration 15] [--connections 50] [--sessions 200] [--nodes 2] [--fsync] [--profile DIR]
  *
@@ -13,9 +15,13 @@
  * itself is paced per session by SESSION_SEND_INTERVAL).
  */
 import { SqlClient } from "@effect/sql"
+import { makeMessageId, SessionId } from "@wacluster/domain/Ids"
+import { ShardNumber } from "@wacluster/domain/Shard"
 import * as Database from "@wacluster/store/Database"
+import { Outbox } from "@wacluster/store/Outbox"
+import * as OutboxLayer from "@wacluster/store/Outbox"
 import autocannon from "autocannon"
-import { Effect } from "effect"
+import { Effect, Layer } from "effect"
 import { randomUUID } from "node:crypto"
 import { mkdir } from "node:fs/promises"
 import { resolve } from "node:path"
@@ -71,6 +77,46 @@ const postgresBaseline = (databaseUrl: string, seconds: number, concurrency: num
     Effect.scoped
   )
 
+/**
+ * The owner's write path alone, in this process: `concurrency` sessions each queueing texts one after another through
+ * Outbox.enqueue (fenced with their shard's current epoch, as their owner writes), with the node's pool size.
+ */
+const outboxBaseline = (databaseUrl: string, seconds: number, sessionIds: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const outbox = yield* Outbox
+    const latencies: Array<number> = []
+    let errors = 0
+    const until = performance.now() + seconds * 1000
+    const worker = (sessionId: string) =>
+      Effect.gen(function*() {
+        const [owner] = yield* sql<{ shard: number; epoch: string }>`SELECT f.shard, f.epoch FROM sessions s
+          JOIN shard_fences f ON f.shard = s.shard WHERE s.id = ${sessionId}`
+        if (owner === undefined) return yield* Effect.dieMessage(`session ${sessionId} has no fenced shard`)
+        const fence = { shard: ShardNumber.make(owner.shard), epoch: Number(owner.epoch) }
+        while (performance.now() < until) {
+          const started = performance.now()
+          const queued = yield* outbox.enqueue(fence, {
+            id: yield* makeMessageId,
+            sessionId: SessionId.make(sessionId),
+            remoteJid: "6281234567890@s.whatsapp.net",
+            text: "benchmark text",
+            idempotencyKey: `gateway:${randomUUID()}`
+          }).pipe(Effect.either)
+          if (queued._tag === "Right") latencies.push(performance.now() - started)
+          else errors++
+        }
+      })
+    const began = performance.now()
+    yield* Effect.forEach(sessionIds, worker, { concurrency: "unbounded", discard: true })
+    return fromLatencies(latencies, (performance.now() - began) / 1000, errors)
+  }).pipe(
+    Effect.provide(OutboxLayer.layer.pipe(
+      Layer.provideMerge(Database.layerFromUrl(databaseUrl, { applicationName: "bench" }))
+    )),
+    Effect.scoped
+  )
+
 const sendLoad = async (gateway: string, keys: ReadonlyArray<{ id: string; key: string }>, seconds: number) => {
   const body = JSON.stringify({ to: "+62 812 3456 7890", text: "benchmark text" })
   const result = await autocannon({
@@ -109,6 +155,10 @@ const main = () =>
 
     process.stdout.write(`measuring raw Postgres inserts for ${duration} s…\n`)
     const baseline = await Effect.runPromise(postgresBaseline(cluster.databaseUrl, duration, connections))
+    process.stdout.write(`measuring the owner's queue writes (Outbox.enqueue) for ${duration} s…\n`)
+    const owner = await Effect.runPromise(
+      outboxBaseline(cluster.databaseUrl, duration, keys.slice(0, connections).map(({ id }) => id))
+    )
     process.stdout.write(`measuring POST /sessions/{id}/messages for ${duration} s…\n`)
     // Starts (and at the end writes) each service's CPU profile, with --profile (loop-probe.ts).
     const profile = () => {
@@ -124,6 +174,7 @@ const main = () =>
       `send benchmark: ${values.nodes} nodes, ${sessionCount} sessions, ${connections} concurrent, ${duration} s ` +
       `each, fsync ${values.fsync ? "on" : "off"}`,
       row("raw Postgres single-row insert", baseline, "/s"),
+      row("owner's queue writes (group commit)", owner, "/s"),
       row("accepted sends (gateway → node → PG)", sends, "/s"),
       `ratio (sends / inserts): throughput ${(sends.perSecond / baseline.perSecond).toFixed(2)}×, ` +
       `p50 latency ${(sends.p50 / baseline.p50).toFixed(2)}×, p99 latency ${(sends.p99 / baseline.p99).toFixed(2)}×`,
