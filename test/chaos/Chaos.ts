@@ -224,21 +224,7 @@ export const runChaos = async (options: ChaosOptions): Promise<ChaosSummary> => 
         const sessions = sessionsOf(gateway, tenantToken, sim)
 
         const waitRecovered = async (since: number, what: string) => {
-          // Asks again only for the sessions not connected yet (200 status requests every 100 ms would load the
-          // very nodes that are logging them in), then for all of them once more: every one connected at once.
-          let waiting: ReadonlyArray<LinkedSession> = linked
-          const stillWaiting = async (among: ReadonlyArray<LinkedSession>) =>
-            (await sessions.notConnected(among)).map(({ session }) => session)
-          await eventually(
-            `${what}: every session connected again`,
-            async () => {
-              waiting = await stillWaiting(waiting)
-              if (waiting.length === 0) waiting = await stillWaiting(linked)
-              return waiting.length
-            },
-            (bad) => bad === 0,
-            recoveryLimit
-          )
+          await sessions.untilAllConnected(linked, what, recoveryLimit)
           const recovered = Date.now() - since
           overlapsSeen = (await sim.stats()).overlaps
           if (overlapsSeen > 0) throw new Error(`${what}: wa-sim saw ${overlapsSeen} overlapping logins`)

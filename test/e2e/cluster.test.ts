@@ -41,7 +41,7 @@ const nodeOf = (view: Overview, nodeId: string) => view.nodes.find((node) => nod
 /** Settled: every shard held by its desired owner and every session connected, with no overlap ever. */
 const settled = async (what: string) => {
   await eventually(what, overview, (view) => view.moves.length === 0 && view.shards.every((s) => s.owner !== null))
-  await eventually(`${what}: every session connected`, () => sessions.notConnected(linked), (bad) => bad.length === 0)
+  await sessions.untilAllConnected(linked, what)
   expect((await fixture.sim.stats()).overlaps).toBe(0)
 }
 

@@ -114,12 +114,7 @@ const timedStatus = async (faulty: Faulty, session: TestSession) => {
 
 /** Every linked session answers connected through the gateway; returns how long that took from `since`. */
 const allConnected = async (faulty: Faulty, what: string, since: number, ms = 60_000) => {
-  await eventually(
-    `${what}: every session connected`,
-    () => faulty.sessions.notConnected(faulty.linked).then((bad) => bad.map(({ reply }) => reply.status)),
-    (bad) => bad.length === 0,
-    ms
-  )
+  await faulty.sessions.untilAllConnected(faulty.linked, what, ms)
   return Date.now() - since
 }
 

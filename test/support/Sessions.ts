@@ -85,10 +85,31 @@ export const sessionsOf = (gateway: string, tenantToken: string, sim: WaSimContr
   }
 
   /** The sessions (of `all`) that do not answer connected right now. */
-  const notConnected = async <S extends TestSession>(all: ReadonlyArray<S>) => {
+  const notConnected = async (all: ReadonlyArray<TestSession>) => {
     const replies = await Promise.all(all.map(async (session) => ({ session, reply: await status(session) })))
     return replies.filter(({ reply }) => reply.status !== 200 || field(reply.body, "status") !== "connected")
   }
 
-  return { create, status, statusIs, rawQr, link, linkMany, notConnected }
+  /**
+   * Waits until every one of `all` answers connected at the same time. In between it asks again only for those not
+   * connected yet: all of them every 100 ms would load the very nodes logging them in (a whole-cluster restart of
+   * 200 sessions took half as long again that way).
+   */
+  const untilAllConnected = async (all: ReadonlyArray<TestSession>, what: string, ms?: number) => {
+    let waiting = all
+    const stillWaiting = async (among: ReadonlyArray<TestSession>) =>
+      (await notConnected(among)).map(({ session }) => session)
+    await eventually(
+      `${what}: every session connected`,
+      async () => {
+        waiting = await stillWaiting(waiting)
+        if (waiting.length === 0) waiting = await stillWaiting(all)
+        return waiting.map((session) => session.id)
+      },
+      (ids) => ids.length === 0,
+      ms
+    )
+  }
+
+  return { create, status, statusIs, rawQr, link, linkMany, notConnected, untilAllConnected }
 }
