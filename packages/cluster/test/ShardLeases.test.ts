@@ -408,22 +408,24 @@ describe("ShardLeases on a real nats-server", () => {
       Effect.scoped(Effect.gen(function*() {
         const nats = yield* privateNats()
         const tracker = makeTracker()
-        const stall = { armed: false, ms: 2_000 }
+        // stallTimings at twice the scale (fence after 3.6 s, LEASE_TTL 6 s): the same story with twice the slack for
+        // a machine busy with other tests (at 3 s, a 2 s stall failed the full suite once).
+        const stall = { armed: false, ms: 4_000 }
         yield* startNode(
           "node-a",
           nats.url,
           tracker,
-          stallTimings,
+          { leaseTtl: Duration.seconds(6), nodeTtl: Duration.millis(5_800), heartbeat: Duration.millis(400) },
           stallingNats(nats.url, "node-a", stall).pipe(Layer.orDie),
           "in process"
         )
         yield* eventually(() => tracker.heldBy("node-a").length === SHARDS, "5 seconds", "node-a holds all shards")
         tracker.resetIdle()
 
-        // Right after a renewal is sent, nothing in this process runs for 2 s (past the 1.8 s fence deadline and
+        // Right after a renewal is sent, nothing in this process runs for 4 s (past the 3.6 s fence deadline and
         // that attempt's timeout, short of LEASE_TTL); its answer waits unread while its timeout fires.
         stall.armed = true
-        yield* Effect.sleep("3500 millis")
+        yield* Effect.sleep("7 seconds")
         expect(stall.armed).toBe(false)
         expect(tracker.mostIdle()).toBe(0)
         expect(tracker.heldBy("node-a")).toHaveLength(SHARDS)
