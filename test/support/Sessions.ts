@@ -8,19 +8,20 @@ import type { WaSimControl } from "./WaSimControl.js"
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
-/** Polls until `check` passes, or throws with the last value seen after `ms`. */
+/** Polls every `everyMs` until `check` passes, or throws with the last value seen after `ms`. */
 export const eventually = async <A>(
   what: string,
   probe: () => Promise<A>,
   check: (value: A) => boolean,
-  ms = 30_000
+  ms = 30_000,
+  everyMs = 100
 ): Promise<A> => {
   const deadline = Date.now() + ms
   let last: A | undefined
   while (Date.now() < deadline) {
     last = await probe()
     if (check(last)) return last
-    await sleep(100)
+    await sleep(everyMs)
   }
   throw new Error(`${what}: never happened; last seen ${JSON.stringify(last)}`)
 }
@@ -46,27 +47,37 @@ export const sessionsOf = (gateway: string, tenantToken: string, sim: WaSimContr
   const status = (session: TestSession) =>
     call(gateway, "GET", `/sessions/${session.id}/status`, { apiKey: session.key })
 
-  const statusIs = (session: TestSession, wanted: string, ms = 60_000) =>
-    eventually(`${session.id} ${wanted}`, () => status(session), (reply) => {
-      if (reply.status !== 200 && reply.status !== 503) {
-        throw new Error(`status of ${session.id}: ${reply.status} ${JSON.stringify(reply.body)}`)
-      }
-      return reply.status === 200 && field(reply.body, "status") === wanted
-    }, ms).then((reply) => reply.body)
+  const statusIs = (session: TestSession, wanted: string, ms = 60_000, everyMs?: number) =>
+    eventually(
+      `${session.id} ${wanted}`,
+      () => status(session),
+      (reply) => {
+        if (reply.status !== 200 && reply.status !== 503) {
+          throw new Error(`status of ${session.id}: ${reply.status} ${JSON.stringify(reply.body)}`)
+        }
+        return reply.status === 200 && field(reply.body, "status") === wanted
+      },
+      ms,
+      everyMs
+    ).then((reply) => reply.body)
 
-  const rawQr = (session: TestSession) =>
+  const rawQr = (session: TestSession, everyMs?: number) =>
     eventually(
       `a QR code for ${session.id}`,
       () => call(gateway, "GET", `/sessions/${session.id}/qr?format=raw`, { apiKey: session.key }),
       (reply) => reply.status === 200,
-      60_000
+      60_000,
+      everyMs
     ).then((reply) => text(reply.body, "qr"))
 
-  /** Creates a session and links it by scanning its QR code with the simulated phone. */
+  /**
+   * Creates a session and links it by scanning its QR code with the simulated phone. Asked every 250 ms, not 100:
+   * many links at once polling every 100 ms took a good part of the two cores from the nodes doing the linking.
+   */
   const link = async (name: string, phoneNumber: string, city?: string): Promise<LinkedSession> => {
     const session = await create(name, city)
-    const jid = await sim.scan(await rawQr(session), phoneNumber)
-    await statusIs(session, "connected")
+    const jid = await sim.scan(await rawQr(session, 250), phoneNumber)
+    await statusIs(session, "connected", 60_000, 250)
     return { ...session, jid, phoneNumber }
   }
 
