@@ -1,6 +1,7 @@
 /**
  * One of our TypeScript services (gateway, node) as a child process: `node --enable-source-maps <bundle>` from the
- * repo root (the entry bundled, see Bundle.ts), in its own process group, logs prefixed with its name, considered started once its health URL answers 200.
+ * repo root (the entry bundled, see Bundle.ts), in its own process group, logs prefixed with its name, considered
+ * started once its health URL answers 200.
  * Closing the scope sends SIGTERM to the group, waits up to 10 s, then SIGKILLs it.
  */
 import { Data, Duration, Effect } from "effect"

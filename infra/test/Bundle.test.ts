@@ -23,8 +23,12 @@ const withEntry = (source: string) =>
     (entry) => Effect.promise(() => rm(join(repoRoot, entry), { force: true }))
   )
 
+/** Runs a bundle as Service.start does; fails with what the process printed when it exits non-zero. */
 const run = (file: string) =>
-  Effect.promise(() => promisify(execFile)(process.execPath, ["--enable-source-maps", file], { cwd: repoRoot }))
+  Effect.tryPromise({
+    try: () => promisify(execFile)(process.execPath, ["--enable-source-maps", file], { cwd: repoRoot }),
+    catch: (error) => error as { stderr: string }
+  })
 
 describe("Bundle", () => {
   it.scopedLive("holds our own packages and imports installed ones from where they are; it runs", () =>
@@ -64,10 +68,7 @@ console.log(Effect.runSync(Effect.succeed(\`shard \${shard}\`)))
 
       const throwing = yield* withEntry(`\n\nthrow new Error("from the source")\n`)
       const main = yield* bundle(repoRoot, throwing)
-      const failed = yield* Effect.flip(Effect.tryPromise({
-        try: () => promisify(execFile)(process.execPath, ["--enable-source-maps", main], { cwd: repoRoot }),
-        catch: (error) => error as { stderr: string }
-      }))
+      const failed = yield* Effect.flip(run(main))
       expect(failed.stderr).toContain(`${throwing.split("/").pop()}:3`)
     }))
 })

@@ -65,7 +65,12 @@ describe("the typed client", () => {
       () => run(session.sessionStatus.status({ path })),
       (status) => status.status === "connected"
     )
-    const detail = await run(session.sessionLifecycle.get({ path }))
+    // The status is the owner's live answer; the linked number is read from what it saved, a moment later.
+    const detail = await eventually(
+      "the linked number saved",
+      () => run(session.sessionLifecycle.get({ path })),
+      (read) => read.phoneNumber !== null
+    )
     expect(detail).toMatchObject({ name: "Typed-Support", status: "connected", phoneNumber: "6281100004001" })
 
     // A second key, with its own limits.

@@ -180,7 +180,7 @@ export const make = Effect.gen(function*() {
     Effect.gen(function*() {
       const written = yield* Effect.either(insertBatch(batch))
       if (written._tag === "Left") {
-        return yield* Effect.forEach(batch, answerOne, { concurrency: WRITERS, discard: true })
+        return yield* Effect.forEach(batch, answerOne, { discard: true })
       }
       const inserted = new Map(written.right.map((row) => [row.id as string, row]))
       yield* Effect.forEach(batch, (item) => {
