@@ -56,6 +56,9 @@ export interface OwnedProcess {
   readonly stop: (signal?: NodeJS.Signals, grace?: Duration.DurationInput) => Effect.Effect<number>
 }
 
+/** How many of its last lines a process that had to be SIGKILLed leaves in the warning. */
+const SIGKILL_TAIL = 40
+
 const signalQuietly = (pid: number, signal: NodeJS.Signals) => {
   try {
     process.kill(pid, signal)
@@ -136,8 +139,12 @@ export const spawnOwned = (options: SpawnOptions): Effect.Effect<OwnedProcess, S
             // Finalizers run uninterruptibly; the wait must be interruptible or the timeout could never fire.
             const graceful = yield* Effect.interruptible(awaitExit).pipe(Effect.timeout(grace), Effect.option)
             if (graceful._tag === "None") {
+              // Its last lines tell what it was still waiting for (a finalizer that did not end).
               yield* Effect.logWarning(
-                `${options.label ?? options.command} (pid ${pid}) ignored ${sig}; sending SIGKILL`
+                `${
+                  options.label ?? options.command
+                } (pid ${pid}) ignored ${sig}; sending SIGKILL; its last log lines:\n` +
+                  tail.slice(-SIGKILL_TAIL).map((line) => `  ${line}`).join("\n")
               )
             }
           }

@@ -47,6 +47,7 @@ import { SHARDS_BUCKET } from "./internal/leaseRecord.js"
 import { LeaseLost, releaseLease, renewalTimings, renewLease } from "./internal/leaseRenewal.js"
 import { Nats } from "./Nats.js"
 import { NatsError } from "./NatsError.js"
+import * as SlowStops from "./SlowStops.js"
 
 export { LeaseLost } from "./internal/leaseRenewal.js"
 
@@ -221,7 +222,7 @@ const makeOnThread = Effect.gen(function*() {
   yield* Effect.addFinalizer(() =>
     Effect.flatMap(SynchronizedRef.get(current), (thread) => {
       stopping = true
-      return stop(thread)
+      return stop(thread).pipe(SlowStops.track("the lease keeper thread"))
     })
   )
   /** The running keeper thread; a new one when the last died. */

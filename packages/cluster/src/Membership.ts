@@ -10,6 +10,7 @@ import type { Scope } from "effect"
 import { ClusterConfig, monotonicMillis } from "./ClusterConfig.js"
 import { type KvRecord, Nats } from "./Nats.js"
 import type { NatsError } from "./NatsError.js"
+import * as SlowStops from "./SlowStops.js"
 
 export const NODES_BUCKET = "wa_nodes"
 
@@ -213,7 +214,8 @@ export class Membership extends Context.Tag("@wacluster/cluster/Membership")<Mem
       () =>
         bucket.remove(options.nodeId).pipe(
           Effect.tapError((error) => Effect.logWarning("could not leave membership", error)),
-          Effect.ignore
+          Effect.ignore,
+          SlowStops.track("leaving membership")
         )
     )
     yield* beatLogged.pipe(Effect.repeat(Schedule.spaced(config.heartbeat)), Effect.forkScoped)

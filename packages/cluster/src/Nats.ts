@@ -11,6 +11,7 @@ import { connect } from "@nats-io/transport-node"
 import { Config, Context, Duration, Effect, Layer, Option, Redacted, Runtime, Stream } from "effect"
 import type { Scope } from "effect"
 import { NatsError, NoResponders, RequestTimeout, RevisionMismatch } from "./NatsError.js"
+import * as SlowStops from "./SlowStops.js"
 
 export interface NatsConfig {
   readonly url: Redacted.Redacted<string>
@@ -182,7 +183,8 @@ export class Nats extends Context.Tag("@wacluster/cluster/Nats")<Nats, {
       (nc) =>
         Effect.promise(() => nc.drain()).pipe(
           Effect.timeout("3 seconds"),
-          Effect.catchAllCause(() => Effect.promise(() => nc.close().catch(() => undefined)))
+          Effect.catchAllCause(() => Effect.promise(() => nc.close().catch(() => undefined))),
+          SlowStops.track("the NATS connection")
         )
     )
     yield* Effect.annotateLogs(Effect.logInfo("connected to NATS"), "server", connection.getServer())

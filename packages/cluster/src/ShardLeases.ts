@@ -14,6 +14,7 @@ import { LeaseKeeper } from "./LeaseKeeper.js"
 import { Membership, silenceReference } from "./Membership.js"
 import { type Bucket, Nats } from "./Nats.js"
 import type { NatsError, RevisionMismatch } from "./NatsError.js"
+import * as SlowStops from "./SlowStops.js"
 
 export { leaseKey, LeaseValue, SHARDS_BUCKET } from "./internal/leaseRecord.js"
 /**
@@ -150,8 +151,8 @@ export class ShardLeases extends Context.Tag("@wacluster/cluster/ShardLeases")<S
           Effect.gen(function*() {
             held.delete(shard)
             // Stop the shard's work before the lease is given up: never two owners at once.
-            yield* Scope.close(workScope, Exit.void)
-            if (yield* Ref.get(release)) yield* kept.release
+            yield* Scope.close(workScope, Exit.void).pipe(SlowStops.track("a shard's sessions"))
+            if (yield* Ref.get(release)) yield* kept.release.pipe(SlowStops.track("a shard's lease release"))
             yield* Effect.logDebug("shard released").pipe(Effect.annotateLogs({ shard, epoch }))
           })
         )
@@ -327,7 +328,7 @@ export class ShardLeases extends Context.Tag("@wacluster/cluster/ShardLeases")<S
       Effect.gen(function*() {
         stoppingSince = yield* monotonicMillis
         yield* Effect.logInfo("stopping: releasing every shard").pipe(Effect.annotateLogs({ shards: held.size }))
-        yield* membership.setDraining(true)
+        yield* membership.setDraining(true).pipe(SlowStops.track("saying this node is draining"))
       })
     )
 

@@ -3,6 +3,7 @@
  * failure, as a redirect could lead inside the network), every connection goes through the SSRF guard's lookup, and
  * an answer is read only far enough to explain a failure in the delivery log.
  */
+import * as SlowStops from "@wacluster/cluster/SlowStops"
 import { Context, Duration, Effect, Layer } from "effect"
 import { isIP } from "node:net"
 import { Agent, errors, request } from "undici"
@@ -63,7 +64,8 @@ export const make = (policy: TargetPolicy, timeout: Duration.Duration) =>
           keepAliveTimeout: 10_000
         })
       ),
-      (agent) => Effect.promise(() => agent.close().catch(() => agent.destroy()))
+      (agent) =>
+        Effect.promise(() => agent.close().catch(() => agent.destroy())).pipe(SlowStops.track("webhook connections"))
     )
 
     const post = (url: string, headers: Record<string, string>, body: string) =>

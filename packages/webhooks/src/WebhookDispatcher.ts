@@ -13,6 +13,7 @@
  */
 import { SqlClient } from "@effect/sql"
 import { ShardLeases } from "@wacluster/cluster/ShardLeases"
+import * as SlowStops from "@wacluster/cluster/SlowStops"
 import { makeDeliveryId, makeEventId, type WebhookId } from "@wacluster/domain/Ids"
 import { ShardNumber } from "@wacluster/domain/Shard"
 import { AuthCipher } from "@wacluster/store/AuthCipher"
@@ -267,7 +268,9 @@ export const make = (config: WebhookConfig) =>
 
     yield* reconcile.pipe(Effect.repeat(Schedule.spaced(RECONCILE_EVERY)), Effect.forkScoped)
     yield* Effect.addFinalizer(() =>
-      Effect.forEach(held.values(), (state) => Scope.close(state.scope, Exit.void), { discard: true })
+      Effect.forEach(held.values(), (state) => Scope.close(state.scope, Exit.void), { discard: true }).pipe(
+        SlowStops.track("webhook deliveries")
+      )
     )
 
     // New events queued: wake (or start) the lanes they are for.

@@ -20,6 +20,7 @@ import { ClusterConfig } from "@wacluster/cluster/ClusterConfig"
 import { EventStream } from "@wacluster/cluster/EventStream"
 import { Nats } from "@wacluster/cluster/Nats"
 import { NatsError } from "@wacluster/cluster/NatsError"
+import * as SlowStops from "@wacluster/cluster/SlowStops"
 import { EVENTS_STREAM } from "@wacluster/domain/Events"
 import { SessionId } from "@wacluster/domain/Ids"
 import { shardOf } from "@wacluster/domain/Shard"
@@ -150,7 +151,10 @@ export const make = Effect.gen(function*() {
   const pull = Stream.unwrapScoped(Effect.gen(function*() {
     const messages = yield* Effect.acquireRelease(
       natsCall("consume webhooks", () => consumer.consume({ max_messages: BATCH * 2 })),
-      (messages) => Effect.promise(() => messages.close().then(() => undefined, () => undefined))
+      (messages) =>
+        Effect.promise(() => messages.close().then(() => undefined, () => undefined)).pipe(
+          SlowStops.track("the webhooks consumer")
+        )
     )
     return Stream.fromAsyncIterable(
       endable(messages),

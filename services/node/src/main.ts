@@ -12,6 +12,7 @@ import { Membership } from "@wacluster/cluster/Membership"
 import { Nats } from "@wacluster/cluster/Nats"
 import * as NodeControl from "@wacluster/cluster/NodeControl"
 import { EpochFloor, ShardLeases } from "@wacluster/cluster/ShardLeases"
+import { SlowStops } from "@wacluster/cluster/SlowStops"
 import { Health, NodeApi, ProcessMemory } from "@wacluster/domain/Api"
 import { NodeId } from "@wacluster/domain/Ids"
 import * as SessionHost from "@wacluster/session/SessionHost"
@@ -156,6 +157,8 @@ const MainLive = Layer.mergeAll(ClusterLive, HttpLive, WebhooksLive).pipe(
   Layer.provide(Nats.layerConfig("node")),
   Layer.provide(StoreLive),
   Layer.provide(ClusterConfig.layer),
+  // Seen by every layer above: a stop that hangs names what it is waiting for (the last lines before a SIGKILL).
+  Layer.provide(SlowStops.layer()),
   Layer.provide(Logging.layer("node")),
   // No span exporter is configured yet, so spans would only cost time on every request (tens of µs each).
   Layer.provide(Layer.setTracerEnabled(false)),
