@@ -8,6 +8,7 @@ import { Data, Deferred, type Duration, Effect, ExecutionStrategy, Exit, Scope }
 import { type ChildProcess, spawn } from "node:child_process"
 import { constants as osConstants } from "node:os"
 import { createInterface } from "node:readline"
+import { formatTail } from "./Readiness.js"
 import * as Watchdog from "./Watchdog.js"
 
 export class SpawnError extends Data.TaggedError("SpawnError")<{
@@ -55,9 +56,6 @@ export interface OwnedProcess {
   /** Sends `signal`, waits `grace`, then SIGKILLs the group; resolves with the exit code. */
   readonly stop: (signal?: NodeJS.Signals, grace?: Duration.DurationInput) => Effect.Effect<number>
 }
-
-/** How many of its last lines a process that had to be SIGKILLed leaves in the warning. */
-const SIGKILL_TAIL = 40
 
 const signalQuietly = (pid: number, signal: NodeJS.Signals) => {
   try {
@@ -141,10 +139,8 @@ export const spawnOwned = (options: SpawnOptions): Effect.Effect<OwnedProcess, S
             if (graceful._tag === "None") {
               // Its last lines tell what it was still waiting for (a finalizer that did not end).
               yield* Effect.logWarning(
-                `${
-                  options.label ?? options.command
-                } (pid ${pid}) ignored ${sig}; sending SIGKILL; its last log lines:\n` +
-                  tail.slice(-SIGKILL_TAIL).map((line) => `  ${line}`).join("\n")
+                `${options.label ?? options.command} (pid ${pid}) ignored ${sig}; sending SIGKILL; ` +
+                  `its last log lines:\n${formatTail(tail)}`
               )
             }
           }

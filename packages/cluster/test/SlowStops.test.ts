@@ -2,7 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, ExecutionStrategy, Exit, Fiber, HashMap, Logger, Scope, TestClock } from "effect"
 import * as SlowStops from "../src/SlowStops.js"
 
-/** Warnings logged while `self` runs: their messages with the `waitingFor` annotation. */
+/** A logger that keeps each line as `LEVEL message: waitingFor`. */
 const capturing = () => {
   const lines: Array<string> = []
   const logger = Logger.make(({ annotations, logLevel, message }) => {
