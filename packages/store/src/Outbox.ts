@@ -156,8 +156,8 @@ export const make = Effect.gen(function*() {
    * One statement for the batch: each row is inserted while its shard's fence allows (the fence row held FOR SHARE
    * until the commit, as `Fence.guard` does for one write) and its idempotency key is new; in the batch's order, so
    * the queue's sequence follows acceptance. A text it did not insert goes through `enqueueOne`, which tells a
-   * repeat from a stale epoch; a statement that fails as a whole (one odd row) is retried one text at a time, so no
-   * text fails for another's sake.
+   * repeat from a stale epoch; a statement that fails as a whole (one odd row) is retried in halves down to the text
+   * that fails, so no text fails for another's sake.
    */
   const insertBatch = (batch: ReadonlyArray<Pending>) =>
     sql`INSERT INTO messages (id, session_id, direction, remote_jid, body, status, idempotency_key)
@@ -176,11 +176,16 @@ export const make = Effect.gen(function*() {
   const answerOne = (item: Pending) =>
     Effect.flatMap(Effect.exit(enqueueOne(item.fence, item.text)), (exit) => Deferred.done(item.answer, exit))
 
-  const writeBatch = (batch: ReadonlyArray<Pending>) =>
+  const writeBatch = (batch: ReadonlyArray<Pending>): Effect.Effect<void> =>
     Effect.gen(function*() {
       const written = yield* Effect.either(insertBatch(batch))
       if (written._tag === "Left") {
-        return yield* Effect.forEach(batch, answerOne, { discard: true })
+        // One odd text fails the whole statement: the halves are written again in order, so the text alone fails
+        // (answered by `enqueueOne` with its own error) and the rest still share a few statements.
+        if (batch.length === 1) return yield* Effect.forEach(batch, answerOne, { discard: true })
+        const half = Math.ceil(batch.length / 2)
+        yield* writeBatch(batch.slice(0, half))
+        return yield* writeBatch(batch.slice(half))
       }
       const inserted = new Map(written.right.map((row) => [row.id as string, row]))
       yield* Effect.forEach(batch, (item) => {
