@@ -65,12 +65,8 @@ describe("the typed client", () => {
       () => run(session.sessionStatus.status({ path })),
       (status) => status.status === "connected"
     )
-    // The status is the owner's live answer; the linked number is read from what it saved, a moment later.
-    const detail = await eventually(
-      "the linked number saved",
-      () => run(session.sessionLifecycle.get({ path })),
-      (read) => read.phoneNumber !== null
-    )
+    // The detail is the owner's live answer: linked number included the moment the status says connected.
+    const detail = await run(session.sessionLifecycle.get({ path }))
     expect(detail).toMatchObject({ name: "Typed-Support", status: "connected", phoneNumber: "6281100004001" })
 
     // A second key, with its own limits.
@@ -104,7 +100,7 @@ describe("the typed client", () => {
     const one = await run(session.messages.get({ path: { ...path, messageId: accepted.messageId } }))
     expect(one).toMatchObject({ phoneNumber: "6281100004999", direction: "outbound" })
     const health = await run(session.sessionAccess.health({ path }))
-    expect(health.connection.indicator).toBe("green")
+    expect(health.connection).toMatchObject({ indicator: "green", phoneNumber: "6281100004001" })
 
     // Rename, stop, reconnect.
     expect((await run(session.sessionLifecycle.update({ path, payload: { name: "Typed-Renamed" } }))).name).toBe(

@@ -96,6 +96,7 @@ describe("POST /sessions/{sessionId}/messages", () => {
     expect(field(waiting, "messageQueue", "pending")).toBe(3)
     expect(field(waiting, "messageQueue", "oldestQueuedAt")).toEqual(field(accepted[0], "createdAt"))
     expect(field(waiting, "connection", "indicator")).toBe("red")
+    expect(field(waiting, "connection", "phoneNumber")).toBeNull()
 
     const jid = await fixture.sim.scan(await sessions.rawQr(session), "5511900001001")
     const sent = await received(jid, 3)

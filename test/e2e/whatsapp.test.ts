@@ -270,7 +270,7 @@ describe("WhatsApp through wa-sim, end to end", () => {
     const before = await health()
     expect(before).toMatchObject({
       sessionId: session.id,
-      connection: { status: "connected", reason: null, indicator: "green" },
+      connection: { status: "connected", reason: null, indicator: "green", phoneNumber: "5511900000006" },
       proxy: { sticky, healthy: true, failures: 0, rotations: 0 }
     })
     // The password never leaves the node.

@@ -199,7 +199,10 @@ export class ConnectionHealth extends Schema.Class<ConnectionHealth>("Connection
   reason: Schema.NullOr(SessionReason),
   /** The dashboard's light: green when connected, red otherwise. */
   indicator: Schema.Literal("green", "red"),
-  connectedAt: Schema.NullOr(Schema.DateTimeUtc)
+  connectedAt: Schema.NullOr(Schema.DateTimeUtc),
+  phoneNumber: Schema.NullOr(Schema.String).annotations({
+    description: "the linked WhatsApp account's phone number (digits only); null until a phone links the session"
+  })
 }) {}
 
 /** Texts waiting in the durable queue to be sent. */

@@ -72,7 +72,8 @@ export const healthView = (
       status: state.status,
       reason: state.reason,
       indicator: state.status === "connected" ? "green" : "red",
-      connectedAt: at(state.connectedAt)
+      connectedAt: at(state.connectedAt),
+      phoneNumber: state.phoneNumber
     }),
     lastActivityAt: at(state.lastActivityAt),
     messageQueue: messageQueueHealth(queue.pending, queue.oldestAt, now),

@@ -1,7 +1,8 @@
 /**
- * A session's lifecycle: read it, rename it, stop it (deleting it is the tenant's: SessionManagement.ts). The record and what its owner last saved are in
- * Postgres; the live part (status, last activity, queue) comes from the owner when it answers promptly, so a
- * session whose node is moving still reads.
+ * A session's lifecycle: read it, rename it, stop it (deleting it is the tenant's: SessionManagement.ts). The record
+ * and what its owner last saved are in Postgres; the live part (status, linked number, last activity, queue) comes
+ * from the owner when it answers promptly, and from what it last saved otherwise, so a session whose node is moving
+ * still reads.
  */
 import { HttpApiBuilder } from "@effect/platform"
 import { Router } from "@wacluster/cluster/Router"
@@ -41,8 +42,6 @@ export const SessionLifecycleLive = HttpApiBuilder.group(
             return yield* Effect.fail(answer.left).pipe(routingErrors(record.id))
           }
           const live = Either.getRight(answer)
-          const saved = yield* runtime.load(record.id).pipe(Effect.catchAll(storeTrouble("reading the session")))
-          const stopped = record.desiredState === "stopped"
           const common = {
             rateLimit: new SessionRateLimit({
               requestsPerMinute: record.requestsPerMinute,
@@ -51,13 +50,14 @@ export const SessionLifecycleLive = HttpApiBuilder.group(
             id: record.id,
             name: record.name,
             city: record.city,
-            createdAt: DateTime.unsafeFromDate(record.createdAt),
-            phoneNumber: Option.match(saved, { onNone: () => null, onSome: (r) => r.phoneNumber })
+            createdAt: DateTime.unsafeFromDate(record.createdAt)
           }
           if (Option.isSome(live)) {
             const health = live.value
+            // All of it the owner's live answer: the number is known the moment the session is connected.
             return new SessionDetail({
               ...common,
+              phoneNumber: health.connection.phoneNumber,
               status: health.connection.status,
               reason: health.connection.reason,
               connectedAt: health.connection.connectedAt,
@@ -66,10 +66,13 @@ export const SessionLifecycleLive = HttpApiBuilder.group(
             })
           }
           // The owner did not answer in time (moving, restarting): what it last saved.
+          const saved = yield* runtime.load(record.id).pipe(Effect.catchAll(storeTrouble("reading the session")))
+          const stopped = record.desiredState === "stopped"
           const depth = yield* outbox.depth(record.id).pipe(Effect.catchAll(storeTrouble("reading the queue")))
           const at = (date: Date | null) => date === null ? null : DateTime.unsafeFromDate(date)
           return new SessionDetail({
             ...common,
+            phoneNumber: Option.match(saved, { onNone: () => null, onSome: (r) => r.phoneNumber }),
             status: Option.match(saved, {
               onNone: () => stopped ? "disconnected" as const : "connecting" as const,
               onSome: (r) => r.status
