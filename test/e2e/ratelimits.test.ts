@@ -3,6 +3,9 @@
  * texts per hour, counted by the session's owner so they hold across every gateway of the cluster; 429 with
  * Retry-After and RateLimit-* headers, nothing done or queued for a refused request.
  */
+import { SqlClient } from "@effect/sql"
+import type { SqlError } from "@effect/sql/SqlError"
+import * as Database from "@wacluster/store/Database"
 import { Effect } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type Fixture, startCluster } from "../support/ClusterFixture.js"
@@ -190,4 +193,50 @@ describe("revocation across gateways", () => {
     // Well within the cache's second: the broadcast, not the expiry.
     expect(refusedAfter ?? Infinity).toBeLessThan(500)
   })
+
+  it("keeps what it looked up for minutes, yet refuses a key revoked in Postgres alone within a second", async () => {
+    const session = await sessions.create("Revoked-Quietly")
+    const secret = await issueKey(session, { requestsPerMinute: 100 })
+    for (const base of [gateway, secondGateway]) {
+      expect((await statusWith(base, session, { apiKey: secret })).status).toBe(200)
+    }
+    // A change that takes nothing away (here the key's limit, by hand) moves no revision: both gateways go on with
+    // what they looked up, well past a second (a fresh lookup would allow one request a minute).
+    await sqlRun((sql) =>
+      sql`UPDATE api_keys SET requests_per_minute = 1 WHERE session_id = ${session.id} AND requests_per_minute = 100`
+    )
+    await new Promise((resolve) => setTimeout(resolve, 1_500))
+    for (const base of [gateway, secondGateway, gateway, secondGateway]) {
+      const reply = await statusWith(base, session, { apiKey: secret })
+      expect(reply.status, JSON.stringify(reply.body)).toBe(200)
+    }
+    // Revoked by a statement alone, as if its gateway died between the commit and the announcement: both gateways
+    // see the credentials' revision move and refuse it within a second.
+    await sqlRun((sql) =>
+      sql`UPDATE api_keys SET revoked_at = now() WHERE session_id = ${session.id} AND requests_per_minute = 1`
+    )
+    const revokedAt = Date.now()
+    for (const base of [gateway, secondGateway]) {
+      let refusedAfter: number | undefined
+      while (Date.now() - revokedAt < 3_000) {
+        if ((await statusWith(base, session, { apiKey: secret })).status === 401) {
+          refusedAfter = Date.now() - revokedAt
+          break
+        }
+        await new Promise((resolve) => setTimeout(resolve, 20))
+      }
+      expect(refusedAfter, base).toBeDefined()
+      expect(refusedAfter ?? Infinity).toBeLessThan(1_000)
+    }
+    // The session's own key was never touched.
+    expect((await statusWith(secondGateway, session, { apiKey: session.key })).status).toBe(200)
+  })
 })
+
+/** Runs a statement against the cluster's database, as an operator would by hand. */
+const sqlRun = (statement: (sql: SqlClient.SqlClient) => Effect.Effect<unknown, SqlError>) =>
+  Effect.runPromise(
+    Effect.flatMap(SqlClient.SqlClient, statement).pipe(
+      Effect.provide(Database.layerFromUrl(fixture.cluster.databaseUrl, { maxConnections: 1 }))
+    )
+  )

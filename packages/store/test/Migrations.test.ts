@@ -14,7 +14,8 @@ const ALL: ReadonlyArray<readonly [number, string]> = [
   [5, "rate_limits"],
   [6, "events"],
   [7, "outbox_order"],
-  [8, "webhooks"]
+  [8, "webhooks"],
+  [9, "credential_revision"]
 ]
 
 const tables = Effect.gen(function*() {
@@ -37,6 +38,7 @@ describe("Migrations", () => {
         "api_keys",
         "auth_state",
         "cluster_meta",
+        "credential_revision",
         "effect_sql_migrations",
         "events",
         "messages",

@@ -10,7 +10,7 @@ import { credentialsRevokedSubject } from "@wacluster/domain/Control"
 import type { ApiKeyId, SessionId, TenantId } from "@wacluster/domain/Ids"
 import { ApiKeys } from "@wacluster/store/ApiKeys"
 import { Tenants } from "@wacluster/store/Tenants"
-import { Cache, Config, Context, Duration, Effect, Exit, Layer, Option, Redacted, Runtime } from "effect"
+import { Config, Context, Deferred, Duration, Effect, Layer, Option, Redacted, Schedule } from "effect"
 import { API_KEY_PREFIX, hashSecret, looksLike, secretsEqual, TENANT_TOKEN_PREFIX } from "./Secrets.js"
 
 /** How often a key's `lastUsedAt` is brought up to date while it is in use. */
@@ -19,28 +19,123 @@ const LAST_USED_EVERY_MS = 60_000
 const refuse = (message: string) => Effect.fail(new Unauthorized({ message }))
 
 /**
- * How long a gateway may reuse a credential lookup. At most one second, so a revoked key or a deleted session
- * stops working on every gateway within a second without any invalidation message.
+ * How long a gateway may reuse a credential lookup. Revocations do not wait for it: every gateway reads the
+ * credentials' revision (which Postgres raises with every revocation, migration 0009) every REVISION_EVERY and forgets
+ * what it cached when it moved, and forgets at once when another gateway announces one over NATS.
  */
 const cacheTtl = Config.duration("CREDENTIAL_CACHE_TTL").pipe(
-  Config.withDefault(Duration.seconds(1)),
-  Config.validate({
-    message: "CREDENTIAL_CACHE_TTL must be at most 1 second (revocations must apply within 1 s)",
-    validation: (ttl) => Duration.lessThanOrEqualTo(ttl, Duration.seconds(1))
-  }),
-  Config.withDescription("How long a gateway reuses a key or token lookup (0 to 1 second)")
+  Config.withDefault(Duration.minutes(5)),
+  Config.withDescription("How long a gateway reuses a key or token lookup (revocations apply within a second anyway)")
 )
 
-/** Lookups by secret hash, cached for `ttl` when they succeed (store failures are never cached). */
-const cachedLookup = <A, E>(ttl: Duration.Duration, lookup: (hash: Uint8Array) => Effect.Effect<A, E>) =>
-  Cache.makeWith({
-    capacity: 100_000,
-    lookup: (hashHex: string) => lookup(Buffer.from(hashHex, "hex")),
-    timeToLive: (exit) => Exit.isSuccess(exit) ? ttl : Duration.zero
-  }).pipe(Effect.map((cache) => ({
-    get: (secret: string) => cache.get(Buffer.from(hashSecret(secret)).toString("hex")),
-    invalidateAll: cache.invalidateAll
-  })))
+/** How often a gateway reads the credentials' revision. */
+const REVISION_EVERY = Duration.millis(400)
+/** Not-found answers are kept briefly: a stream of made-up keys must not push the real ones out. */
+const NOT_FOUND_TTL_MS = 1_000
+/**
+ * While the revision cannot be read (Postgres unreachable), nothing looked up longer ago than this is trusted: a
+ * revocation this gateway could not hear of still applies within a second.
+ */
+const DEAF_LIMIT_MS = 1_000
+const CAPACITY = 100_000
+
+/** One lookup, shared by the requests that ask for the same credential while it is good. */
+interface Entry<A, E> {
+  /** The cache's generation when it began: a revocation seen since makes it stale. */
+  readonly generation: number
+  /** When it began (monotonic ms). */
+  readonly at: number
+  readonly answer: Deferred.Deferred<A, E>
+  /** Set when it succeeded: whether the credential exists (a not-found answer is kept only briefly). */
+  found: boolean | undefined
+}
+
+/**
+ * The credential caches and what keeps them honest: the revision watch and the NATS announcements. A lookup that
+ * began before a revocation was seen is never handed out after it, so no revoked credential is cached anew.
+ */
+const makeCaches = Effect.gen(function*() {
+  const ttl = Duration.toMillis(yield* cacheTtl)
+  const keys = yield* ApiKeys
+  const scope = yield* Effect.scope
+  let generation = 0
+  let heardAt = performance.now()
+  const clears: Array<() => void> = []
+  const forgetAll = () => {
+    generation++
+    for (const clear of clears) clear()
+  }
+
+  const cache = <A, E>(lookup: (hash: Uint8Array) => Effect.Effect<A, E>, isFound: (value: A) => boolean) => {
+    const entries = new Map<string, Entry<A, E>>()
+    clears.push(() => entries.clear())
+    const good = (entry: Entry<A, E>, now: number) => {
+      if (entry.generation !== generation) return false
+      const lifetime = entry.found === false ? Math.min(ttl, NOT_FOUND_TTL_MS) : ttl
+      const limit = now - heardAt > DEAF_LIMIT_MS ? Math.min(lifetime, DEAF_LIMIT_MS) : lifetime
+      return now - entry.at < limit
+    }
+    return (secret: string): Effect.Effect<A, E> =>
+      Effect.suspend(() => {
+        const hash = hashSecret(secret)
+        const id = Buffer.from(hash).toString("hex")
+        const now = performance.now()
+        const known = entries.get(id)
+        if (known !== undefined && good(known, now)) return Deferred.await(known.answer)
+        return Effect.gen(function*() {
+          const entry: Entry<A, E> = { generation, at: now, answer: yield* Deferred.make<A, E>(), found: undefined }
+          entries.delete(id)
+          entries.set(id, entry)
+          if (entries.size > CAPACITY) {
+            const oldest = entries.keys().next()
+            if (oldest.done !== true) entries.delete(oldest.value)
+          }
+          // Its own fiber: the requests sharing it get their answer even if the one that began it goes away.
+          yield* lookup(hash).pipe(
+            Effect.tap((value) => Effect.sync(() => entry.found = isFound(value))),
+            // Failures (store trouble) are never kept.
+            Effect.tapErrorCause(() => Effect.sync(() => entries.get(id) === entry && entries.delete(id))),
+            Effect.exit,
+            Effect.flatMap((exit) => Deferred.done(entry.answer, exit)),
+            Effect.forkIn(scope)
+          )
+          return yield* Deferred.await(entry.answer)
+        })
+      })
+  }
+
+  // The revision as Postgres has it; the first read is the baseline (when it fails, the first that succeeds forgets
+  // what was looked up meanwhile: a revocation may have come between).
+  let revision = yield* Effect.option(keys.revision)
+  let failing = false
+  yield* keys.revision.pipe(
+    Effect.tap((now) =>
+      Effect.sync(() => {
+        heardAt = performance.now()
+        if (Option.isNone(revision) || revision.value !== now) forgetAll()
+        revision = Option.some(now)
+      })
+    ),
+    Effect.tap(() => failing ? Effect.logInfo("credentials' revision readable again") : Effect.void),
+    Effect.tap(() => Effect.sync(() => failing = false)),
+    Effect.catchAll((error) =>
+      failing ? Effect.void : Effect.zipRight(
+        Effect.logWarning("cannot read the credentials' revision: cached credentials are trusted for 1 s", error),
+        Effect.sync(() => failing = true)
+      )
+    ),
+    Effect.repeat(Schedule.spaced(REVISION_EVERY)),
+    Effect.forkScoped
+  )
+
+  // A key revoked (or a session deleted) through any gateway is announced: forget at once, not at the next read.
+  const nats = yield* Nats
+  yield* Effect.acquireRelease(
+    Effect.sync(() => nats.connection.subscribe(credentialsRevokedSubject, { callback: forgetAll })),
+    (subscription) => Effect.sync(() => subscription.unsubscribe())
+  )
+  return { cache }
+})
 
 /**
  * Store trouble while authenticating (Postgres restarting) is logged and answered 503 with Retry-After: the
@@ -93,23 +188,11 @@ class Credentials extends Context.Tag("@wacluster/gateway/Credentials")<Credenti
 const CredentialsLive = Layer.scoped(
   Credentials,
   Effect.gen(function*() {
-    const ttl = yield* cacheTtl
     const tenants = yield* Tenants
     const keys = yield* ApiKeys
-    const tenantLookup = yield* cachedLookup(ttl, tenants.findByTokenHash)
-    const keyLookup = yield* cachedLookup(ttl, keys.findActiveByHash)
-    // A key revoked (or a session deleted) through any gateway: forget every cached key at once. Revocations are
-    // rare, and a forgotten key costs one lookup the next time it is used.
-    const nats = yield* Nats
-    const runtime = yield* Effect.runtime<never>()
-    yield* Effect.acquireRelease(
-      Effect.sync(() =>
-        nats.connection.subscribe(credentialsRevokedSubject, {
-          callback: () => Runtime.runSync(runtime)(keyLookup.invalidateAll)
-        })
-      ),
-      (subscription) => Effect.sync(() => subscription.unsubscribe())
-    )
+    const { cache } = yield* makeCaches
+    const tenantLookup = cache(tenants.findByTokenHash, Option.isSome)
+    const keyLookup = cache(keys.findActiveByHash, Option.isSome)
     /** When this gateway last recorded each key's use (monotonic ms): at most one write per key a minute. */
     const touched = new Map<string, number>()
     const recordUse = (keyId: ApiKeyId) =>
@@ -130,7 +213,7 @@ const CredentialsLive = Layer.scoped(
       tenant: (given, missing) => {
         if (given === "") return refuse(missing)
         if (!looksLike(given, TENANT_TOKEN_PREFIX)) return refuse("invalid tenant token")
-        return orRefuse(tenantLookup.get(given)).pipe(
+        return orRefuse(tenantLookup(given)).pipe(
           Effect.flatMap(Option.match({
             onNone: () => refuse("invalid tenant token"),
             onSome: (tenant) => Effect.succeed({ tenantId: tenant.id })
@@ -140,7 +223,7 @@ const CredentialsLive = Layer.scoped(
       apiKey: (given, missing) => {
         if (given === "") return refuse(missing)
         if (!looksLike(given, API_KEY_PREFIX)) return refuse("invalid API key")
-        return orRefuse(keyLookup.get(given)).pipe(
+        return orRefuse(keyLookup(given)).pipe(
           Effect.flatMap(Option.match({
             onNone: () => refuse("invalid API key"),
             onSome: (active) =>
