@@ -294,7 +294,8 @@ describe("one nats-server, then Postgres, restarted under linked sessions", () =
       // A Postgres outage must not cost a single WhatsApp connection.
       expect(socketsLost).toEqual({})
       expect(liveCounts).toEqual([SESSIONS])
-      // Never 401 (the key is fine) nor 500: 503 with Retry-After once the credential cache (1 s) has lapsed.
+      // Never 401 (the key is fine) nor 500: 503 with Retry-After once the gateway can no longer vouch for what it
+      // cached (1 s without reading the credentials' revision).
       for (const read of reads) expect([200, 503], JSON.stringify(read)).toContain(read.status)
       const settledDown = reads.filter((read) => read.phase === "down" && read.sinceMark > 1_500)
       expect(settledDown.length).toBeGreaterThan(SESSIONS)
