@@ -193,6 +193,26 @@ describe("webhook endpoints", () => {
     }
     expect((await call(gateway, "GET", `${hooks(session.id)}/${own.id}`, { bearer: tenant.token })).status).toBe(200)
   })
+
+  it("holds a session to 20 endpoints even when many are created at once: 201 for twenty, 409 for the rest", async () => {
+    const session = await sessionsOf(gateway, tenant.token, fixture.sim).create("Crowded")
+    const replies = await Promise.all(
+      Array.from(
+        { length: 26 },
+        (_, i) =>
+          call(gateway, "POST", hooks(session.id), { bearer: tenant.token, json: { url: receiver.url(`/crowd/${i}`) } })
+      )
+    )
+    expect(replies.filter((reply) => reply.status === 201)).toHaveLength(20)
+    const refused = replies.filter((reply) => reply.status !== 201)
+    expect(refused).toHaveLength(6)
+    for (const reply of refused) {
+      expect(reply.status, JSON.stringify(reply.body)).toBe(409)
+      expect(text(reply.body, "error", "message")).toContain("at most 20 webhooks")
+    }
+    const listed = await call(gateway, "GET", hooks(session.id), { bearer: tenant.token })
+    expect((listed.body as { webhooks: Array<unknown> }).webhooks).toHaveLength(20)
+  })
 })
 
 describe("webhook delivery", () => {

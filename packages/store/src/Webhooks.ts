@@ -9,7 +9,7 @@
 import { SqlClient, SqlSchema } from "@effect/sql"
 import { SessionId, WebhookId } from "@wacluster/domain/Ids"
 import { Context, Effect, Layer, Option, Schema } from "effect"
-import { mapStoreError, orDieNoRow, type StoreError } from "./Errors.js"
+import { mapStoreError, type StoreError } from "./Errors.js"
 import { Bytes } from "./internal/Columns.js"
 
 export class WebhookRecord extends Schema.Class<WebhookRecord>("@wacluster/store/WebhookRecord")({
@@ -54,7 +54,11 @@ export const WebhookTarget = Schema.Struct({
 export type WebhookTarget = typeof WebhookTarget.Type
 
 export class Webhooks extends Context.Tag("@wacluster/store/Webhooks")<Webhooks, {
-  readonly create: (webhook: NewWebhook) => Effect.Effect<WebhookRecord, StoreError>
+  /**
+   * Adds the endpoint unless its session already has `atMost` (None then). Creations for one session take turns on
+   * its row, so concurrent ones never end up with more than `atMost` between them.
+   */
+  readonly create: (webhook: NewWebhook, atMost: number) => Effect.Effect<Option.Option<WebhookRecord>, StoreError>
   /** The session's endpoints, oldest first. */
   readonly list: (sessionId: SessionId) => Effect.Effect<ReadonlyArray<WebhookRecord>, StoreError>
   readonly get: (sessionId: SessionId, id: WebhookId) => Effect.Effect<Option.Option<WebhookRecord>, StoreError>
@@ -86,15 +90,23 @@ export const make = Effect.gen(function*() {
   const returning = sql.literal(columns)
   const textArray = (values: ReadonlyArray<string>) => sql`${values}::text[]`
 
-  const create = SqlSchema.single({
+  const insertBelow = SqlSchema.findOne({
     Request: Schema.Any,
     Result: WebhookRecord,
-    execute: (webhook: NewWebhook) =>
+    execute: ({ atMost, webhook }: { webhook: NewWebhook; atMost: number }) =>
       sql`INSERT INTO webhooks (id, session_id, url, event_types, enabled, secret)
-        VALUES (${webhook.id}, ${webhook.sessionId}, ${webhook.url}, ${textArray(webhook.eventTypes)},
-          ${webhook.enabled}, ${webhook.secret})
+        SELECT ${webhook.id}, ${webhook.sessionId}, ${webhook.url}, ${textArray(webhook.eventTypes)},
+          ${webhook.enabled}, ${webhook.secret}
+        WHERE (SELECT count(*) FROM webhooks WHERE session_id = ${webhook.sessionId}) < ${atMost}
         RETURNING ${returning}`
   })
+  // The count is read by a statement of its own after the session's row is locked: one statement that locked and
+  // counted would count from a snapshot taken before it waited for the lock.
+  const create = (webhook: NewWebhook, atMost: number) =>
+    sql`SELECT 1 FROM sessions WHERE id = ${webhook.sessionId} FOR UPDATE`.pipe(
+      Effect.zipRight(insertBelow({ webhook, atMost })),
+      sql.withTransaction
+    )
 
   const list = SqlSchema.findAll({
     Request: SessionId,
@@ -159,7 +171,10 @@ export const make = Effect.gen(function*() {
   })
 
   return Webhooks.of({
-    create: Effect.fn("Webhooks.create")((webhook) => create(webhook), orDieNoRow, mapStoreError("Webhooks.create")),
+    create: Effect.fn("Webhooks.create")(
+      (webhook, atMost) => create(webhook, atMost),
+      mapStoreError("Webhooks.create")
+    ),
     list: Effect.fn("Webhooks.list")((sessionId) => list(sessionId), mapStoreError("Webhooks.list")),
     get: Effect.fn("Webhooks.get")((sessionId, id) => get({ sessionId, id }), mapStoreError("Webhooks.get")),
     find: Effect.fn("Webhooks.find")((id) => find(id), mapStoreError("Webhooks.find")),

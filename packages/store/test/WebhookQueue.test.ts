@@ -1,7 +1,7 @@
 import { assert, layer } from "@effect/vitest"
 import { makeDeliveryId, makeEventId, makeWebhookId, type WebhookId } from "@wacluster/domain/Ids"
 import { ShardNumber } from "@wacluster/domain/Shard"
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Option } from "effect"
 import { randomBytes } from "node:crypto"
 import { StaleEpoch } from "../src/Errors.js"
 import type { Fence } from "../src/Fence.js"
@@ -24,8 +24,8 @@ const endpoint = (shard: number) =>
       eventTypes: [],
       enabled: true,
       secret: randomBytes(32)
-    })
-    return webhook.id
+    }, 20)
+    return Option.getOrThrow(webhook).id
   })
 
 /** Queues events at these stream positions for the endpoint. */

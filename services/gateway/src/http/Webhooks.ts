@@ -98,14 +98,6 @@ export const WebhooksLive = HttpApiBuilder.group(
           Effect.gen(function*() {
             yield* ownedSession(path.sessionId)
             const url = yield* allowedUrl(payload.url)
-            const current = yield* webhooks.list(path.sessionId).pipe(
-              Effect.catchAll(storeTrouble("listing the webhooks"))
-            )
-            if (current.length >= MAX_WEBHOOKS_PER_SESSION) {
-              return yield* new Conflict({
-                message: `a session may have at most ${MAX_WEBHOOKS_PER_SESSION} webhooks; delete one first`
-              })
-            }
             const id = yield* makeWebhookId
             const secret = Signature.newSecret()
             const created = yield* webhooks.create({
@@ -115,7 +107,17 @@ export const WebhooksLive = HttpApiBuilder.group(
               eventTypes: payload.eventTypes ?? [],
               enabled: payload.enabled ?? true,
               secret: yield* seal(path.sessionId, id, secret)
-            }).pipe(Effect.catchAll(storeTrouble("creating the webhook")))
+            }, MAX_WEBHOOKS_PER_SESSION).pipe(
+              Effect.catchAll(storeTrouble("creating the webhook")),
+              // Counted in the same transaction as the insert: concurrent creations cannot go past the limit.
+              Effect.flatMap(Option.match({
+                onNone: () =>
+                  new Conflict({
+                    message: `a session may have at most ${MAX_WEBHOOKS_PER_SESSION} webhooks; delete one first`
+                  }),
+                onSome: Effect.succeed
+              }))
+            )
             yield* Effect.logInfo("webhook created").pipe(Effect.annotateLogs({ sessionId: path.sessionId, id }))
             return new WebhookCreated({ ...toView(created), secret })
           }))
