@@ -66,16 +66,16 @@ const makeCaches = Effect.gen(function*() {
     for (const clear of clears) clear()
   }
 
-  const cache = <A, E>(lookup: (hash: Uint8Array) => Effect.Effect<A, E>, isFound: (value: A) => boolean) => {
-    const entries = new Map<string, Entry<A, E>>()
+  const cache = <A, E>(lookup: (hash: Uint8Array) => Effect.Effect<Option.Option<A>, E>) => {
+    const entries = new Map<string, Entry<Option.Option<A>, E>>()
     clears.push(() => entries.clear())
-    const good = (entry: Entry<A, E>, now: number) => {
+    const good = (entry: Entry<Option.Option<A>, E>, now: number) => {
       if (entry.generation !== generation) return false
       const lifetime = entry.found === false ? Math.min(ttl, NOT_FOUND_TTL_MS) : ttl
       const limit = now - heardAt > DEAF_LIMIT_MS ? Math.min(lifetime, DEAF_LIMIT_MS) : lifetime
       return now - entry.at < limit
     }
-    return (secret: string): Effect.Effect<A, E> =>
+    return (secret: string): Effect.Effect<Option.Option<A>, E> =>
       Effect.suspend(() => {
         const hash = hashSecret(secret)
         const id = Buffer.from(hash).toString("hex")
@@ -83,7 +83,8 @@ const makeCaches = Effect.gen(function*() {
         const known = entries.get(id)
         if (known !== undefined && good(known, now)) return Deferred.await(known.answer)
         return Effect.gen(function*() {
-          const entry: Entry<A, E> = { generation, at: now, answer: yield* Deferred.make<A, E>(), found: undefined }
+          const answer = yield* Deferred.make<Option.Option<A>, E>()
+          const entry: Entry<Option.Option<A>, E> = { generation, at: now, answer, found: undefined }
           entries.delete(id)
           entries.set(id, entry)
           if (entries.size > CAPACITY) {
@@ -92,7 +93,7 @@ const makeCaches = Effect.gen(function*() {
           }
           // Its own fiber: the requests sharing it get their answer even if the one that began it goes away.
           yield* lookup(hash).pipe(
-            Effect.tap((value) => Effect.sync(() => entry.found = isFound(value))),
+            Effect.tap((value) => Effect.sync(() => entry.found = Option.isSome(value))),
             // Failures (store trouble) are never kept.
             Effect.tapErrorCause(() => Effect.sync(() => entries.get(id) === entry && entries.delete(id))),
             Effect.exit,
@@ -109,21 +110,24 @@ const makeCaches = Effect.gen(function*() {
   let revision = yield* Effect.option(keys.revision)
   let failing = false
   yield* keys.revision.pipe(
-    Effect.tap((now) =>
-      Effect.sync(() => {
+    Effect.matchEffect({
+      onSuccess: (now) => {
         heardAt = performance.now()
         if (Option.isNone(revision) || revision.value !== now) forgetAll()
         revision = Option.some(now)
-      })
-    ),
-    Effect.tap(() => failing ? Effect.logInfo("credentials' revision readable again") : Effect.void),
-    Effect.tap(() => Effect.sync(() => failing = false)),
-    Effect.catchAll((error) =>
-      failing ? Effect.void : Effect.zipRight(
-        Effect.logWarning("cannot read the credentials' revision: cached credentials are trusted for 1 s", error),
-        Effect.sync(() => failing = true)
-      )
-    ),
+        const recovered = failing
+        failing = false
+        return recovered ? Effect.logInfo("credentials' revision readable again") : Effect.void
+      },
+      // Logged once per outage, not at every read.
+      onFailure: (error) => {
+        const first = !failing
+        failing = true
+        return first
+          ? Effect.logWarning("cannot read the credentials' revision: cached credentials are trusted for 1 s", error)
+          : Effect.void
+      }
+    }),
     Effect.repeat(Schedule.spaced(REVISION_EVERY)),
     Effect.forkScoped
   )
@@ -191,8 +195,8 @@ const CredentialsLive = Layer.scoped(
     const tenants = yield* Tenants
     const keys = yield* ApiKeys
     const { cache } = yield* makeCaches
-    const tenantLookup = cache(tenants.findByTokenHash, Option.isSome)
-    const keyLookup = cache(keys.findActiveByHash, Option.isSome)
+    const tenantLookup = cache(tenants.findByTokenHash)
+    const keyLookup = cache(keys.findActiveByHash)
     /** When this gateway last recorded each key's use (monotonic ms): at most one write per key a minute. */
     const touched = new Map<string, number>()
     const recordUse = (keyId: ApiKeyId) =>
