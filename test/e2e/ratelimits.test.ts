@@ -180,15 +180,7 @@ describe("revocation across gateways", () => {
     expect((await statusWith(secondGateway, session, { apiKey: secret })).status).toBe(200)
     const revoked = await call(gateway, "DELETE", `/sessions/${session.id}/keys/${keyId}`, { bearer: tenantToken })
     expect(revoked.status).toBe(200)
-    const revokedAt = Date.now()
-    let refusedAfter: number | undefined
-    while (Date.now() - revokedAt < 2_000) {
-      if ((await statusWith(secondGateway, session, { apiKey: secret })).status === 401) {
-        refusedAfter = Date.now() - revokedAt
-        break
-      }
-      await new Promise((resolve) => setTimeout(resolve, 10))
-    }
+    const refusedAfter = await refusedAfterMs(secondGateway, session, secret, Date.now(), 2_000)
     expect(refusedAfter).toBeDefined()
     // Well within the cache's second: the broadcast, not the expiry.
     expect(refusedAfter ?? Infinity).toBeLessThan(500)
@@ -217,14 +209,7 @@ describe("revocation across gateways", () => {
     )
     const revokedAt = Date.now()
     for (const base of [gateway, secondGateway]) {
-      let refusedAfter: number | undefined
-      while (Date.now() - revokedAt < 3_000) {
-        if ((await statusWith(base, session, { apiKey: secret })).status === 401) {
-          refusedAfter = Date.now() - revokedAt
-          break
-        }
-        await new Promise((resolve) => setTimeout(resolve, 20))
-      }
+      const refusedAfter = await refusedAfterMs(base, session, secret, revokedAt, 3_000)
       expect(refusedAfter, base).toBeDefined()
       expect(refusedAfter ?? Infinity).toBeLessThan(1_000)
     }
@@ -232,6 +217,15 @@ describe("revocation across gateways", () => {
     expect((await statusWith(secondGateway, session, { apiKey: session.key })).status).toBe(200)
   })
 })
+
+/** How long after `since` the gateway at `base` first refused the key (401); undefined if not within `giveUpMs`. */
+const refusedAfterMs = async (base: string, session: TestSession, secret: string, since: number, giveUpMs: number) => {
+  while (Date.now() - since < giveUpMs) {
+    if ((await statusWith(base, session, { apiKey: secret })).status === 401) return Date.now() - since
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+  return undefined
+}
 
 /** Runs a statement against the cluster's database, as an operator would by hand. */
 const sqlRun = (statement: (sql: SqlClient.SqlClient) => Effect.Effect<unknown, SqlError>) =>
