@@ -33,10 +33,15 @@ const REVISION_EVERY = Duration.millis(400)
 /** Not-found answers are kept briefly: a stream of made-up keys must not push the real ones out. */
 const NOT_FOUND_TTL_MS = 1_000
 /**
- * While the revision cannot be read (Postgres unreachable), nothing looked up longer ago than this is trusted: a
- * revocation this gateway could not hear of still applies within a second.
+ * While the revision cannot be read (its last read failed: Postgres unreachable), nothing looked up longer ago than
+ * this is trusted: a revocation this gateway could not hear of still applies within a second.
  */
 const DEAF_LIMIT_MS = 1_000
+/**
+ * A read that neither answers nor fails for this long counts as failed. Not DEAF_LIMIT_MS: a read a little late under
+ * load must not turn every cached credential into a lookup a second, when load is what the cache is for.
+ */
+const READ_STUCK_MS = 5_000
 const CAPACITY = 100_000
 
 /** One lookup, shared by the requests that ask for the same credential while it is good. */
@@ -60,6 +65,7 @@ const makeCaches = Effect.gen(function*() {
   const scope = yield* Effect.scope
   let generation = 0
   let heardAt = performance.now()
+  let failing = false
   const clears: Array<() => void> = []
   const forgetAll = () => {
     generation++
@@ -72,7 +78,8 @@ const makeCaches = Effect.gen(function*() {
     const good = (entry: Entry<Option.Option<A>, E>, now: number) => {
       if (entry.generation !== generation) return false
       const lifetime = entry.found === false ? Math.min(ttl, NOT_FOUND_TTL_MS) : ttl
-      const limit = now - heardAt > DEAF_LIMIT_MS ? Math.min(lifetime, DEAF_LIMIT_MS) : lifetime
+      const deaf = failing || now - heardAt > READ_STUCK_MS
+      const limit = deaf ? Math.min(lifetime, DEAF_LIMIT_MS) : lifetime
       return now - entry.at < limit
     }
     return (secret: string): Effect.Effect<Option.Option<A>, E> =>
@@ -108,7 +115,6 @@ const makeCaches = Effect.gen(function*() {
   // The revision as Postgres has it; the first read is the baseline (when it fails, the first that succeeds forgets
   // what was looked up meanwhile: a revocation may have come between).
   let revision = yield* Effect.option(keys.revision)
-  let failing = false
   yield* keys.revision.pipe(
     Effect.matchEffect({
       onSuccess: (now) => {
