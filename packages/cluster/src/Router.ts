@@ -32,6 +32,8 @@ type Failure<C> = Schema.WithResult.Failure<C>
 class Retryable extends Data.TaggedError("Retryable")<{ readonly reason: string }> {}
 
 const encodeCommand = Schema.encodeSync(Schema.parseJson(SessionCommand))
+const textEncoder = new TextEncoder()
+const textDecoder = new TextDecoder()
 
 export class Router extends Context.Tag("@wacluster/cluster/Router")<Router, {
   readonly send: <C extends Command>(command: C) => Effect.Effect<Success<C>, Failure<C> | OwnerUnavailable>
@@ -43,7 +45,7 @@ export class Router extends Context.Tag("@wacluster/cluster/Router")<Router, {
     const send = <C extends Command>(command: C) => {
       const shard = shardOf(command.sessionId, shards)
       const subject = rpcSubject(shard)
-      const payload = new TextEncoder().encode(encodeCommand(command))
+      const payload = textEncoder.encode(encodeCommand(command))
       // A slow command gets its own time (and a little more for the way there and back) before it is sent again.
       const slow = slowCommandTimeout(command)
       const requestTimeout = slow === undefined
@@ -61,7 +63,7 @@ export class Router extends Context.Tag("@wacluster/cluster/Router")<Router, {
             NatsError: (error) => new Retryable({ reason: `NATS: ${String(error.cause)}` })
           })
         )
-        const exit = yield* decodeReply(command, new TextDecoder().decode(reply)).pipe(Effect.orDie)
+        const exit = yield* decodeReply(command, textDecoder.decode(reply)).pipe(Effect.orDie)
         if (Exit.isFailure(exit) && exit.cause._tag === "Fail" && exit.cause.error._tag === "NotOwner") {
           return yield* new Retryable({ reason: "the receiver no longer owns the shard" })
         }
@@ -82,7 +84,8 @@ export class Router extends Context.Tag("@wacluster/cluster/Router")<Router, {
         )
         return (yield* exit) as Success<C>
       }).pipe(
-        Effect.withSpan("Router.send", { attributes: { command: command._tag, shard } })
+        // No stack trace: nothing exports spans yet, and capturing one costs more than routing on the hot path.
+        Effect.withSpan("Router.send", { attributes: { command: command._tag, shard }, captureStackTrace: false })
       ) as Effect.Effect<Success<C>, Failure<C> | OwnerUnavailable>
     }
 

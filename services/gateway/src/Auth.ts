@@ -5,10 +5,10 @@
 import { HttpServerRequest } from "@effect/platform"
 import { Nats } from "@wacluster/cluster/Nats"
 import { ServiceUnavailable, Unauthorized } from "@wacluster/domain/ApiErrors"
-import { AdminAuth, SessionAccess, TenantAuth } from "@wacluster/domain/Auth"
+import { AdminAuth, type CurrentCaller, SessionAccess, TenantAuth } from "@wacluster/domain/Auth"
 import { credentialsRevokedSubject } from "@wacluster/domain/Control"
 import type { ApiKeyId, SessionId, TenantId } from "@wacluster/domain/Ids"
-import { ApiKeys } from "@wacluster/store/ApiKeys"
+import { type ActiveApiKey, ApiKeys } from "@wacluster/store/ApiKeys"
 import { Tenants } from "@wacluster/store/Tenants"
 import { Config, Context, Deferred, Duration, Effect, Layer, Option, Redacted, Schedule } from "effect"
 import { API_KEY_PREFIX, hashSecret, looksLike, secretsEqual, TENANT_TOKEN_PREFIX } from "./Secrets.js"
@@ -51,8 +51,8 @@ interface Entry<A, E> {
   /** When it began (monotonic ms). */
   readonly at: number
   readonly answer: Deferred.Deferred<A, E>
-  /** Set when it succeeded: whether the credential exists (a not-found answer is kept only briefly). */
-  found: boolean | undefined
+  /** Set when it succeeded (a not-found answer is kept only briefly). */
+  value: A | undefined
 }
 
 /**
@@ -77,12 +77,12 @@ const makeCaches = Effect.gen(function*() {
     clears.push(() => entries.clear())
     const good = (entry: Entry<Option.Option<A>, E>, now: number) => {
       if (entry.generation !== generation) return false
-      const lifetime = entry.found === false ? Math.min(ttl, NOT_FOUND_TTL_MS) : ttl
+      const lifetime = entry.value !== undefined && Option.isNone(entry.value) ? Math.min(ttl, NOT_FOUND_TTL_MS) : ttl
       const deaf = failing || now - heardAt > READ_STUCK_MS
       const limit = deaf ? Math.min(lifetime, DEAF_LIMIT_MS) : lifetime
       return now - entry.at < limit
     }
-    return (secret: string): Effect.Effect<Option.Option<A>, E> =>
+    const lookupCached = (secret: string): Effect.Effect<Option.Option<A>, E> =>
       Effect.suspend(() => {
         const hash = hashSecret(secret)
         const id = Buffer.from(hash).toString("hex")
@@ -91,7 +91,7 @@ const makeCaches = Effect.gen(function*() {
         if (known !== undefined && good(known, now)) return Deferred.await(known.answer)
         return Effect.gen(function*() {
           const answer = yield* Deferred.make<Option.Option<A>, E>()
-          const entry: Entry<Option.Option<A>, E> = { generation, at: now, answer, found: undefined }
+          const entry: Entry<Option.Option<A>, E> = { generation, at: now, answer, value: undefined }
           entries.delete(id)
           entries.set(id, entry)
           if (entries.size > CAPACITY) {
@@ -100,7 +100,7 @@ const makeCaches = Effect.gen(function*() {
           }
           // Its own fiber: the requests sharing it get their answer even if the one that began it goes away.
           yield* lookup(hash).pipe(
-            Effect.tap((value) => Effect.sync(() => entry.found = Option.isSome(value))),
+            Effect.tap((value) => Effect.sync(() => entry.value = value)),
             // Failures (store trouble) are never kept.
             Effect.tapErrorCause(() => Effect.sync(() => entries.get(id) === entry && entries.delete(id))),
             Effect.exit,
@@ -110,6 +110,14 @@ const makeCaches = Effect.gen(function*() {
           return yield* Deferred.await(entry.answer)
         })
       })
+    /** What the cache holds for the secret, when it is good and answered; without waiting and without a lookup. */
+    const peek = (secret: string): Option.Option<A> | undefined => {
+      const known = entries.get(Buffer.from(hashSecret(secret)).toString("hex"))
+      return known !== undefined && known.value !== undefined && good(known, performance.now())
+        ? known.value
+        : undefined
+    }
+    return { lookup: lookupCached, peek }
   }
 
   // The revision as Postgres has it; the first read is the baseline (when it fails, the first that succeeds forgets
@@ -180,22 +188,34 @@ export const AdminAuthLive = Layer.effect(
   })
 )
 
+/** Who calls with a session's API key, as the session routes see it. */
+export type KeyCaller = Context.Tag.Service<CurrentCaller> & { readonly keyId: ApiKeyId; readonly sessionId: SessionId }
+
+const keyCaller = (active: ActiveApiKey): KeyCaller => ({
+  tenantId: active.tenantId,
+  sessionId: active.sessionId,
+  keyId: active.id,
+  keyRequestsPerMinute: active.requestsPerMinute,
+  keyMessagesPerHour: active.messagesPerHour
+})
+
 /** The tenant and key lookups, with their caches, shared by every middleware that accepts them. */
-class Credentials extends Context.Tag("@wacluster/gateway/Credentials")<Credentials, {
+export class Credentials extends Context.Tag("@wacluster/gateway/Credentials")<Credentials, {
   readonly tenant: (
     token: string,
     missing: string
   ) => Effect.Effect<{ readonly tenantId: TenantId }, Unauthorized | ServiceUnavailable>
-  readonly apiKey: (key: string, missing: string) => Effect.Effect<{
-    readonly keyId: ApiKeyId
-    readonly sessionId: SessionId
-    readonly tenantId: TenantId
-    readonly requestsPerMinute: number | null
-    readonly messagesPerHour: number | null
-  }, Unauthorized | ServiceUnavailable>
+  readonly apiKey: (key: string, missing: string) => Effect.Effect<KeyCaller, Unauthorized | ServiceUnavailable>
+  /**
+   * The caller of a key this gateway holds a good answer for, at once (no lookup, no waiting); undefined when the
+   * key is not known here right now, whatever it is. A caller taken this way must still `recordUse`.
+   */
+  readonly cachedApiKey: (key: string) => KeyCaller | undefined
+  /** Notes that the key was used (its `lastUsedAt`, written at most once a minute). */
+  readonly recordUse: (keyId: ApiKeyId) => Effect.Effect<void>
 }>() {}
 
-const CredentialsLive = Layer.scoped(
+export const CredentialsLive = Layer.scoped(
   Credentials,
   Effect.gen(function*() {
     const tenants = yield* Tenants
@@ -223,7 +243,7 @@ const CredentialsLive = Layer.scoped(
       tenant: (given, missing) => {
         if (given === "") return refuse(missing)
         if (!looksLike(given, TENANT_TOKEN_PREFIX)) return refuse("invalid tenant token")
-        return orRefuse(tenantLookup(given)).pipe(
+        return orRefuse(tenantLookup.lookup(given)).pipe(
           Effect.flatMap(Option.match({
             onNone: () => refuse("invalid tenant token"),
             onSome: (tenant) => Effect.succeed({ tenantId: tenant.id })
@@ -233,20 +253,19 @@ const CredentialsLive = Layer.scoped(
       apiKey: (given, missing) => {
         if (given === "") return refuse(missing)
         if (!looksLike(given, API_KEY_PREFIX)) return refuse("invalid API key")
-        return orRefuse(keyLookup(given)).pipe(
+        return orRefuse(keyLookup.lookup(given)).pipe(
           Effect.flatMap(Option.match({
             onNone: () => refuse("invalid API key"),
-            onSome: (active) =>
-              Effect.as(recordUse(active.id), {
-                keyId: active.id,
-                sessionId: active.sessionId,
-                tenantId: active.tenantId,
-                requestsPerMinute: active.requestsPerMinute,
-                messagesPerHour: active.messagesPerHour
-              })
+            onSome: (active) => Effect.as(recordUse(active.id), keyCaller(active))
           }))
         )
-      }
+      },
+      cachedApiKey: (given) => {
+        if (!looksLike(given, API_KEY_PREFIX)) return undefined
+        const known = keyLookup.peek(given)
+        return known === undefined || Option.isNone(known) ? undefined : keyCaller(known.value)
+      },
+      recordUse
     })
   })
 )
@@ -270,14 +289,7 @@ export const SessionAccessLive = Layer.effect(
   Effect.map(Credentials, (credentials) => {
     const missing = "missing credentials: send the session's API key in x-api-key, " +
       "or the tenant token as Authorization: Bearer <tenant token>"
-    const byKey = (key: string) =>
-      Effect.map(credentials.apiKey(key, missing), (active) => ({
-        tenantId: active.tenantId,
-        sessionId: active.sessionId,
-        keyId: active.keyId,
-        keyRequestsPerMinute: active.requestsPerMinute,
-        keyMessagesPerHour: active.messagesPerHour
-      }))
+    const byKey = (key: string) => credentials.apiKey(key, missing)
     return SessionAccess.of({
       apiKey: (key) => byKey(Redacted.value(key)),
       tenantToken: (token) =>

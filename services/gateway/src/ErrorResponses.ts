@@ -95,6 +95,27 @@ export const toResponse = (failure: unknown) => {
   return undefined
 }
 
+/**
+ * The response for whatever a request ended with: the API's JSON for a failure (or a framework error arriving as a
+ * defect), a logged 500 for anything else. An interruption stays one.
+ */
+export const fromCause = <E>(cause: Cause.Cause<E>): Effect.Effect<HttpServerResponse.HttpServerResponse, E> => {
+  if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
+  // Some framework errors (a body that is not JSON) arrive as defects: look at the failure or defect alike.
+  const failure: Option.Option<unknown> = Cause.failureOption(cause)
+  const error = Option.getOrElse(failure, () => Cause.squash(cause))
+  const response = toResponse(error)
+  if (response === undefined) {
+    return Effect.as(
+      Effect.logError("unhandled error in request", cause),
+      respond(500, "internal", "an unexpected error occurred; it has been logged")
+    )
+  }
+  return Predicate.isTagged(error, "StoreError")
+    ? Effect.as(Effect.logWarning("storage unavailable", cause), response)
+    : Effect.succeed(response)
+}
+
 /** A declared body over the limit is refused before a byte of it is read (the client still gets the answer). */
 const declaredTooLarge = Effect.map(HttpServerRequest.HttpServerRequest, (request) => {
   const length = Number(request.headers["content-length"] ?? "0")
@@ -109,21 +130,6 @@ export const layer = HttpApiBuilder.middleware(
         ? Effect.succeed(tooLarge())
         : app).pipe(
         HttpIncomingMessage.withMaxBodySize(Option.some(FileSystem.Size(MAX_BODY_BYTES))),
-        Effect.catchAllCause((cause) => {
-          if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
-          // Some framework errors (a body that is not JSON) arrive as defects: look at the failure or defect alike.
-          const failure: Option.Option<unknown> = Cause.failureOption(cause)
-          const error = Option.getOrElse(failure, () => Cause.squash(cause))
-          const response = toResponse(error)
-          if (response === undefined) {
-            return Effect.as(
-              Effect.logError("unhandled error in request", cause),
-              respond(500, "internal", "an unexpected error occurred; it has been logged")
-            )
-          }
-          return Predicate.isTagged(error, "StoreError")
-            ? Effect.as(Effect.logWarning("storage unavailable", cause), response)
-            : Effect.succeed(response)
-        })
+        Effect.catchAllCause(fromCause)
       )
 )

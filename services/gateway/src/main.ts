@@ -30,6 +30,7 @@ import * as ErrorResponses from "./ErrorResponses.js"
 import { AdminLive } from "./http/Admin.js"
 import { MessagesLive } from "./http/Messages.js"
 import { CitiesLive, HealthLive } from "./http/Public.js"
+import * as SendFastLane from "./http/SendFastLane.js"
 import { SessionAccessLive } from "./http/SessionAccess.js"
 import { SessionLifecycleLive } from "./http/SessionLifecycle.js"
 import { SessionManagementLive } from "./http/SessionManagement.js"
@@ -77,15 +78,24 @@ const ApiLive = HttpApiBuilder.api(WaclusterApi).pipe(
   Layer.provide([Auth.layer, QrImages.layer])
 )
 
-const ServerLive = NodeHttpServer.layerConfig(createServer, {
-  port: Config.port("PORT").pipe(Config.withDefault(8080), Config.withDescription("Gateway HTTP port")),
-  host: Config.string("HOST").pipe(Config.withDefault("0.0.0.0"), Config.withDescription("Gateway bind address"))
-})
-
 const accessLog = Config.boolean("ACCESS_LOG").pipe(
   Config.withDefault(false),
   Config.withDescription("Log every HTTP request (off by default: at thousands of requests a second it costs)")
 )
+
+const serverOptions = {
+  port: Config.port("PORT").pipe(Config.withDefault(8080), Config.withDescription("Gateway HTTP port")),
+  host: Config.string("HOST").pipe(Config.withDefault("0.0.0.0"), Config.withDescription("Gateway bind address"))
+}
+
+/** The HTTP server, with the send fast lane in front of it (not while every request is logged: it logs nothing). */
+const ServerLive = Layer.unwrapEffect(
+  Effect.gen(function*() {
+    if (yield* accessLog) return NodeHttpServer.layerConfig(createServer, serverOptions)
+    const lane = yield* SendFastLane.make
+    return NodeHttpServer.layerConfig(() => SendFastLane.server(lane), serverOptions)
+  })
+).pipe(Layer.provide(Auth.CredentialsLive))
 
 const HttpLive = Layer.unwrapEffect(
   Effect.map(accessLog, (enabled) => HttpApiBuilder.serve(enabled ? HttpMiddleware.logger : identity))

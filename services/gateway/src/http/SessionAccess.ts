@@ -4,8 +4,9 @@
  */
 import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
 import { Router } from "@wacluster/cluster/Router"
-import { WaclusterApi } from "@wacluster/domain/Api"
+import { type SendMessage, WaclusterApi } from "@wacluster/domain/Api"
 import { Conflict, InternalError } from "@wacluster/domain/ApiErrors"
+import type { SessionId } from "@wacluster/domain/Ids"
 import {
   AcceptedMessage,
   GetHealth,
@@ -43,6 +44,27 @@ const noQr = (code: QrCode) => {
   }
 }
 
+/**
+ * Queues a text of a caller allowed on the session (the route's handler and the send fast lane both end here).
+ * Without the caller's idempotency key, one of our own: a request the router repeats (a lost reply, an owner moving)
+ * queues the text once. The two kinds never collide.
+ */
+export const queueText = (sessionId: SessionId, payload: SendMessage, clientKey: string | undefined) =>
+  Effect.gen(function*() {
+    const router = yield* Router
+    const accepted = yield* router.send(
+      new QueueText({
+        sessionId,
+        to: payload.to,
+        text: payload.text,
+        idempotencyKey: clientKey === undefined ? `gateway:${randomUUID()}` : `client:${clientKey}`,
+        caller: yield* currentCaller
+      }, NO_CHECK)
+    ).pipe(routingErrors(sessionId))
+    // A repeat gets the first answer, whatever happened to the text since.
+    return new AcceptedMessage({ ...accepted, status: "queued" }, NO_CHECK)
+  })
+
 export const SessionAccessLive = HttpApiBuilder.group(
   WaclusterApi,
   "sessionAccess",
@@ -76,31 +98,17 @@ export const SessionAccessLive = HttpApiBuilder.group(
               routingErrors(path.sessionId)
             )
           })).handle("sendMessage", ({ headers, path, payload }) =>
-          Effect.gen(function*() {
-            yield* authorize(path.sessionId)
-            const clientKey = headers["idempotency-key"]
-            // Without the caller's key, one of our own: a request the router repeats (a lost reply, an owner
-            // moving) queues the text once. The two kinds never collide.
-            const idempotencyKey = clientKey === undefined ? `gateway:${randomUUID()}` : `client:${clientKey}`
-            const accepted = yield* router.send(
-              new QueueText({
-                sessionId: path.sessionId,
-                to: payload.to,
-                text: payload.text,
-                idempotencyKey,
-                caller: yield* currentCaller
-              }, NO_CHECK)
-            ).pipe(routingErrors(path.sessionId))
-            // A repeat gets the first answer, whatever happened to the text since.
-            return new AcceptedMessage({ ...accepted, status: "queued" }, NO_CHECK)
-          })).handle("reconnect", ({ path }) =>
+          Effect.zipRight(authorize(path.sessionId), queueText(path.sessionId, payload, headers["idempotency-key"])))
+        .handle("reconnect", ({ path }) =>
           Effect.gen(function*() {
             yield* authorize(path.sessionId)
             // A stopped session runs again, wherever it runs next (recorded before its owner hears).
             const resumed = yield* sessions.setDesiredState(path.sessionId, "running").pipe(
               Effect.catchAll(storeTrouble("resuming the session"))
             )
-            if (Option.isNone(resumed)) return yield* sessionNotFound(path.sessionId)
+            if (Option.isNone(resumed)) {
+              return yield* sessionNotFound(path.sessionId)
+            }
             return yield* router.send(new Reconnect({ sessionId: path.sessionId, caller: yield* currentCaller })).pipe(
               routingErrors(path.sessionId)
             )
@@ -111,9 +119,13 @@ export const SessionAccessLive = HttpApiBuilder.group(
               .pipe(
                 routingErrors(path.sessionId)
               )
-            if (code.qr === null) return yield* noQr(code)
+            if (code.qr === null) {
+              return yield* noQr(code)
+            }
             const format = urlParams.format ?? "png"
-            if (format === "raw") return code
+            if (format === "raw") {
+              return code
+            }
             const headers = {
               "cache-control": "no-store",
               ...(code.expiresAt === null ? {} : { expires: DateTime.toDateUtc(code.expiresAt).toUTCString() })
@@ -121,7 +133,8 @@ export const SessionAccessLive = HttpApiBuilder.group(
             const rendered = format === "png"
               ? Effect.map(
                 images.png(code.qr),
-                (png) => HttpServerResponse.uint8Array(png, { contentType: "image/png", headers })
+                (png) =>
+                  HttpServerResponse.uint8Array(png, { contentType: "image/png", headers })
               )
               : Effect.map(
                 images.svg(code.qr),

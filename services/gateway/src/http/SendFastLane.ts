@@ -1,0 +1,125 @@
+/**
+ * `POST /sessions/{sessionId}/messages` is the route high-volume tenants call thousands of times a second. When such
+ * a request is plainly good — a session API key this gateway already holds a good answer for, that session's path,
+ * a JSON body of a declared length within MAX_BODY_BYTES, no query string — it is answered here, from the raw request, without the
+ * HttpApi stack (routing, middlewares, schema-driven decoding and encoding), which costs several times what queueing
+ * the text does. What it runs is the route's own: `queueText` (Router.send, routingErrors), the contract's schemas
+ * for the body and the headers, `ErrorResponses.fromCause` for every failure.
+ *
+ * Anything else goes the ordinary way, unchanged: a key not cached yet (the ordinary route caches it), a tenant token,
+ * another route. A body that does not decode is handed over as it was read, so its 400 is the ordinary route's.
+ */
+import { HttpServerResponse } from "@effect/platform"
+import type { Router } from "@wacluster/cluster/Router"
+import { IdempotencyHeaders, SendMessage } from "@wacluster/domain/Api"
+import { CurrentCaller } from "@wacluster/domain/Auth"
+import { AcceptedMessage } from "@wacluster/domain/Protocol"
+import { Effect, Either, Exit, Runtime, Schema } from "effect"
+import { IncomingMessage, Server, type ServerResponse } from "node:http"
+import { Credentials, type KeyCaller } from "../Auth.js"
+import * as ErrorResponses from "../ErrorResponses.js"
+import { queueText } from "./SessionAccess.js"
+
+/** Only session ids made of these characters: anything percent-encoded goes the ordinary way. */
+const SEND_PATH = /^\/sessions\/([A-Za-z0-9_-]+)\/messages$/
+
+const decodePayload = Schema.decodeUnknownEither(SendMessage)
+const decodeHeaders = Schema.decodeUnknownEither(IdempotencyHeaders)
+const encodeAccepted = Schema.encodeSync(AcceptedMessage)
+
+type Ordinary = (request: IncomingMessage, response: ServerResponse) => void
+
+/** A request the HTTP parser could have made, with `body` as its whole body, for the ordinary handler. */
+const replayed = (request: IncomingMessage, body: Buffer) => {
+  const copy = new IncomingMessage(request.socket)
+  copy.method = request.method
+  copy.url = request.url
+  copy.headers = request.headers
+  copy.rawHeaders = request.rawHeaders
+  copy.httpVersion = request.httpVersion
+  copy.httpVersionMajor = request.httpVersionMajor
+  copy.httpVersionMinor = request.httpVersionMinor
+  // Its body is all here: nothing is to be read from the socket for it, and once read it is complete (an incomplete
+  // request that ends is taken for an aborted one, and its socket is destroyed).
+  copy.complete = true
+  copy._read = () => undefined
+  copy.push(body)
+  copy.push(null)
+  return copy
+}
+
+const write = (response: ServerResponse, answer: HttpServerResponse.HttpServerResponse) => {
+  response.writeHead(answer.status, answer.headers)
+  if (answer.body._tag === "Uint8Array") response.end(answer.body.body)
+  else response.end()
+}
+
+export const make = Effect.gen(function*() {
+  const credentials = yield* Credentials
+  const runFork = Runtime.runFork(yield* Effect.runtime<Router>())
+
+  const answer = (
+    response: ServerResponse,
+    caller: KeyCaller,
+    payload: SendMessage,
+    clientKey: string | undefined
+  ) => {
+    const fiber = runFork(
+      Effect.zipRight(credentials.recordUse(caller.keyId), queueText(caller.sessionId, payload, clientKey)).pipe(
+        Effect.map((accepted) => HttpServerResponse.unsafeJson(encodeAccepted(accepted), { status: 202 })),
+        Effect.catchAllCause(ErrorResponses.fromCause),
+        Effect.provideService(CurrentCaller, caller)
+      )
+    )
+    fiber.addObserver((exit) => {
+      if (Exit.isSuccess(exit)) write(response, exit.value)
+      else if (!response.headersSent) response.destroy()
+    })
+  }
+
+  /** Takes the request when it is one to answer here (true); leaves it untouched otherwise (false). */
+  const take = (request: IncomingMessage, response: ServerResponse, ordinary: Ordinary): boolean => {
+    if (request.method !== "POST" || request.url === undefined) return false
+    const path = SEND_PATH.exec(request.url)
+    if (path === null) return false
+    const key = request.headers["x-api-key"]
+    if (typeof key !== "string") return false
+    const caller = credentials.cachedApiKey(key)
+    if (caller === undefined || caller.sessionId !== path[1]) return false
+    if (request.headers["content-type"]?.startsWith("application/json") !== true) return false
+    const length = Number(request.headers["content-length"])
+    if (!Number.isInteger(length) || length > ErrorResponses.MAX_BODY_BYTES) return false
+
+    const chunks: Array<Buffer> = []
+    // A client gone mid-body: nothing to answer (and its error must not go unheard).
+    request.on("error", () => undefined)
+    request.on("data", (chunk: Buffer) => chunks.push(chunk))
+    request.on("end", () => {
+      const body = Buffer.concat(chunks)
+      const decoded = Either.all({
+        payload: Either.try(() => JSON.parse(body.toString("utf8")) as unknown).pipe(Either.flatMap(decodePayload)),
+        headers: decodeHeaders(request.headers)
+      })
+      if (Either.isLeft(decoded)) return ordinary(replayed(request, body), response)
+      answer(response, caller, decoded.right.payload, decoded.right.headers["idempotency-key"])
+    })
+    return true
+  }
+
+  return { take }
+})
+
+/** An HTTP server whose requests meet `lane` first. */
+export const server = (lane: Effect.Effect.Success<typeof make>) => {
+  class FastLaneServer extends Server {
+    override emit(event: string, ...args: Array<unknown>): boolean {
+      if (event === "request") {
+        const [request, response] = args as [IncomingMessage, ServerResponse]
+        const ordinary: Ordinary = (request, response) => super.emit("request", request, response)
+        if (lane.take(request, response, ordinary)) return true
+      }
+      return super.emit(event, ...args)
+    }
+  }
+  return new FastLaneServer()
+}
