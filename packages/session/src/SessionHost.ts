@@ -143,6 +143,16 @@ const decodeCommand = Schema.decodeUnknown(Schema.parseJson(SessionCommand))
 const RELAY_POLL = Duration.seconds(1)
 const RELAY_BATCH = 500
 
+/**
+ * The actor's answer, or `busy` once `limit` has passed without one: a timer that completes the reply rather than
+ * Effect.timeout's race of two fibers, since every command waits here.
+ */
+const awaitReply = <A, E>(reply: Deferred.Deferred<A, E>, limit: Duration.Duration, busy: E) =>
+  Effect.suspend(() => {
+    const timer = setTimeout(() => Deferred.unsafeDone(reply, Exit.fail(busy)), Duration.toMillis(limit))
+    return Effect.ensuring(Deferred.await(reply), Effect.sync(() => clearTimeout(timer)))
+  })
+
 export class SessionHost extends Context.Tag("@wacluster/session/SessionHost")<SessionHost, {
   /** Session actors running on this node, per shard. */
   readonly running: Effect.Effect<ReadonlyMap<number, number>>
@@ -266,13 +276,11 @@ export const make = Effect.fn("SessionHost.make")(function*(hostOptions: HostOpt
           if (Option.isNone(actor)) return Exit.fail(new SessionUnknown({ sessionId: command.sessionId }))
           const reply = yield* actor.value.offer(command).pipe(Effect.either)
           if (reply._tag === "Left") return Exit.fail(reply.left)
-          return yield* Deferred.await(reply.right).pipe(
-            Effect.timeoutFail({
-              duration: Duration.max(options.askTimeout, slowCommandTimeout(command) ?? Duration.zero),
-              onTimeout: () => new SessionBusy({ sessionId: command.sessionId })
-            }),
-            Effect.exit
-          )
+          return yield* awaitReply(
+            reply.right,
+            Duration.max(options.askTimeout, slowCommandTimeout(command) ?? Duration.zero),
+            new SessionBusy({ sessionId: command.sessionId })
+          ).pipe(Effect.exit)
         }).pipe(
           // Postgres failing or slow (reading the session to start its actor): a typed answer the gateway turns
           // into 503 + Retry-After, not a defect (a 500 to the caller).
@@ -282,7 +290,11 @@ export const make = Effect.fn("SessionHost.make")(function*(hostOptions: HostOpt
               Exit.fail(new StorageUnavailable({ sessionId: command.sessionId }))
             )
           ),
-          Effect.withSpan("SessionHost.ask", { attributes: { command: command._tag, sessionId: command.sessionId } })
+          Effect.withSpan("SessionHost.ask", {
+            attributes: { command: command._tag, sessionId: command.sessionId },
+            // Nothing exports spans yet: a stack trace per command would cost more than the span.
+            captureStackTrace: false
+          })
         )
 
       const serveRequest = (payload: Uint8Array) =>

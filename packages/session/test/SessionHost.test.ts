@@ -1,3 +1,4 @@
+import { SqlClient } from "@effect/sql"
 import { expect, layer } from "@effect/vitest"
 import { ClusterConfig } from "@wacluster/cluster/ClusterConfig"
 import { EventStream } from "@wacluster/cluster/EventStream"
@@ -7,7 +8,14 @@ import { Nats } from "@wacluster/cluster/Nats"
 import { Router } from "@wacluster/cluster/Router"
 import { EpochFloor, ShardLeases } from "@wacluster/cluster/ShardLeases"
 import { makeSessionId, NodeId, type SessionId } from "@wacluster/domain/Ids"
-import { EnsureStarted, GetStatus } from "@wacluster/domain/Protocol"
+import {
+  decodeReply,
+  EnsureStarted,
+  GetStatus,
+  QueueText,
+  rpcSubject,
+  SessionCommandJson
+} from "@wacluster/domain/Protocol"
 import { shardOf } from "@wacluster/domain/Shard"
 import * as NatsServer from "@wacluster/infra/NatsServer"
 import { StoreError } from "@wacluster/store/Errors"
@@ -16,7 +24,7 @@ import { seedTenant, storeLayer } from "@wacluster/store/test/support"
 import * as InProcessDriver from "@wacluster/whatsapp/InProcessDriver"
 import { ProxyConfig } from "@wacluster/whatsapp/ProxyConfig"
 import { WhatsAppDriver } from "@wacluster/whatsapp/WhatsAppDriver"
-import { Duration, Effect, Layer, Redacted } from "effect"
+import { Cause, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Redacted, Schema } from "effect"
 import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -179,6 +187,54 @@ layer(TestLayer, { timeout: 60_000, excludeTestServices: true })("SessionHost", 
       unreadable.delete(session.id)
       const view = yield* router.send(new GetStatus({ sessionId: session.id }))
       expect(view.sessionId).toBe(session.id)
+    }))
+
+  it.effect("answers 'busy' for a command its actor has not answered within the ask timeout, then goes on", () =>
+    Effect.gen(function*() {
+      const nats = yield* Nats
+      const router = yield* Router
+      const sql = yield* SqlClient.SqlClient
+      const session = yield* createSession
+      yield* router.send(new EnsureStarted({ sessionId: session.id }))
+      // Postgres holds the shard's fence row: the actor's write of the text waits behind it.
+      const locked = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      const holder = yield* sql.withTransaction(
+        Effect.zipRight(
+          sql`SELECT shard FROM shard_fences WHERE shard = ${session.shard} FOR UPDATE`,
+          Effect.zipRight(Deferred.succeed(locked, undefined), Deferred.await(release))
+        )
+      ).pipe(Effect.fork)
+      yield* Deferred.await(locked)
+      const command = new QueueText({
+        sessionId: session.id,
+        to: "6281234567890@s.whatsapp.net",
+        text: "waits for Postgres",
+        idempotencyKey: "client:ask-timeout"
+      })
+      // Straight to the owner, waiting longer than its ask timeout (2 s here), as a gateway would.
+      const started = performance.now()
+      const reply = yield* nats.request(
+        rpcSubject(session.shard),
+        new TextEncoder().encode(Schema.encodeSync(SessionCommandJson)(command)),
+        "10 seconds"
+      )
+      const waited = performance.now() - started
+      const exit = yield* decodeReply(command, new TextDecoder().decode(reply))
+      expect(Exit.isFailure(exit) && Cause.failureOption(exit.cause).pipe(Option.map((e) => e._tag))).toEqual(
+        Option.some("SessionBusy")
+      )
+      expect(waited).toBeGreaterThanOrEqual(1_900)
+      expect(waited).toBeLessThan(4_000)
+      // Postgres lets go: the text is queued once, and a repeat of the command gets it.
+      yield* Deferred.succeed(release, undefined)
+      yield* Fiber.join(holder)
+      const repeated = yield* router.send(command)
+      expect(repeated.status).toBe("queued")
+      const [count] = yield* sql<
+        { n: number }
+      >`SELECT count(*)::int AS n FROM messages WHERE session_id = ${session.id}`
+      expect(count?.n).toBe(1)
     }))
 
   it.effect("starts the sessions of a shard whose desired state is running, without being asked", () =>

@@ -229,7 +229,7 @@ export const make = Effect.gen(function*() {
       const answer = yield* Deferred.make<Enqueued, StoreError | StaleEpoch>()
       yield* Queue.offer(pending, { fence, text, answer })
       return yield* Deferred.await(answer)
-    }).pipe(Effect.withSpan("Outbox.enqueue"))
+    }).pipe(Effect.withSpan("Outbox.enqueue", { captureStackTrace: false }))
 
   const next = (sessionId: SessionId, limit: number) =>
     sql`SELECT id, session_id, remote_jid, body, wa_message_id, created_at FROM messages
