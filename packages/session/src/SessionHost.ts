@@ -144,12 +144,12 @@ const RELAY_POLL = Duration.seconds(1)
 const RELAY_BATCH = 500
 
 /**
- * The actor's answer, or `busy` once `limit` has passed without one: a timer that completes the reply rather than
+ * The actor's answer, or `busy()` once `limit` has passed without one: a timer that completes the reply rather than
  * Effect.timeout's race of two fibers, since every command waits here.
  */
-const awaitReply = <A, E>(reply: Deferred.Deferred<A, E>, limit: Duration.Duration, busy: E) =>
+const awaitReply = <A, E>(reply: Deferred.Deferred<A, E>, limit: Duration.Duration, busy: () => E) =>
   Effect.suspend(() => {
-    const timer = setTimeout(() => Deferred.unsafeDone(reply, Exit.fail(busy)), Duration.toMillis(limit))
+    const timer = setTimeout(() => Deferred.unsafeDone(reply, Exit.fail(busy())), Duration.toMillis(limit))
     return Effect.ensuring(Deferred.await(reply), Effect.sync(() => clearTimeout(timer)))
   })
 
@@ -279,7 +279,8 @@ export const make = Effect.fn("SessionHost.make")(function*(hostOptions: HostOpt
           return yield* awaitReply(
             reply.right,
             Duration.max(options.askTimeout, slowCommandTimeout(command) ?? Duration.zero),
-            new SessionBusy({ sessionId: command.sessionId })
+            // Made only when needed: an error captures a stack trace.
+            () => new SessionBusy({ sessionId: command.sessionId })
           ).pipe(Effect.exit)
         }).pipe(
           // Postgres failing or slow (reading the session to start its actor): a typed answer the gateway turns
