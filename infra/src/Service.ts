@@ -83,6 +83,14 @@ const sinkFor = (options: ServiceOptions): ((line: string) => void) | undefined 
   return (line) => process.stdout.write(`${prefix} ${line}\n`)
 }
 
+/**
+ * V8's young generation, per half (MB; Node's default is 16). A node or gateway under thousands of requests a second
+ * makes short-lived objects fast; with the default, collections come so often that what is still in flight survives
+ * them and is copied: measured at 2,000 sends/s (bench:send), the node spent 26% of its time collecting, and its
+ * CPU per send fell by about 15% and the p99 latency by half or more with 64.
+ */
+const SEMI_SPACE_MB = 64
+
 export const start = Effect.fn("Service.start")(function*(options: ServiceOptions) {
   const entry = resolve(repoRoot, options.entry)
   const present = yield* Effect.promise(() => access(entry).then(() => true, () => false))
@@ -96,7 +104,7 @@ export const start = Effect.fn("Service.start")(function*(options: ServiceOption
     const owned: OwnedProcess = yield* spawnOwned({
       label: options.name,
       command: process.execPath,
-      args: ["--enable-source-maps", bundled],
+      args: ["--enable-source-maps", `--max-semi-space-size=${SEMI_SPACE_MB}`, bundled],
       cwd: repoRoot,
       env: { ...process.env, ...options.env },
       onLine: sinkFor(options),
