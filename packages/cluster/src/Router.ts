@@ -6,6 +6,7 @@
 import type { SessionId } from "@wacluster/domain/Ids"
 import { decodeReply, rpcSubject, SessionCommand, slowCommandTimeout } from "@wacluster/domain/Protocol"
 import { shardOf } from "@wacluster/domain/Shard"
+import { withHotSpan } from "@wacluster/domain/Spans"
 import { Config, Context, Data, Duration, Effect, Exit, Layer, Schedule, Schema } from "effect"
 import { ClusterConfig, monotonicMillis } from "./ClusterConfig.js"
 import { Nats } from "./Nats.js"
@@ -84,8 +85,7 @@ export class Router extends Context.Tag("@wacluster/cluster/Router")<Router, {
         )
         return (yield* exit) as Success<C>
       }).pipe(
-        // No stack trace: nothing exports spans yet, and capturing one costs more than routing on the hot path.
-        Effect.withSpan("Router.send", { attributes: { command: command._tag, shard }, captureStackTrace: false })
+        withHotSpan("Router.send", { attributes: { command: command._tag, shard } })
       ) as Effect.Effect<Success<C>, Failure<C> | OwnerUnavailable>
     }
 

@@ -21,6 +21,7 @@ import {
 } from "@wacluster/domain/Protocol"
 import type { CommandError, PairingError, SendError } from "@wacluster/domain/Protocol"
 import { ShardNumber } from "@wacluster/domain/Shard"
+import { withHotSpan } from "@wacluster/domain/Spans"
 import { Events, type PendingEvent } from "@wacluster/store/Events"
 import type { Fence } from "@wacluster/store/Fence"
 import type { Messages } from "@wacluster/store/Messages"
@@ -291,11 +292,7 @@ export const make = Effect.fn("SessionHost.make")(function*(hostOptions: HostOpt
               Exit.fail(new StorageUnavailable({ sessionId: command.sessionId }))
             )
           ),
-          Effect.withSpan("SessionHost.ask", {
-            attributes: { command: command._tag, sessionId: command.sessionId },
-            // Nothing exports spans yet: a stack trace per command would cost more than the span.
-            captureStackTrace: false
-          })
+          withHotSpan("SessionHost.ask", { attributes: { command: command._tag, sessionId: command.sessionId } })
         )
 
       const serveRequest = (payload: Uint8Array) =>

@@ -16,6 +16,7 @@
  */
 import { SqlClient } from "@effect/sql"
 import { MessageId, SessionId } from "@wacluster/domain/Ids"
+import { withHotSpan } from "@wacluster/domain/Spans"
 import { Context, Deferred, Effect, Layer, Option, Queue, Schema } from "effect"
 import { mapStoreError, type StaleEpoch, StoreError } from "./Errors.js"
 import * as Fence from "./Fence.js"
@@ -229,7 +230,7 @@ export const make = Effect.gen(function*() {
       const answer = yield* Deferred.make<Enqueued, StoreError | StaleEpoch>()
       yield* Queue.offer(pending, { fence, text, answer })
       return yield* Deferred.await(answer)
-    }).pipe(Effect.withSpan("Outbox.enqueue", { captureStackTrace: false }))
+    }).pipe(withHotSpan("Outbox.enqueue"))
 
   const next = (sessionId: SessionId, limit: number) =>
     sql`SELECT id, session_id, remote_jid, body, wa_message_id, created_at FROM messages

@@ -8,7 +8,7 @@ import { CurrentCaller, CurrentTenant } from "@wacluster/domain/Auth"
 import type { SessionId, TenantId } from "@wacluster/domain/Ids"
 import { Caller, Charge } from "@wacluster/domain/Protocol"
 import { Sessions } from "@wacluster/store/Sessions"
-import { Duration, Effect, Option } from "effect"
+import { type Context, Duration, Effect, Option } from "effect"
 import { routingErrors, sessionNotFound } from "./Routing.js"
 
 /** Postgres failing under a request: logged, and a 500 that says what failed (no detail leaks). */
@@ -57,13 +57,16 @@ export const ownedSession = (sessionId: SessionId) =>
  */
 export const NO_CHECK = { disableValidation: true } as const
 
-/** Who is calling, as the session's owner counts it against the rate limits. */
-export const currentCaller = Effect.map(CurrentCaller, (caller) =>
+/** The caller as the session's owner counts it against the rate limits. */
+export const callerOf = (caller: Context.Tag.Service<CurrentCaller>) =>
   new Caller({
     keyId: caller.keyId,
     requestsPerMinute: caller.keyRequestsPerMinute,
     messagesPerHour: caller.keyMessagesPerHour
-  }, NO_CHECK))
+  }, NO_CHECK)
+
+/** Who is calling, as the session's owner counts it against the rate limits. */
+export const currentCaller = Effect.map(CurrentCaller, callerOf)
 
 /** How long a request the gateway answers by itself waits for the session's owner to count it. */
 const CHARGE_WAIT = Duration.seconds(1)

@@ -12,12 +12,12 @@
 import { HttpServerResponse } from "@effect/platform"
 import type { Router } from "@wacluster/cluster/Router"
 import { IdempotencyHeaders, SendMessage } from "@wacluster/domain/Api"
-import { CurrentCaller } from "@wacluster/domain/Auth"
 import { AcceptedMessage } from "@wacluster/domain/Protocol"
 import { Effect, Either, Exit, Runtime, Schema } from "effect"
 import { IncomingMessage, Server, type ServerResponse } from "node:http"
 import { Credentials, type KeyCaller } from "../Auth.js"
 import * as ErrorResponses from "../ErrorResponses.js"
+import { callerOf } from "./Access.js"
 import { queueText } from "./SessionAccess.js"
 
 /** Only session ids made of these characters: anything percent-encoded goes the ordinary way. */
@@ -65,10 +65,12 @@ export const make = Effect.gen(function*() {
     clientKey: string | undefined
   ) => {
     const fiber = runFork(
-      Effect.zipRight(credentials.recordUse(caller.keyId), queueText(caller.sessionId, payload, clientKey)).pipe(
+      Effect.zipRight(
+        credentials.recordUse(caller.keyId),
+        queueText(caller.sessionId, payload, clientKey, callerOf(caller))
+      ).pipe(
         Effect.map((accepted) => HttpServerResponse.unsafeJson(encodeAccepted(accepted), { status: 202 })),
-        Effect.catchAllCause(ErrorResponses.fromCause),
-        Effect.provideService(CurrentCaller, caller)
+        Effect.catchAllCause(ErrorResponses.fromCause)
       )
     )
     fiber.addObserver((exit) => {

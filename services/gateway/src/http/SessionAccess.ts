@@ -9,6 +9,7 @@ import { Conflict, InternalError } from "@wacluster/domain/ApiErrors"
 import type { SessionId } from "@wacluster/domain/Ids"
 import {
   AcceptedMessage,
+  type Caller,
   GetHealth,
   GetQr,
   type QrCode,
@@ -49,21 +50,26 @@ const noQr = (code: QrCode) => {
  * Without the caller's idempotency key, one of our own: a request the router repeats (a lost reply, an owner moving)
  * queues the text once. The two kinds never collide.
  */
-export const queueText = (sessionId: SessionId, payload: SendMessage, clientKey: string | undefined) =>
-  Effect.gen(function*() {
-    const router = yield* Router
-    const accepted = yield* router.send(
+export const queueText = (
+  sessionId: SessionId,
+  payload: SendMessage,
+  clientKey: string | undefined,
+  caller: Caller
+) =>
+  Effect.flatMap(Router, (router) =>
+    router.send(
       new QueueText({
         sessionId,
         to: payload.to,
         text: payload.text,
         idempotencyKey: clientKey === undefined ? `gateway:${randomUUID()}` : `client:${clientKey}`,
-        caller: yield* currentCaller
+        caller
       }, NO_CHECK)
-    ).pipe(routingErrors(sessionId))
-    // A repeat gets the first answer, whatever happened to the text since.
-    return new AcceptedMessage({ ...accepted, status: "queued" }, NO_CHECK)
-  })
+    ).pipe(
+      // A repeat gets the first answer, whatever happened to the text since.
+      Effect.map((accepted) => new AcceptedMessage({ ...accepted, status: "queued" }, NO_CHECK)),
+      routingErrors(sessionId)
+    ))
 
 export const SessionAccessLive = HttpApiBuilder.group(
   WaclusterApi,
@@ -98,7 +104,10 @@ export const SessionAccessLive = HttpApiBuilder.group(
               routingErrors(path.sessionId)
             )
           })).handle("sendMessage", ({ headers, path, payload }) =>
-          Effect.zipRight(authorize(path.sessionId), queueText(path.sessionId, payload, headers["idempotency-key"])))
+          Effect.gen(function*() {
+            yield* authorize(path.sessionId)
+            return yield* queueText(path.sessionId, payload, headers["idempotency-key"], yield* currentCaller)
+          }))
         .handle("reconnect", ({ path }) =>
           Effect.gen(function*() {
             yield* authorize(path.sessionId)
@@ -133,8 +142,7 @@ export const SessionAccessLive = HttpApiBuilder.group(
             const rendered = format === "png"
               ? Effect.map(
                 images.png(code.qr),
-                (png) =>
-                  HttpServerResponse.uint8Array(png, { contentType: "image/png", headers })
+                (png) => HttpServerResponse.uint8Array(png, { contentType: "image/png", headers })
               )
               : Effect.map(
                 images.svg(code.qr),
