@@ -176,14 +176,29 @@ describe("revocation across gateways", () => {
     })
     const secret = text(issued.body, "key")
     const keyId = text(issued.body, "id")
-    // The second gateway has it cached.
+    // The second gateway has it cached, and sends with it (the second send takes its fast lane).
     expect((await statusWith(secondGateway, session, { apiKey: secret })).status).toBe(200)
+    let accepted = 0
+    const sendWith = async () => {
+      const reply = await call(secondGateway, "POST", `/sessions/${session.id}/messages`, {
+        apiKey: secret,
+        json: { to: "+6281234567890", text: "sent with a key about to be revoked" }
+      })
+      if (reply.status === 202) accepted++
+      return reply
+    }
+    expect((await sendWith()).status).toBe(202)
+    expect((await sendWith()).status).toBe(202)
     const revoked = await call(gateway, "DELETE", `/sessions/${session.id}/keys/${keyId}`, { bearer: tenantToken })
     expect(revoked.status).toBe(200)
-    const refusedAfter = await refusedAfterMs(secondGateway, session, secret, Date.now(), 2_000)
+    const refusedAfter = await refusedAfterMs(sendWith, Date.now(), 2_000)
     expect(refusedAfter).toBeDefined()
     // Well within the cache's second: the broadcast, not the expiry.
     expect(refusedAfter ?? Infinity).toBeLessThan(500)
+    expect((await statusWith(secondGateway, session, { apiKey: secret })).status).toBe(401)
+    // Every text accepted is queued, and none once it was refused.
+    const queue = await call(gateway, "GET", `/sessions/${session.id}/health`, { apiKey: session.key })
+    expect(field(queue.body, "messageQueue", "pending")).toBe(accepted)
   })
 
   it("keeps what it looked up for minutes, yet refuses a key revoked in Postgres alone within a second", async () => {
@@ -211,7 +226,7 @@ describe("revocation across gateways", () => {
     )
     const revokedAt = Date.now()
     for (const base of [gateway, secondGateway]) {
-      const refusedAfter = await refusedAfterMs(base, session, secret, revokedAt, 3_000)
+      const refusedAfter = await refusedAfterMs(() => statusWith(base, session, { apiKey: secret }), revokedAt, 3_000)
       expect(refusedAfter, base).toBeDefined()
       expect(refusedAfter ?? Infinity).toBeLessThan(1_000)
     }
@@ -221,9 +236,10 @@ describe("revocation across gateways", () => {
 })
 
 /** How long after `since` the gateway at `base` first refused the key (401); undefined if not within `giveUpMs`. */
-const refusedAfterMs = async (base: string, session: TestSession, secret: string, since: number, giveUpMs: number) => {
+/** How long after `since` the probe's request was first refused as unauthorized (undefined: not within `giveUpMs`). */
+const refusedAfterMs = async (probe: () => Promise<{ readonly status: number }>, since: number, giveUpMs: number) => {
   while (Date.now() - since < giveUpMs) {
-    if ((await statusWith(base, session, { apiKey: secret })).status === 401) return Date.now() - since
+    if ((await probe()).status === 401) return Date.now() - since
     await new Promise((resolve) => setTimeout(resolve, 10))
   }
   return undefined
