@@ -1,10 +1,10 @@
 /**
  * `POST /sessions/{sessionId}/messages` is the route high-volume tenants call thousands of times a second. When such
- * a request is plainly good — a session API key this gateway already holds a good answer for, that session's path,
- * a JSON body of a declared length within MAX_BODY_BYTES, no query string — it is answered here, from the raw request, without the
- * HttpApi stack (routing, middlewares, schema-driven decoding and encoding), which costs several times what queueing
- * the text does. What it runs is the route's own: `queueText` (Router.send, routingErrors), the contract's schemas
- * for the body and the headers, `ErrorResponses.fromCause` for every failure.
+ * a request is plainly good (a session API key this gateway already holds a good answer for, that session's path, a
+ * JSON body of a declared length within MAX_BODY_BYTES, no query string), it is answered here from the raw request,
+ * without the HttpApi stack (routing, middlewares, schema-driven decoding and encoding), which cost the gateway more
+ * than the rest of a send. What it runs is the route's own: `queueText` (Router.send, routingErrors), the contract's
+ * schemas for the body and the headers, `ErrorResponses.fromCause` for every failure.
  *
  * Anything else goes the ordinary way, unchanged: a key not cached yet (the ordinary route caches it), a tenant token,
  * another route. A body that does not decode is handed over as it was read, so its 400 is the ordinary route's.
