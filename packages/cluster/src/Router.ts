@@ -33,6 +33,8 @@ type Failure<C> = Schema.WithResult.Failure<C>
 class Retryable extends Data.TaggedError("Retryable")<{ readonly reason: string }> {}
 
 const encodeCommand = Schema.encodeSync(Schema.parseJson(SessionCommand))
+/** 25 ms after the first attempt, doubling up to 500 ms apart. Made once: every command would otherwise build it. */
+const retrySchedule = Schedule.exponential("25 millis", 2).pipe(Schedule.either(Schedule.spaced("500 millis")))
 const textEncoder = new TextEncoder()
 const textDecoder = new TextDecoder()
 
@@ -75,7 +77,7 @@ export class Router extends Context.Tag("@wacluster/cluster/Router")<Router, {
         const startedAt = yield* monotonicMillis
         const exit = yield* once.pipe(
           Effect.retry({
-            schedule: Schedule.exponential("25 millis", 2).pipe(Schedule.either(Schedule.spaced("500 millis"))),
+            schedule: retrySchedule,
             while: () => Effect.map(monotonicMillis, (now) => now - startedAt < budget)
           }),
           Effect.catchTag(

@@ -259,10 +259,13 @@ export const make = Effect.fn("SessionHost.make")(function*(hostOptions: HostOpt
        * The actor for a command, started on demand: a session created after the last scan, or a stopped one (which
        * the scans leave alone): its actor answers from its saved state and connects only when reconnected.
        */
-      const actorFor = (sessionId: SessionId) =>
+      const actorFor = (sessionId: SessionId) => {
+        const known = actors.get(sessionId)
+        // Every command of a running session takes this path: no generator for it.
+        return known !== undefined ? Effect.succeed(Option.some(known)) : startFor(sessionId)
+      }
+      const startFor = (sessionId: SessionId) =>
         Effect.gen(function*() {
-          const known = actors.get(sessionId)
-          if (known !== undefined) return Option.some(known)
           const record = yield* sessions.findById(sessionId)
           if (Option.isNone(record) || record.value.shard !== shard) return Option.none()
           yield* start(sessionId)
