@@ -44,6 +44,9 @@ const DEAF_LIMIT_MS = 1_000
 const READ_STUCK_MS = 5_000
 const CAPACITY = 100_000
 
+/** A cache entry's key: the secret's hash, never the secret. */
+const idOf = (hash: Uint8Array) => Buffer.from(hash).toString("hex")
+
 /** One lookup, shared by the requests that ask for the same credential while it is good. */
 interface Entry<A, E> {
   /** The cache's generation when it began: a revocation seen since makes it stale. */
@@ -85,7 +88,7 @@ const makeCaches = Effect.gen(function*() {
     const lookupCached = (secret: string): Effect.Effect<Option.Option<A>, E> =>
       Effect.suspend(() => {
         const hash = hashSecret(secret)
-        const id = Buffer.from(hash).toString("hex")
+        const id = idOf(hash)
         const now = performance.now()
         const known = entries.get(id)
         if (known !== undefined && good(known, now)) return Deferred.await(known.answer)
@@ -112,7 +115,7 @@ const makeCaches = Effect.gen(function*() {
       })
     /** What the cache holds for the secret, when it is good and answered; without waiting and without a lookup. */
     const peek = (secret: string): Option.Option<A> | undefined => {
-      const known = entries.get(Buffer.from(hashSecret(secret)).toString("hex"))
+      const known = entries.get(idOf(hashSecret(secret)))
       return known !== undefined && known.value !== undefined && good(known, performance.now())
         ? known.value
         : undefined

@@ -91,6 +91,8 @@ export const make = Effect.gen(function*() {
     if (request.headers["content-type"]?.startsWith("application/json") !== true) return false
     const length = Number(request.headers["content-length"])
     if (!Number.isInteger(length) || length > ErrorResponses.MAX_BODY_BYTES) return false
+    const headers = decodeHeaders(request.headers)
+    if (Either.isLeft(headers)) return false
 
     const chunks: Array<Buffer> = []
     // A client gone mid-body: nothing to answer (and its error must not go unheard).
@@ -98,12 +100,9 @@ export const make = Effect.gen(function*() {
     request.on("data", (chunk: Buffer) => chunks.push(chunk))
     request.on("end", () => {
       const body = Buffer.concat(chunks)
-      const decoded = Either.all({
-        payload: Either.try(() => JSON.parse(body.toString("utf8")) as unknown).pipe(Either.flatMap(decodePayload)),
-        headers: decodeHeaders(request.headers)
-      })
-      if (Either.isLeft(decoded)) return ordinary(replayed(request, body), response)
-      answer(response, caller, decoded.right.payload, decoded.right.headers["idempotency-key"])
+      const payload = Either.try(() => JSON.parse(body.toString("utf8")) as unknown).pipe(Either.flatMap(decodePayload))
+      if (Either.isLeft(payload)) return ordinary(replayed(request, body), response)
+      answer(response, caller, payload.right, headers.right["idempotency-key"])
     })
     return true
   }
