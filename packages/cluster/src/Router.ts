@@ -4,10 +4,11 @@
  * it retries with a short backoff within a time budget, then gives up with `OwnerUnavailable`.
  */
 import type { SessionId } from "@wacluster/domain/Ids"
-import { decodeReply, rpcSubject, SessionCommand, slowCommandTimeout } from "@wacluster/domain/Protocol"
+import { rpcSubject, type SessionCommand, slowCommandTimeout } from "@wacluster/domain/Protocol"
+import { decodeReply, encodeCommand } from "@wacluster/domain/ProtocolJson"
 import { shardOf } from "@wacluster/domain/Shard"
 import { withHotSpan } from "@wacluster/domain/Spans"
-import { Config, Context, Data, Duration, Effect, Exit, Layer, Schedule, Schema } from "effect"
+import { Config, Context, Data, Duration, Effect, Exit, Layer, Schedule, type Schema } from "effect"
 import { ClusterConfig, monotonicMillis } from "./ClusterConfig.js"
 import { Nats } from "./Nats.js"
 
@@ -32,7 +33,6 @@ type Failure<C> = Schema.WithResult.Failure<C>
 
 class Retryable extends Data.TaggedError("Retryable")<{ readonly reason: string }> {}
 
-const encodeCommand = Schema.encodeSync(Schema.parseJson(SessionCommand))
 /** 25 ms after the first attempt, doubling up to 500 ms apart. Made once: every command would otherwise build it. */
 const retrySchedule = Schedule.exponential("25 millis", 2).pipe(Schedule.either(Schedule.spaced("500 millis")))
 const textEncoder = new TextEncoder()

@@ -1,14 +1,7 @@
 import { expect, layer } from "@effect/vitest"
 import { SessionId } from "@wacluster/domain/Ids"
-import {
-  encodeReply,
-  GetStatus,
-  NotOwner,
-  rpcSubject,
-  SessionCommandJson,
-  SessionStatusView,
-  StatusMetrics
-} from "@wacluster/domain/Protocol"
+import { GetStatus, NotOwner, rpcSubject, SessionStatusView, StatusMetrics } from "@wacluster/domain/Protocol"
+import { encodeReply, SessionCommandJson } from "@wacluster/domain/ProtocolJson"
 import { ShardNumber, shardOf } from "@wacluster/domain/Shard"
 import { Duration, Effect, Exit, Layer, Redacted, Schema, Scope } from "effect"
 import { ClusterConfig } from "../src/ClusterConfig.js"

@@ -19,9 +19,12 @@ export const randomBase62 = (length: number): string => {
   return out
 }
 
+/** What an id with this prefix looks like (for a check without a Schema decode, on a hot path). */
+export const idPattern = (prefix: string): RegExp => new RegExp(`^${prefix}_[0-9A-Za-z]{${BODY}}$`)
+
 const prefixedId = <const Brand extends string>(prefix: string, brand: Brand, title: string) =>
   Schema.String.pipe(
-    Schema.pattern(new RegExp(`^${prefix}_[0-9A-Za-z]{${BODY}}$`), {
+    Schema.pattern(idPattern(prefix), {
       message: () => `must be a ${title} such as ${prefix}_${"x".repeat(BODY)}`
     }),
     Schema.brand(brand),
@@ -59,10 +62,12 @@ export const NodeId = Schema.String.pipe(
 )
 export type NodeId = typeof NodeId.Type
 
-export const makeSessionId = Effect.sync(() => SessionId.make(`sess_${randomBase62(BODY)}`))
-export const makeTenantId = Effect.sync(() => TenantId.make(`ten_${randomBase62(BODY)}`))
-export const makeApiKeyId = Effect.sync(() => ApiKeyId.make(`key_${randomBase62(BODY)}`))
-export const makeMessageId = Effect.sync(() => MessageId.make(`msg_${randomBase62(BODY)}`))
-export const makeWebhookId = Effect.sync(() => WebhookId.make(`wh_${randomBase62(BODY)}`))
-export const makeDeliveryId = Effect.sync(() => DeliveryId.make(`dlv_${randomBase62(BODY)}`))
-export const makeEventId = Effect.sync(() => EventId.make(`evt_${randomBase62(BODY)}`))
+/** A new id is well-formed by construction: making it skips the pattern check (one per queued text, per event). */
+const NEW = { disableValidation: true } as const
+export const makeSessionId = Effect.sync(() => SessionId.make(`sess_${randomBase62(BODY)}`, NEW))
+export const makeTenantId = Effect.sync(() => TenantId.make(`ten_${randomBase62(BODY)}`, NEW))
+export const makeApiKeyId = Effect.sync(() => ApiKeyId.make(`key_${randomBase62(BODY)}`, NEW))
+export const makeMessageId = Effect.sync(() => MessageId.make(`msg_${randomBase62(BODY)}`, NEW))
+export const makeWebhookId = Effect.sync(() => WebhookId.make(`wh_${randomBase62(BODY)}`, NEW))
+export const makeDeliveryId = Effect.sync(() => DeliveryId.make(`dlv_${randomBase62(BODY)}`, NEW))
+export const makeEventId = Effect.sync(() => EventId.make(`evt_${randomBase62(BODY)}`, NEW))

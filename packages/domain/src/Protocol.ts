@@ -1,9 +1,9 @@
 /**
  * The NATS command/reply protocol between gateways and the node that owns a shard.
- * A request on `wa.rpc.<shard>` carries one `SessionCommand`; the reply is the command's `Exit`,
- * encoded with `Schema.exitSchema`, so both sides share one typed contract.
+ * A request on `wa.rpc.<shard>` carries one `SessionCommand`; the reply is the command's `Exit`, so both sides share
+ * one typed contract (as JSON: ProtocolJson.ts).
  */
-import { DateTime, Duration, type Effect, type Exit, type ParseResult, Schema } from "effect"
+import { DateTime, Duration, Schema } from "effect"
 import { ApiKeyId, MessageId, SessionId } from "./Ids.js"
 import { SessionHealth, SessionReason, SessionStatus } from "./Session.js"
 import { ShardNumber } from "./Shard.js"
@@ -345,8 +345,6 @@ export const SessionCommand = Schema.Union(
 )
 export type SessionCommand = typeof SessionCommand.Type
 
-export const SessionCommandJson = Schema.parseJson(SessionCommand)
-
 /**
  * Commands that may take longer than a routed request normally waits, and how long: unlinking may log in with the
  * saved credentials first. The owner waits that long for its actor, and the gateway that long (and a little more)
@@ -354,44 +352,3 @@ export const SessionCommandJson = Schema.parseJson(SessionCommand)
  */
 export const slowCommandTimeout = (command: SessionCommand): Duration.Duration | undefined =>
   command._tag === "UnlinkSession" ? Duration.seconds(30) : undefined
-
-/**
- * The reply to a command: its `Exit` as JSON, with that command's own success and failure schemas. The codecs
- * are built once per command type: building a schema per request would also defeat the parser's memoisation.
- */
-const replyCodec = <A, I, E = CommandError, EI = typeof CommandError.Encoded>(
-  success: Schema.Schema<A, I>,
-  failure: Schema.Schema<E, EI> = CommandError as unknown as Schema.Schema<E, EI>
-) => {
-  const json = Schema.parseJson(Schema.Exit({ success, failure, defect: Schema.Defect }))
-  return { decode: Schema.decodeUnknown(json), encode: Schema.encodeUnknown(json) }
-}
-
-const statusReply = replyCodec(SessionStatusView)
-const voidReply = replyCodec(Schema.Void)
-
-const replies = {
-  GetStatus: statusReply,
-  EnsureStarted: voidReply,
-  GetQr: replyCodec(QrCode),
-  Reconnect: statusReply,
-  GetHealth: replyCodec(SessionHealthView),
-  RequestPairingCode: replyCodec(PairingCode, PairingError),
-  QueueText: replyCodec(AcceptedMessage),
-  SendText: replyCodec(SentText, SendError),
-  StopSession: statusReply,
-  UnlinkSession: replyCodec(Unlinked),
-  Charge: voidReply,
-  SetRateLimits: voidReply
-} satisfies Record<SessionCommand["_tag"], unknown>
-
-export const decodeReply = (
-  command: SessionCommand,
-  text: string
-): Effect.Effect<Exit.Exit<unknown, CommandError | SendError | PairingError>, ParseResult.ParseError> =>
-  replies[command._tag].decode(text)
-
-export const encodeReply = (
-  command: SessionCommand,
-  exit: Exit.Exit<unknown, CommandError | SendError | PairingError>
-): Effect.Effect<string, ParseResult.ParseError> => replies[command._tag].encode(exit)

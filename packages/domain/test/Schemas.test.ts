@@ -8,17 +8,19 @@ import {
   ServiceUnavailable,
   ServiceUnavailableJson
 } from "../src/ApiErrors.js"
-import { makeApiKeyId, makeSessionId, makeTenantId, NodeId, SessionId } from "../src/Ids.js"
 import {
-  decodeReply,
-  encodeReply,
-  GetStatus,
-  NotOwner,
-  SessionCommandJson,
-  SessionStatusView,
-  SessionUnknown,
-  StatusMetrics
-} from "../src/Protocol.js"
+  makeApiKeyId,
+  makeDeliveryId,
+  makeEventId,
+  makeMessageId,
+  makeSessionId,
+  makeTenantId,
+  makeWebhookId,
+  NodeId,
+  SessionId
+} from "../src/Ids.js"
+import { GetStatus, NotOwner, SessionStatusView, SessionUnknown, StatusMetrics } from "../src/Protocol.js"
+import { decodeReply, encodeReply, SessionCommandJson } from "../src/ProtocolJson.js"
 import { healthOf, SessionName, SessionStatus } from "../src/Session.js"
 import { fnv1a32, ShardNumber, shardOf } from "../src/Shard.js"
 
@@ -31,6 +33,10 @@ describe("ids", () => {
       for (const id of ids) expect(id).toMatch(/^sess_[0-9A-Za-z]{20}$/)
       expect(yield* makeTenantId).toMatch(/^ten_[0-9A-Za-z]{20}$/)
       expect(yield* makeApiKeyId).toMatch(/^key_[0-9A-Za-z]{20}$/)
+      expect(yield* makeMessageId).toMatch(/^msg_[0-9A-Za-z]{20}$/)
+      expect(yield* makeWebhookId).toMatch(/^wh_[0-9A-Za-z]{20}$/)
+      expect(yield* makeDeliveryId).toMatch(/^dlv_[0-9A-Za-z]{20}$/)
+      expect(yield* makeEventId).toMatch(/^evt_[0-9A-Za-z]{20}$/)
     }))
 
   it("refuse what is not an id of their kind, with a message that shows the expected form", () => {

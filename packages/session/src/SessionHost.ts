@@ -11,15 +11,15 @@ import { type ShardLease, ShardLifecycle } from "@wacluster/cluster/ShardLeases"
 import { eventSubject } from "@wacluster/domain/Events"
 import type { SessionId } from "@wacluster/domain/Ids"
 import {
-  encodeReply,
   rpcSubject,
   SessionBusy,
-  SessionCommand,
+  type SessionCommand,
   SessionUnknown,
   slowCommandTimeout,
   StorageUnavailable
 } from "@wacluster/domain/Protocol"
 import type { CommandError, PairingError, SendError } from "@wacluster/domain/Protocol"
+import { decodeCommand, encodeReply } from "@wacluster/domain/ProtocolJson"
 import { ShardNumber } from "@wacluster/domain/Shard"
 import { withHotSpan } from "@wacluster/domain/Spans"
 import { Events, type PendingEvent } from "@wacluster/store/Events"
@@ -43,8 +43,7 @@ import {
   Layer,
   Option,
   Queue,
-  Schedule,
-  Schema
+  Schedule
 } from "effect"
 import { defaultBackoff } from "./Backoff.js"
 import * as ConnectGate from "./ConnectGate.js"
@@ -137,8 +136,6 @@ export const hostConfig: Config.Config<HostOptions> = Config.all({
     Config.withDescription("How often a node looks for sessions of its shards that should run but do not")
   )
 })
-
-const decodeCommand = Schema.decodeUnknown(Schema.parseJson(SessionCommand))
 
 /** The relay looks for unpublished events this often even when no commit woke it (a shard just taken over). */
 const RELAY_POLL = Duration.seconds(1)

@@ -8,14 +8,8 @@ import { Nats } from "@wacluster/cluster/Nats"
 import { Router } from "@wacluster/cluster/Router"
 import { EpochFloor, ShardLeases } from "@wacluster/cluster/ShardLeases"
 import { makeSessionId, NodeId, type SessionId } from "@wacluster/domain/Ids"
-import {
-  decodeReply,
-  EnsureStarted,
-  GetStatus,
-  QueueText,
-  rpcSubject,
-  SessionCommandJson
-} from "@wacluster/domain/Protocol"
+import { EnsureStarted, GetStatus, QueueText, rpcSubject } from "@wacluster/domain/Protocol"
+import { decodeReply, SessionCommandJson } from "@wacluster/domain/ProtocolJson"
 import { shardOf } from "@wacluster/domain/Shard"
 import * as NatsServer from "@wacluster/infra/NatsServer"
 import { StoreError } from "@wacluster/store/Errors"
