@@ -170,10 +170,8 @@ export const Recipient = Schema.String.pipe(
   Schema.transformOrFail(Schema.String, {
     strict: true,
     decode: (raw, _, ast) => {
-      const jid = raw.trim().toLowerCase().match(/^([1-9][0-9]{6,14})@(s\.whatsapp\.net|c\.us)$/)
-      if (jid !== null) return ParseResult.succeed(`${jid[1]}@s.whatsapp.net`)
-      const digits = raw.replace(/[\s()+.-]/g, "")
-      if (/^[1-9][0-9]{6,14}$/.test(digits)) return ParseResult.succeed(`${digits}@s.whatsapp.net`)
+      const jid = recipientJid(raw)
+      if (jid !== undefined) return ParseResult.succeed(jid)
       return ParseResult.fail(
         new ParseResult.Type(
           ast,
@@ -187,25 +185,49 @@ export const Recipient = Schema.String.pipe(
   })
 ).annotations({ description: "E.164 number (+6281234567890) or WhatsApp JID (6281234567890@s.whatsapp.net)" })
 
+/** The JID WhatsApp expects for a recipient as a tenant writes it; undefined when it names none. */
+export const recipientJid = (raw: string): string | undefined => {
+  const jid = raw.trim().toLowerCase().match(/^([1-9][0-9]{6,14})@(s\.whatsapp\.net|c\.us)$/)
+  if (jid !== null) return `${jid[1]}@s.whatsapp.net`
+  const digits = raw.replace(/[\s()+.-]/g, "")
+  return /^[1-9][0-9]{6,14}$/.test(digits) ? `${digits}@s.whatsapp.net` : undefined
+}
+
 /** WhatsApp's own limit for one text. */
 export const MAX_TEXT_LENGTH = 65_536
+
+const isNotBlank = (text: string) => text.trim().length > 0
+const isWithinLimit = (text: string) => text.length <= MAX_TEXT_LENGTH
 
 export class SendMessage extends Schema.Class<SendMessage>("SendMessage")({
   to: Recipient,
   text: Schema.String.pipe(
-    Schema.filter((text) => text.trim().length > 0, { message: () => "text must not be empty" }),
-    Schema.filter((text) => text.length <= MAX_TEXT_LENGTH, {
-      message: () => `text must be at most ${MAX_TEXT_LENGTH} characters`
-    })
+    Schema.filter(isNotBlank, { message: () => "text must not be empty" }),
+    Schema.filter(isWithinLimit, { message: () => `text must be at most ${MAX_TEXT_LENGTH} characters` })
   )
 }) {}
+
+/**
+ * A parsed body as SendMessage without a Schema decode, when it is plainly one (the send fast lane's); undefined
+ * otherwise, and then the schema tells what is wrong. It takes only what the schema would take, with the same checks.
+ */
+export const plainSendMessage = (body: unknown): SendMessage | undefined => {
+  if (typeof body !== "object" || body === null || Array.isArray(body)) return undefined
+  const { text, to } = body as { readonly to?: unknown; readonly text?: unknown }
+  if (typeof to !== "string" || typeof text !== "string" || !isNotBlank(text) || !isWithinLimit(text)) {
+    return undefined
+  }
+  const jid = recipientJid(to)
+  return jid === undefined ? undefined : new SendMessage({ to: jid, text }, { disableValidation: true })
+}
+
+/** What an `Idempotency-Key` header may hold. */
+export const isIdempotencyKey = (key: string) => key.length >= 1 && key.length <= 255
 
 export const IdempotencyHeaders = Schema.Struct({
   "idempotency-key": Schema.optional(
     Schema.String.pipe(
-      Schema.filter((key) => key.length >= 1 && key.length <= 255, {
-        message: () => "Idempotency-Key must be 1 to 255 characters"
-      })
+      Schema.filter(isIdempotencyKey, { message: () => "Idempotency-Key must be 1 to 255 characters" })
     )
   )
 })

@@ -4,16 +4,17 @@
  * JSON body of a declared length within MAX_BODY_BYTES, no query string), it is answered here from the raw request,
  * without the HttpApi stack (routing, middlewares, schema-driven decoding and encoding), which cost the gateway more
  * than the rest of a send. What it runs is the route's own: `queueText` (Router.send, routingErrors), the contract's
- * schemas for the body and the headers, `ErrorResponses.fromCause` for every failure.
+ * checks of the body and the headers (`plainSendMessage` and `isIdempotencyKey`, then the SendMessage schema for a
+ * body less plain), `ErrorResponses.fromCause` for every failure.
  *
  * Anything else goes the ordinary way, unchanged: a key not cached yet (the ordinary route caches it), a tenant token,
  * another route. A body that does not decode is handed over as it was read, so its 400 is the ordinary route's.
  */
 import { HttpServerResponse } from "@effect/platform"
 import type { Router } from "@wacluster/cluster/Router"
-import { IdempotencyHeaders, SendMessage } from "@wacluster/domain/Api"
-import { AcceptedMessage } from "@wacluster/domain/Protocol"
-import { Effect, Either, Exit, Runtime, Schema } from "effect"
+import { isIdempotencyKey, plainSendMessage, SendMessage } from "@wacluster/domain/Api"
+import type { AcceptedMessage } from "@wacluster/domain/Protocol"
+import { DateTime, Effect, Either, Exit, Runtime, Schema } from "effect"
 import { IncomingMessage, Server, type ServerResponse } from "node:http"
 import { Credentials, type KeyCaller } from "../Auth.js"
 import * as ErrorResponses from "../ErrorResponses.js"
@@ -24,8 +25,10 @@ import { queueText } from "./SessionAccess.js"
 const SEND_PATH = /^\/sessions\/([A-Za-z0-9_-]+)\/messages$/
 
 const decodePayload = Schema.decodeUnknownEither(SendMessage)
-const decodeHeaders = Schema.decodeUnknownEither(IdempotencyHeaders)
-const encodeAccepted = Schema.encodeSync(AcceptedMessage)
+
+/** AcceptedMessage as its schema encodes it (a Schema encode cost more than the rest of writing the answer). */
+const acceptedJson = ({ createdAt, messageId, status }: AcceptedMessage) =>
+  ({ messageId, status, createdAt: DateTime.formatIso(createdAt) }) satisfies typeof AcceptedMessage.Encoded
 
 type Ordinary = (request: IncomingMessage, response: ServerResponse) => void
 
@@ -69,7 +72,7 @@ export const make = Effect.gen(function*() {
         credentials.recordUse(caller.keyId),
         queueText(caller.sessionId, payload, clientKey, callerOf(caller))
       ).pipe(
-        Effect.map((accepted) => HttpServerResponse.unsafeJson(encodeAccepted(accepted), { status: 202 })),
+        Effect.map((accepted) => HttpServerResponse.unsafeJson(acceptedJson(accepted), { status: 202 })),
         Effect.catchAllCause(ErrorResponses.fromCause)
       )
     )
@@ -91,8 +94,8 @@ export const make = Effect.gen(function*() {
     if (request.headers["content-type"]?.startsWith("application/json") !== true) return false
     const length = Number(request.headers["content-length"])
     if (!Number.isInteger(length) || length > ErrorResponses.MAX_BODY_BYTES) return false
-    const headers = decodeHeaders(request.headers)
-    if (Either.isLeft(headers)) return false
+    const clientKey = request.headers["idempotency-key"]
+    if (clientKey !== undefined && (typeof clientKey !== "string" || !isIdempotencyKey(clientKey))) return false
 
     const chunks: Array<Buffer> = []
     // A client gone mid-body: nothing to answer (and its error must not go unheard).
@@ -100,9 +103,13 @@ export const make = Effect.gen(function*() {
     request.on("data", (chunk: Buffer) => chunks.push(chunk))
     request.on("end", () => {
       const body = Buffer.concat(chunks)
-      const payload = Either.try(() => JSON.parse(body.toString("utf8")) as unknown).pipe(Either.flatMap(decodePayload))
+      const json = Either.try((): unknown => JSON.parse(body.toString("utf8")))
+      const payload = Either.flatMap(json, (json) => {
+        const plain = plainSendMessage(json)
+        return plain === undefined ? decodePayload(json) : Either.right(plain)
+      })
       if (Either.isLeft(payload)) return ordinary(replayed(request, body), response)
-      answer(response, caller, payload.right, headers.right["idempotency-key"])
+      answer(response, caller, payload.right, clientKey)
     })
     return true
   }
