@@ -67,7 +67,9 @@ export const queueText = (
       }, NO_CHECK)
     ).pipe(
       // A repeat gets the first answer, whatever happened to the text since.
-      Effect.map((accepted) => new AcceptedMessage({ ...accepted, status: "queued" }, NO_CHECK)),
+      Effect.map((accepted) =>
+        accepted.status === "queued" ? accepted : new AcceptedMessage({ ...accepted, status: "queued" }, NO_CHECK)
+      ),
       routingErrors(sessionId)
     ))
 
