@@ -137,6 +137,10 @@ export const hostConfig: Config.Config<HostOptions> = Config.all({
   )
 })
 
+/** Made once: every command and reply goes through them. */
+const utf8Decoder = new TextDecoder()
+const utf8Encoder = new TextEncoder()
+
 /** The relay looks for unpublished events this often even when no commit woke it (a shard just taken over). */
 const RELAY_POLL = Duration.seconds(1)
 const RELAY_BATCH = 500
@@ -296,7 +300,7 @@ export const make = Effect.fn("SessionHost.make")(function*(hostOptions: HostOpt
         )
 
       const serveRequest = (payload: Uint8Array) =>
-        decodeCommand(new TextDecoder().decode(payload)).pipe(
+        decodeCommand(utf8Decoder.decode(payload)).pipe(
           Effect.flatMap((command) =>
             ask(command).pipe(
               Effect.flatMap((exit) =>
@@ -323,7 +327,7 @@ export const make = Effect.fn("SessionHost.make")(function*(hostOptions: HostOpt
               JSON.stringify({ _tag: "Failure", cause: { _tag: "Die", defect: `malformed command: ${error.message}` } })
             )
           ),
-          Effect.map((text) => new TextEncoder().encode(text))
+          Effect.map((text) => utf8Encoder.encode(text))
         )
 
       // The first scan is retried like the fence; commands start their session's actor on demand meanwhile.
