@@ -150,15 +150,19 @@ export const make = Effect.fn("SessionActor.make")(function*(
 
   const handle: SessionActorHandle = {
     sessionId,
+    // Every command passes here: plain calls rather than a generator of effects.
     offer: (command) =>
-      Effect.gen(function*() {
-        const reply = yield* Deferred.make<unknown, CommandError | SendError | PairingError>()
-        if (yield* Queue.isShutdown(mailbox)) return yield* new NotOwner({ shard: fence.shard })
-        const accepted = yield* Queue.offer(mailbox, { command, reply }).pipe(
-          Effect.catchAllCause(() => new NotOwner({ shard: fence.shard }))
-        )
-        if (!accepted) return yield* new SessionBusy({ sessionId })
-        return reply
+      Effect.fiberIdWith((fiberId): Effect.Effect<
+        Deferred.Deferred<unknown, CommandError | SendError | PairingError>,
+        SessionBusy | NotOwner
+      > => {
+        if (!mailbox.isActive()) return Effect.fail(new NotOwner({ shard: fence.shard }))
+        const reply = Deferred.unsafeMake<unknown, CommandError | SendError | PairingError>(fiberId)
+        return mailbox.unsafeOffer({ command, reply })
+          ? Effect.succeed(reply)
+          : mailbox.isActive()
+          ? Effect.fail(new SessionBusy({ sessionId }))
+          : Effect.fail(new NotOwner({ shard: fence.shard }))
       })
   }
 
@@ -811,7 +815,9 @@ export const make = Effect.fn("SessionActor.make")(function*(
             }
             if (!queued.right.repeated) {
               for (const entry of textLimits) RateLimiter.take(entry.bucket, entry.quota, checkedAt)
-              yield* Queue.offer(outboxWake, undefined)
+              // Until the session is connected the outbox loop only waits: the login wakes it, and it reads the
+              // queue then (this text is in it already).
+              if (current !== null && state.status === "connected") yield* Queue.offer(outboxWake, undefined)
             }
             return yield* Deferred.succeed(
               envelope.reply,

@@ -152,7 +152,12 @@ const RELAY_BATCH = 500
 const awaitReply = <A, E>(reply: Deferred.Deferred<A, E>, limit: Duration.Duration, busy: () => E) =>
   Effect.suspend(() => {
     const timer = setTimeout(() => Deferred.unsafeDone(reply, Exit.fail(busy())), Duration.toMillis(limit))
-    return Effect.ensuring(Deferred.await(reply), Effect.sync(() => clearTimeout(timer)))
+    // A wait interrupted (the node stopping) leaves its timer to answer a reply nobody awaits any more: harmless,
+    // and cheaper for every command than a finalizer.
+    return Effect.map(Effect.exit(Deferred.await(reply)), (exit) => {
+      clearTimeout(timer)
+      return exit
+    })
   })
 
 export class SessionHost extends Context.Tag("@wacluster/session/SessionHost")<SessionHost, {
@@ -276,28 +281,30 @@ export const make = Effect.fn("SessionHost.make")(function*(hostOptions: HostOpt
       const ask = (
         command: SessionCommand
       ): Effect.Effect<Exit.Exit<unknown, CommandError | SendError | PairingError>> =>
-        Effect.gen(function*() {
-          const actor = yield* actorFor(command.sessionId)
-          if (Option.isNone(actor)) return Exit.fail(new SessionUnknown({ sessionId: command.sessionId }))
-          const reply = yield* actor.value.offer(command).pipe(Effect.either)
-          if (reply._tag === "Left") return Exit.fail(reply.left)
-          return yield* awaitReply(
-            reply.right,
-            Duration.max(options.askTimeout, slowCommandTimeout(command) ?? Duration.zero),
-            // Made only when needed: an error captures a stack trace.
-            () => new SessionBusy({ sessionId: command.sessionId })
-          ).pipe(Effect.exit)
-        }).pipe(
-          // Postgres failing or slow (reading the session to start its actor): a typed answer the gateway turns
-          // into 503 + Retry-After, not a defect (a 500 to the caller).
-          Effect.catchAll((error) =>
-            Effect.as(
-              Effect.logWarning("command not answered: storage unavailable", error),
-              Exit.fail(new StorageUnavailable({ sessionId: command.sessionId }))
-            )
-          ),
-          withHotSpan("SessionHost.ask", { attributes: { command: command._tag, sessionId: command.sessionId } })
-        )
+        // Every command takes this path: combinators rather than a generator.
+        Effect.flatMap(actorFor(command.sessionId), (actor) =>
+          Option.isNone(actor)
+            ? Effect.succeed(Exit.fail(new SessionUnknown({ sessionId: command.sessionId })))
+            : Effect.matchEffect(actor.value.offer(command), {
+              onFailure: (error) => Effect.succeed(Exit.fail(error)),
+              onSuccess: (reply) =>
+                awaitReply(
+                  reply,
+                  Duration.max(options.askTimeout, slowCommandTimeout(command) ?? Duration.zero),
+                  // Made only when needed: an error captures a stack trace.
+                  () => new SessionBusy({ sessionId: command.sessionId })
+                )
+            })).pipe(
+            // Postgres failing or slow (reading the session to start its actor): a typed answer the gateway turns
+            // into 503 + Retry-After, not a defect (a 500 to the caller).
+            Effect.catchAll((error) =>
+              Effect.as(
+                Effect.logWarning("command not answered: storage unavailable", error),
+                Exit.fail(new StorageUnavailable({ sessionId: command.sessionId }))
+              )
+            ),
+            withHotSpan("SessionHost.ask", { attributes: { command: command._tag, sessionId: command.sessionId } })
+          )
 
       const serveRequest = (payload: Uint8Array) =>
         decodeCommand(utf8Decoder.decode(payload)).pipe(

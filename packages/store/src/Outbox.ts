@@ -225,11 +225,11 @@ export const make = Effect.gen(function*() {
   )
   yield* Effect.forkScoped(Effect.forever(writer)).pipe(Effect.replicateEffect(WRITERS))
 
+  // Every accepted text passes here: plain calls rather than a generator of effects.
   const enqueue = (fence: Fence.Fence, text: NewText) =>
-    Effect.gen(function*() {
-      const answer = yield* Deferred.make<Enqueued, StoreError | StaleEpoch>()
-      yield* Queue.offer(pending, { fence, text, answer })
-      return yield* Deferred.await(answer)
+    Effect.fiberIdWith((fiberId) => {
+      const answer = Deferred.unsafeMake<Enqueued, StoreError | StaleEpoch>(fiberId)
+      return pending.unsafeOffer({ fence, text, answer }) ? Deferred.await(answer) : Effect.fail(closing)
     }).pipe(withHotSpan("Outbox.enqueue"))
 
   const next = (sessionId: SessionId, limit: number) =>
