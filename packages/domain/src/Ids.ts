@@ -7,14 +7,27 @@ import { Effect, Schema } from "effect"
 const BODY = 20
 const ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
+/**
+ * The platform's CSPRNG, drawn 4 KB at a time as Node's own randomUUID does: a draw per id cost several times more
+ * than the rest of making it, and every queued text gets one.
+ */
+const pool = new Uint8Array(4096)
+let pooled = 0
+const randomByte = (): number => {
+  if (pooled === 0) {
+    globalThis.crypto.getRandomValues(pool)
+    pooled = pool.length
+  }
+  // Always in range; were it not, 255 would be redrawn.
+  return pool[--pooled] ?? 255
+}
+
 /** Random base62 text from the platform's CSPRNG (no modulo bias: bytes ≥ 248 are redrawn). */
 export const randomBase62 = (length: number): string => {
   let out = ""
   while (out.length < length) {
-    const bytes = globalThis.crypto.getRandomValues(new Uint8Array(length * 2))
-    for (const byte of bytes) {
-      if (byte < 248 && out.length < length) out += ALPHABET[byte % 62]
-    }
+    const byte = randomByte()
+    if (byte < 248) out += ALPHABET[byte % 62]
   }
   return out
 }
