@@ -153,7 +153,8 @@ const awaitReply = <A, E>(reply: Deferred.Deferred<A, E>, limit: Duration.Durati
   Effect.suspend(() => {
     const timer = setTimeout(() => Deferred.unsafeDone(reply, Exit.fail(busy())), Duration.toMillis(limit))
     // A wait interrupted (the node stopping) leaves its timer to answer a reply nobody awaits any more: harmless,
-    // and cheaper for every command than a finalizer.
+    // and cheaper for every command than a finalizer. Unreferenced, it cannot hold a stopping process up.
+    timer.unref()
     return Effect.map(Effect.exit(Deferred.await(reply)), (exit) => {
       clearTimeout(timer)
       return exit
