@@ -26,7 +26,7 @@ const SEND_PATH = /^\/sessions\/([A-Za-z0-9_-]+)\/messages$/
 
 const decodePayload = Schema.decodeUnknownEither(SendMessage)
 
-/** AcceptedMessage as its schema encodes it (a Schema encode cost more than the rest of writing the answer). */
+/** AcceptedMessage as its schema encodes it, written without a Schema encode (one per send). */
 const acceptedJson = ({ createdAt, messageId, status }: AcceptedMessage) =>
   ({ messageId, status, createdAt: DateTime.formatIso(createdAt) }) satisfies typeof AcceptedMessage.Encoded
 
