@@ -15,7 +15,7 @@ const transforms = {
 const poolSize = Config.integer("DATABASE_POOL_SIZE").pipe(
   Config.validate({ message: "DATABASE_POOL_SIZE must be at least 1", validation: (n) => n >= 1 }),
   Config.withDefault(10),
-  Config.withDescription("Maximum number of Postgres connections this process opens")
+  Config.withDescription("Maximum number of Postgres connections in the pool (a node opens one more, for the outbox)")
 )
 
 /**

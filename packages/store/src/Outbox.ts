@@ -21,6 +21,7 @@ import { Context, Deferred, Effect, Layer, Option, Queue, Schema } from "effect"
 import { mapStoreError, type StaleEpoch, StoreError } from "./Errors.js"
 import * as Fence from "./Fence.js"
 import { Int8 } from "./internal/Columns.js"
+import * as PreparedConnection from "./PreparedConnection.js"
 
 /** A queued text, as its actor sends it. */
 export class QueuedText extends Schema.Class<QueuedText>("@wacluster/store/QueuedText")({
@@ -97,6 +98,23 @@ const QueuedRow = Schema.Struct({
 const DepthRow = Schema.Struct({ pending: Int8, oldestAt: Schema.NullOr(Schema.DateFromSelf) })
 const decodeEnqueuedRows = Schema.decodeUnknown(Schema.Array(EnqueuedRow))
 
+/**
+ * One statement for a batch: each row is inserted while its shard's fence allows (the fence row held FOR SHARE
+ * until the commit, as `Fence.guard` does for one write) and its idempotency key is new; in the batch's order, so
+ * the queue's sequence follows acceptance. Prepared once per connection (PreparedConnection).
+ */
+const insertBatchStatement: PreparedConnection.NamedStatement = {
+  name: "outbox_insert_batch",
+  text: `INSERT INTO messages (id, session_id, direction, remote_jid, body, status, idempotency_key)
+    SELECT x.id, x.session_id, 'outbound', x.remote_jid, jsonb_build_object('text', x.text), 'queued', x.key
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::integer[], $7::bigint[])
+      WITH ORDINALITY AS x (id, session_id, remote_jid, text, key, shard, epoch, position)
+    WHERE EXISTS (SELECT 1 FROM shard_fences f WHERE f.shard = x.shard AND f.epoch <= x.epoch FOR SHARE)
+    ORDER BY x.position
+    ON CONFLICT DO NOTHING
+    RETURNING id, status, created_at AS "createdAt"`
+}
+
 /** Most texts in one statement. */
 const BATCH_LIMIT = 500
 
@@ -112,6 +130,8 @@ interface Pending {
 
 export const make = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
+  // The batch statement's own connection (the writer runs one statement at a time); the rest use the pool.
+  const connection = yield* PreparedConnection.make
 
   /** One text in a statement of its own: what a text the batch did not queue needs (a repeat, a stale epoch). */
   const enqueueOne = (fence: Fence.Fence, text: NewText) =>
@@ -152,25 +172,20 @@ export const make = Effect.gen(function*() {
     }).pipe(mapStoreError("Outbox.enqueue"))
 
   /**
-   * One statement for the batch: each row is inserted while its shard's fence allows (the fence row held FOR SHARE
-   * until the commit, as `Fence.guard` does for one write) and its idempotency key is new; in the batch's order, so
-   * the queue's sequence follows acceptance. A text it did not insert goes through `enqueueOne`, which tells a
-   * repeat from a stale epoch; a statement that fails as a whole (one odd row) is retried in halves down to the text
-   * that fails, so no text fails for another's sake.
+   * The batch in one statement (insertBatchStatement). A text it did not insert goes through `enqueueOne`, which
+   * tells a repeat from a stale epoch; a statement that fails as a whole (one odd row) is retried in halves down to
+   * the text that fails, so no text fails for another's sake.
    */
   const insertBatch = (batch: ReadonlyArray<Pending>) =>
-    sql`INSERT INTO messages (id, session_id, direction, remote_jid, body, status, idempotency_key)
-      SELECT x.id, x.session_id, 'outbound', x.remote_jid, jsonb_build_object('text', x.text), 'queued', x.key
-      FROM unnest(
-        ${batch.map(({ text }) => text.id)}::text[], ${batch.map(({ text }) => text.sessionId)}::text[],
-        ${batch.map(({ text }) => text.remoteJid)}::text[], ${batch.map(({ text }) => text.text)}::text[],
-        ${batch.map(({ text }) => text.idempotencyKey ?? null)}::text[],
-        ${batch.map(({ fence }) => fence.shard)}::integer[], ${batch.map(({ fence }) => fence.epoch)}::bigint[]
-      ) WITH ORDINALITY AS x (id, session_id, remote_jid, text, key, shard, epoch, position)
-      WHERE EXISTS (SELECT 1 FROM shard_fences f WHERE f.shard = x.shard AND f.epoch <= x.epoch FOR SHARE)
-      ORDER BY x.position
-      ON CONFLICT DO NOTHING
-      RETURNING id, status, created_at`.pipe(Effect.flatMap(decodeEnqueuedRows))
+    connection.run(insertBatchStatement, [
+      batch.map(({ text }) => text.id),
+      batch.map(({ text }) => text.sessionId),
+      batch.map(({ text }) => text.remoteJid),
+      batch.map(({ text }) => text.text),
+      batch.map(({ text }) => text.idempotencyKey ?? null),
+      batch.map(({ fence }) => fence.shard),
+      batch.map(({ fence }) => fence.epoch)
+    ]).pipe(Effect.flatMap(decodeEnqueuedRows))
 
   const answerOne = (item: Pending) =>
     Effect.flatMap(Effect.exit(enqueueOne(item.fence, item.text)), (exit) => Deferred.done(item.answer, exit))

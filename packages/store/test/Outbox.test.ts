@@ -212,5 +212,33 @@ describe("Outbox", () => {
           WHERE session_id IN ${sql.in(live.map((session) => session.id))}`
         assert.isBelow(Number(statements?.count), (live.length * perSession) / 4)
       }))
+
+    it.effect("goes on queueing texts after Postgres drops its connections, losing none it accepted", () =>
+      Effect.gen(function*() {
+        const outbox = yield* Outbox
+        const sql = yield* SqlClient.SqlClient
+        const session = yield* seedSession({ shard: 30 })
+        yield* (yield* ShardFences).advance(30, 1)
+        const enqueue = (text: string) =>
+          Effect.flatMap(
+            makeMessageId,
+            (id) => outbox.enqueue(fence(30, 1), { id, sessionId: session.id, remoteJid: to, text })
+          )
+        yield* enqueue("before")
+        // Every other connection to the database: the batch writer's own and the pool's.
+        yield* sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+          WHERE datname = current_database() AND pid <> pg_backend_pid()`
+        // A text that meets a connection in the moment it breaks fails, and says so (its caller is told to retry):
+        // at most one does; every other is queued.
+        const accepted = ["before"]
+        let failures = 0
+        for (let i = 0; i < 5; i++) {
+          const queued = yield* Effect.exit(enqueue(`after ${i}`))
+          if (Exit.isSuccess(queued)) accepted.push(`after ${i}`)
+          else failures++
+        }
+        assert.isAtMost(failures, 1)
+        assert.deepStrictEqual((yield* outbox.next(session.id, 10)).map((m) => m.text), accepted)
+      }))
   })
 })
