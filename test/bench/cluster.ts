@@ -5,6 +5,7 @@
 import * as LocalCluster from "@wacluster/infra/LocalCluster"
 import type autocannon from "autocannon"
 import { Effect, Exit, Scope } from "effect"
+import { readdirSync, readFileSync } from "node:fs"
 import { chmod, mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -83,4 +84,63 @@ export const createSessions = async (cluster: LocalCluster.LocalCluster, count: 
     }
   }
   return keys
+}
+
+/** Clock ticks a second in /proc/<pid>/stat (USER_HZ, 100 on Linux). */
+const TICKS_PER_SECOND = 100
+
+/** User + system CPU time (ms) a process has used, from /proc; undefined when it cannot be read (not Linux). */
+const processCpuMs = (pid: number): { readonly ms: number; readonly parent: number } | undefined => {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+    // Fields after the command name, which is in parentheses and may hold spaces: state, ppid, …, utime, stime.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    const ticks = Number(fields[11]) + Number(fields[12])
+    return { ms: (ticks * 1000) / TICKS_PER_SECOND, parent: Number(fields[1]) }
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * The CPU time (ms) each of the cluster's processes has used so far: the gateway, each node, the nats-server,
+ * Postgres (its server and every process it started, together) and this process (the load generator). Empty where
+ * /proc cannot be read.
+ */
+export const cpuTimes = (cluster: LocalCluster.LocalCluster): Map<string, number> => {
+  const times = new Map<string, number>()
+  const own = (name: string, pid: number | undefined) => {
+    const cpu = pid === undefined ? undefined : processCpuMs(pid)
+    if (cpu !== undefined) times.set(name, cpu.ms)
+  }
+  own("gateway", cluster.gateway.pid)
+  for (const node of cluster.nodes) own(node.nodeId, node.pid)
+  for (const server of cluster.natsServers) {
+    own(cluster.natsServers.length === 1 ? "nats" : `nats ${server.pid}`, server.pid)
+  }
+  const postmaster = cluster.postgres?.pid
+  if (postmaster !== undefined) {
+    let total = processCpuMs(postmaster)?.ms ?? 0
+    for (const entry of readdirSync("/proc", { withFileTypes: true })) {
+      if (!entry.isDirectory() || !/^\d+$/.test(entry.name)) continue
+      const cpu = processCpuMs(Number(entry.name))
+      if (cpu !== undefined && cpu.parent === postmaster) total += cpu.ms
+    }
+    times.set("postgres", total)
+  }
+  const usage = process.cpuUsage()
+  times.set("load generator", (usage.user + usage.system) / 1000)
+  return times
+}
+
+/** CPU time per request between two `cpuTimes` readings, process by process and in all (ms). */
+export const cpuPerRequest = (before: Map<string, number>, after: Map<string, number>, requests: number) => {
+  const shares = [...after].flatMap(([name, ms]) => {
+    const start = before.get(name)
+    return start === undefined ? [] : [{ name, ms: (ms - start) / requests }]
+  })
+  if (shares.length === 0) return "CPU per request: not measured (no /proc here)"
+  const total = shares.reduce((sum, share) => sum + share.ms, 0)
+  return `CPU ms per request: ${shares.map(({ ms, name }) => `${name} ${ms.toFixed(3)}`).join(", ")}; ` +
+    `all ${total.toFixed(3)}`
 }

@@ -15,6 +15,10 @@
  * With --profile, the gateway and the nodes write a CPU profile of the send measurement (.cpuprofile) into DIR
  * (read them with profile-summary.ts).
  *
+ * Beside the accepted sends, the CPU time each process used per send while they were measured (gateway, nodes,
+ * nats-server, Postgres, this process as load generator): what a change made cheaper, and where the machine's time
+ * goes.
+ *
  * The sessions are not linked: their texts wait in the queue, which is what "accepted" means here (the sending
  * itself is paced per session by SESSION_SEND_INTERVAL).
  */
@@ -32,7 +36,7 @@ import { resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
 import { Pool } from "undici"
-import { createSessions, fromAutocannon, fromLatencies, row, withCluster } from "./cluster.js"
+import { cpuPerRequest, cpuTimes, createSessions, fromAutocannon, fromLatencies, row, withCluster } from "./cluster.js"
 
 const { values } = parseArgs({
   options: {
@@ -220,7 +224,9 @@ const main = () =>
       for (const service of [cluster.gateway, ...cluster.nodes]) process.kill(service.pid, "SIGWINCH")
     }
     profile()
+    const cpuBefore = cpuTimes(cluster)
     const sends = await sendLoad(gateway, keys, duration)
+    const cpuAfter = cpuTimes(cluster)
     profile()
     process.stdout.write(`measuring a steady ${rate} sends/s for ${duration} s…\n`)
     const steady = await steadyLoad(gateway, keys, rate, duration)
@@ -235,6 +241,7 @@ const main = () =>
       row(`steady ${rate} sends/s offered (open loop)`, steady, "/s"),
       `ratio (sends / inserts): throughput ${(sends.perSecond / baseline.perSecond).toFixed(2)}×, ` +
       `p50 latency ${(sends.p50 / baseline.p50).toFixed(2)}×, p99 latency ${(sends.p99 / baseline.p99).toFixed(2)}×`,
+      `accepted sends, ${cpuPerRequest(cpuBefore, cpuAfter, sends.perSecond * duration)}`,
       ""
     ].join("\n"))
   })
