@@ -13,7 +13,8 @@
  * Writes are write-behind: a change is applied to memory at once (later reads see it) and recorded as pending.
  * A fiber in the caller's scope writes everything pending in one fenced `AuthState.set` every `flushEvery`,
  * immediately when the device becomes linked (losing that write would force a new QR scan), and a last time
- * when the scope closes. A flush rejected with `StaleEpoch` fails `failure`: this node no longer owns the
+ * when the scope closes. Signal sessions and sender keys (the ratchets a message's encryption moves) are written
+ * through instead: `keys.set` resolves once they are in Postgres. A flush rejected with `StaleEpoch` fails `failure`: this node no longer owns the
  * session and must close its socket. Other store failures are retried with the pending writes kept; they fail
  * `failure` only when the store stays unavailable for `retryFor`.
  */
@@ -60,6 +61,8 @@ export interface OpenOptions {
 
 /** The row key of the credentials. */
 export const CREDS_KEY = "creds"
+/** Key types a message's encryption moves forward (1:1 and group sessions): written through, see `set`. */
+const RATCHETS: ReadonlySet<keyof SignalDataTypeMap> = new Set(["session", "sender-key"])
 /** Keys read from Postgres when asked for, not kept in memory: one-time pre-keys. */
 const LAZY_PREFIX = "pre-key/"
 
@@ -206,12 +209,19 @@ export const open = Effect.fn("BaileysAuthState.open")(function*(
       return found
     },
     set: async (data: SignalDataSet) => {
+      let ratchet = false
       for (const type of Object.keys(data) as Array<keyof SignalDataTypeMap>) {
         for (const [id, value] of Object.entries(data[type] ?? {})) {
           // Serialised now: Baileys may keep mutating the object after handing it over.
           record(keyOf(type, id), value === null || value === undefined ? null : serialize(value))
+          if (RATCHETS.has(type)) ratchet = true
         }
       }
+      // A ratchet step is in Postgres before the message it encrypted leaves (our Baileys patch sends a message
+      // only once its keys transaction has committed here): a node taking the session over after a crash never
+      // encrypts with a key the contact's phone has already used, which it could not decrypt. A failed write fails
+      // the transaction, and so the send, whose text stays queued.
+      if (ratchet) await Runtime.runPromise(runtime)(flush)
     },
     clear: async () => {
       const stored = await Runtime.runPromise(runtime)(store.getAll(sessionId))

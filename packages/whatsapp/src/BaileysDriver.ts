@@ -317,15 +317,9 @@ export const make = Effect.fn("BaileysDriver.make")(function*(options: BaileysOp
               messageId,
               (error) => Deferred.unsafeDone(acknowledged, error === undefined ? Exit.void : Exit.fail(error))
             )
+            // Encrypting moves the contact's signal session forward: the key store has that step in Postgres before
+            // Baileys lets the message go (BaileysAuthState's `set`, and our patch of Baileys' relayMessage).
             yield* operation("sendText", () => socket.sendMessage(toJid(to), { text }, { messageId }))
-            // Encrypting moved the contact's signal session forward: that step is written before the send counts
-            // as done, or a node taking the session over after a crash would encrypt the next message with a
-            // used key, which the contact's phone cannot decrypt.
-            yield* auth.flush.pipe(
-              Effect.mapError((cause) =>
-                new DriverError({ operation: "sendText", message: "the session's keys could not be saved", cause })
-              )
-            )
             yield* Deferred.await(acknowledged)
             return { waMessageId: messageId }
           }).pipe(

@@ -108,14 +108,13 @@ layer(storeLayer("baileys_auth"), { timeout: 60_000, excludeTestServices: true }
         const auth = yield* BaileysAuthState.open(session.id, fence, { flushEvery: "1 hour" })
         assert.isFalse(auth.registered)
         yield* promise(() =>
-          auth.state.keys.set({
-            "pre-key": preKeys,
-            session: { "628123456789.0": signalSession },
-            "app-state-sync-key": { AAAAAB3x: appStateKey }
-          })
+          auth.state.keys.set({ "pre-key": preKeys, "app-state-sync-key": { AAAAAB3x: appStateKey } })
         )
         auth.saveCreds()
         assert.strictEqual((yield* stored(session.id)).size, 0)
+        // A signal session is written through (see the test below), the rest at the final flush.
+        yield* promise(() => auth.state.keys.set({ session: { "628123456789.0": signalSession } }))
+        auth.saveCreds()
         return auth.state.creds
       }))
 
@@ -179,7 +178,8 @@ layer(storeLayer("baileys_auth"), { timeout: 60_000, excludeTestServices: true }
       const preKeys = { "1": Curve.generateKeyPair(), "2": Curve.generateKeyPair(), "3": Curve.generateKeyPair() }
       yield* Effect.scoped(Effect.gen(function*() {
         const auth = yield* BaileysAuthState.open(session.id, fence, { flushEvery: "1 hour" })
-        yield* promise(() => auth.state.keys.set({ "pre-key": preKeys, session: { "62811.0": randomBytes(64) } }))
+        yield* promise(() => auth.state.keys.set({ session: { "62811.0": randomBytes(64) } }))
+        yield* promise(() => auth.state.keys.set({ "pre-key": preKeys }))
         // Not written yet: served from memory.
         expect(yield* promise(() => auth.state.keys.get("pre-key", ["1"]))).toEqual({ "1": preKeys["1"] })
         assert.deepStrictEqual(reads, [])
@@ -294,12 +294,11 @@ layer(storeLayer("baileys_auth"), { timeout: 60_000, excludeTestServices: true }
           "sender-key/120363@g.us::62811::0"
         ])
 
-        yield* promise(() =>
-          auth.state.keys.set({ "pre-key": { "1": null }, "sender-key": { "120363@g.us::62811::0": null } })
-        )
+        yield* promise(() => auth.state.keys.set({ "pre-key": { "1": null } }))
         assert.sameMembers(Object.keys(yield* promise(() => auth.state.keys.get("pre-key", ["1", "2"]))), ["2"])
         assert.strictEqual((yield* stored(session.id)).size, 3)
-        yield* auth.flush
+        // A ratchet's deletion is written through, with the pending one.
+        yield* promise(() => auth.state.keys.set({ "sender-key": { "120363@g.us::62811::0": null } }))
         assert.sameMembers([...(yield* stored(session.id)).keys()], ["pre-key/2"])
       }))
     }))
@@ -357,6 +356,58 @@ layer(storeLayer("baileys_auth"), { timeout: 60_000, excludeTestServices: true }
       }))
       const rows = yield* stored(session.id)
       assert.sameMembers([...rows.keys()], ["session/628123456789.0"])
+    }))
+
+  it.effect("a signal session or sender key is in Postgres when its write resolves; other keys wait their turn", () =>
+    Effect.gen(function*() {
+      const { fence, session } = yield* ownedSession
+      yield* Effect.scoped(Effect.gen(function*() {
+        const auth = yield* BaileysAuthState.open(session.id, fence, { flushEvery: "1 hour" })
+        // Written behind, an hour from now.
+        yield* promise(() => auth.state.keys.set({ "pre-key": { "3": Curve.generateKeyPair() } }))
+        assert.strictEqual((yield* stored(session.id)).size, 0)
+        // A ratchet step: written through, with everything pending before it.
+        const record = randomBytes(100)
+        yield* promise(() => auth.state.keys.set({ session: { "628123456789.0": record } }))
+        assert.sameMembers([...(yield* stored(session.id)).keys()], ["pre-key/3", "session/628123456789.0"])
+        yield* promise(() => auth.state.keys.set({ "sender-key": { "group@g.us::628123456789::0": randomBytes(40) } }))
+        assert.isTrue((yield* stored(session.id)).has("sender-key/group@g.us::628123456789::0"))
+        // Under Baileys' transaction layer, the commit (which sendMessage now awaits before the message leaves)
+        // resolves only once the step is stored.
+        const keys = addTransactionCapability(auth.state.keys, silentLogger, {
+          maxCommitRetries: 2,
+          delayBetweenTriesMs: 10
+        })
+        const next = randomBytes(100)
+        yield* promise(() =>
+          keys.transaction(async () => {
+            await keys.set({ session: { "628123456789.0": next } })
+          }, "628123456789.0")
+        )
+        const rows = yield* stored(session.id)
+        assert.deepStrictEqual(
+          Buffer.from(rows.get("session/628123456789.0") ?? new Uint8Array()),
+          Buffer.from(JSON.stringify(next, BufferJSON.replacer))
+        )
+      }))
+    }))
+
+  it.effect("a ratchet step that cannot be stored fails its write, so the message it encrypted is not sent", () =>
+    Effect.gen(function*() {
+      const { fence, session } = yield* ownedSession
+      yield* Effect.scoped(Effect.gen(function*() {
+        const auth = yield* BaileysAuthState.open(session.id, fence, { flushEvery: "1 hour" })
+        // Another node owns the shard now: every write of this one is fenced out.
+        yield* (yield* ShardFences.ShardFences).advance(fence.shard, fence.epoch + 1)
+        const written = yield* promise(() =>
+          Promise.resolve(auth.state.keys.set({ session: { "628123456789.0": randomBytes(100) } })).then(
+            () => "written",
+            () => "refused"
+          )
+        )
+        assert.strictEqual(written, "refused")
+        assert.strictEqual((yield* stored(session.id)).size, 0)
+      }))
     }))
 
   it.effect("changes made while a flush is in flight are written by the next flush", () =>
