@@ -72,7 +72,7 @@ export const config: Config.Config<BaileysOptions> = Config.all({
   ),
   authFlushEvery: Config.duration("AUTH_FLUSH_EVERY").pipe(
     Config.withDefault(Duration.seconds(1)),
-    Config.withDescription("How often changed WhatsApp keys are written to Postgres (linking is written at once)")
+    Config.withDescription("How often changed WhatsApp keys are written to Postgres (a link and sessions at once)")
   ),
   sendAckTimeout: Config.duration("WA_SEND_ACK_TIMEOUT").pipe(
     // Inside SESSION_ASK_TIMEOUT (5 s), so the caller hears "failed", not "busy".
