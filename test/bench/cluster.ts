@@ -89,8 +89,8 @@ export const createSessions = async (cluster: LocalCluster.LocalCluster, count: 
 /** Clock ticks a second in /proc/<pid>/stat (USER_HZ, 100 on Linux). */
 const TICKS_PER_SECOND = 100
 
-/** User + system CPU time (ms) a process has used, from /proc; undefined when it cannot be read (not Linux). */
-const processCpuMs = (pid: number): { readonly ms: number; readonly parent: number } | undefined => {
+/** User + system CPU time (ms) a process has used, and its parent, from /proc; undefined where it cannot be read. */
+export const processCpu = (pid: number): { readonly ms: number; readonly parent: number } | undefined => {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
     // Fields after the command name, which is in parentheses and may hold spaces: state, ppid, …, utime, stime.
@@ -110,7 +110,7 @@ const processCpuMs = (pid: number): { readonly ms: number; readonly parent: numb
 export const cpuTimes = (cluster: LocalCluster.LocalCluster): Map<string, number> => {
   const times = new Map<string, number>()
   const own = (name: string, pid: number | undefined) => {
-    const cpu = pid === undefined ? undefined : processCpuMs(pid)
+    const cpu = pid === undefined ? undefined : processCpu(pid)
     if (cpu !== undefined) times.set(name, cpu.ms)
   }
   own("gateway", cluster.gateway.pid)
@@ -120,10 +120,10 @@ export const cpuTimes = (cluster: LocalCluster.LocalCluster): Map<string, number
   }
   const postmaster = cluster.postgres?.pid
   if (postmaster !== undefined) {
-    let total = processCpuMs(postmaster)?.ms ?? 0
+    let total = processCpu(postmaster)?.ms ?? 0
     for (const entry of readdirSync("/proc", { withFileTypes: true })) {
       if (!entry.isDirectory() || !/^\d+$/.test(entry.name)) continue
-      const cpu = processCpuMs(Number(entry.name))
+      const cpu = processCpu(Number(entry.name))
       if (cpu !== undefined && cpu.parent === postmaster) total += cpu.ms
     }
     times.set("postgres", total)

@@ -32,6 +32,7 @@ import { join, resolve } from "node:path"
 import { parseArgs } from "node:util"
 import { call, type ListedSession, listSessions, text } from "../support/Gateway.js"
 import { waSimControl } from "../support/WaSimControl.js"
+import { processCpu } from "./cluster.js"
 import { measure, type Measured, megabytes, type MemorySample } from "./memory.js"
 
 const { values } = parseArgs({
@@ -151,17 +152,17 @@ const nodeMemory = (node: LocalCluster.ClusterNode): Promise<Measured> =>
   )
 
 /** CPU seconds (user + system) a process has used, from /proc. */
-const cpuSeconds = async (pid: number) => {
-  const stat = await readFile(`/proc/${pid}/stat`, "utf8")
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-  return (Number(fields[11]) + Number(fields[12])) / 100
+const cpuSeconds = (pid: number) => {
+  const cpu = processCpu(pid)
+  if (cpu === undefined) throw new Error(`no CPU time for process ${pid} (no /proc here?)`)
+  return cpu.ms / 1000
 }
 
 /** Waits `ms`, and says how busy the process was meanwhile (percent of one core). */
 const settle = async (pid: number, ms: number) => {
-  const before = await cpuSeconds(pid)
+  const before = cpuSeconds(pid)
   await sleep(ms)
-  return ((await cpuSeconds(pid)) - before) / (ms / 1000) * 100
+  return ((cpuSeconds(pid)) - before) / (ms / 1000) * 100
 }
 
 const histogram = (sessions: ReadonlyArray<ListedSession>) => {
@@ -400,7 +401,7 @@ const main = async () => {
       log(`linking ${sessionCount} sessions, ${linkConcurrency} at a time…`)
       const linkStartWall = Date.now()
       const linkStart = performance.now()
-      const linkCpuBefore = await cpuSeconds(firstNode().pid)
+      const linkCpuBefore = cpuSeconds(firstNode().pid)
       profilePhase(firstNode().pid)
       const linking = Promise.all(Array.from({ length: Math.min(linkConcurrency, sessionCount) }, async () => {
         while (next < sessionCount && !abort.signal.aborted) {
@@ -423,7 +424,7 @@ const main = async () => {
       const connectedN = sessionCount - failures.length
       const lastLinked = await awaitConnected(gateway, token, connectedN, linkStartWall, "linking", linkProgress)
       const linkMs = lastLinked - linkStartWall
-      const linkCpu = (await cpuSeconds(firstNode().pid)) - linkCpuBefore
+      const linkCpu = (cpuSeconds(firstNode().pid)) - linkCpuBefore
       profilePhase(firstNode().pid)
       const phaseLine = `create ${spread(phases.create)}; QR shown ${spread(phases.qr)}; scan ${spread(phases.scan)}`
       log(`per link: ${phaseLine}`)
@@ -442,11 +443,11 @@ const main = async () => {
     const coldStart = async (before: typeof LinkedState.Type) => {
       const startWall = Date.now()
       await Effect.runPromise(cluster.addNode("node-1"))
-      const cpuBefore = await cpuSeconds(firstNode().pid)
+      const cpuBefore = cpuSeconds(firstNode().pid)
       profilePhase(firstNode().pid)
       log(`node-1 started on ${before.sessions} linked sessions; waiting for all to connect…`)
       const last = await awaitConnected(gateway, before.token, before.sessions, startWall, "cold start")
-      const linkCpu = (await cpuSeconds(firstNode().pid)) - cpuBefore
+      const linkCpu = (cpuSeconds(firstNode().pid)) - cpuBefore
       profilePhase(firstNode().pid)
       const linkMs = last - startWall
       log(

@@ -47,7 +47,7 @@ const onceEach = <A extends { readonly id: string }>(sent: ReadonlyArray<A>) =>
 const received = (jid: string, count: number) =>
   eventually(
     `${count} texts received by ${jid}'s contacts`,
-    () => Promise.resolve(fixture.sim.sent(jid)).then(onceEach),
+    () => fixture.sim.sent(jid).then(onceEach),
     (sent) => sent.length >= count
   )
 

@@ -14,8 +14,8 @@
  * A fiber in the caller's scope writes everything pending in one fenced `AuthState.set` every `flushEvery`,
  * immediately when the device becomes linked (losing that write would force a new QR scan), and a last time
  * when the scope closes. Signal sessions and sender keys (the ratchets a message's encryption moves) are written
- * through instead: `keys.set` resolves once they are in Postgres. A flush rejected with `StaleEpoch` fails `failure`: this node no longer owns the
- * session and must close its socket. Other store failures are retried with the pending writes kept; they fail
+ * through instead: `keys.set` resolves once they are in Postgres. A flush rejected with `StaleEpoch` fails
+ * `failure`: this node no longer owns the session and must close its socket. Other store failures are retried with the pending writes kept; they fail
  * `failure` only when the store stays unavailable for `retryFor`.
  */
 import type { SessionId } from "@wacluster/domain/Ids"
