@@ -162,7 +162,7 @@ const cpuSeconds = (pid: number) => {
 const settle = async (pid: number, ms: number) => {
   const before = cpuSeconds(pid)
   await sleep(ms)
-  return ((cpuSeconds(pid)) - before) / (ms / 1000) * 100
+  return (cpuSeconds(pid) - before) / (ms / 1000) * 100
 }
 
 const histogram = (sessions: ReadonlyArray<ListedSession>) => {
@@ -424,7 +424,7 @@ const main = async () => {
       const connectedN = sessionCount - failures.length
       const lastLinked = await awaitConnected(gateway, token, connectedN, linkStartWall, "linking", linkProgress)
       const linkMs = lastLinked - linkStartWall
-      const linkCpu = (cpuSeconds(firstNode().pid)) - linkCpuBefore
+      const linkCpu = cpuSeconds(firstNode().pid) - linkCpuBefore
       profilePhase(firstNode().pid)
       const phaseLine = `create ${spread(phases.create)}; QR shown ${spread(phases.qr)}; scan ${spread(phases.scan)}`
       log(`per link: ${phaseLine}`)
@@ -447,7 +447,7 @@ const main = async () => {
       profilePhase(firstNode().pid)
       log(`node-1 started on ${before.sessions} linked sessions; waiting for all to connect…`)
       const last = await awaitConnected(gateway, before.token, before.sessions, startWall, "cold start")
-      const linkCpu = (cpuSeconds(firstNode().pid)) - cpuBefore
+      const linkCpu = cpuSeconds(firstNode().pid) - cpuBefore
       profilePhase(firstNode().pid)
       const linkMs = last - startWall
       log(
