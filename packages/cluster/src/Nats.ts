@@ -145,6 +145,14 @@ const makeBucketOps = (
   )
 })
 
+/** Why a request on `subject` failed, from what the client rejected it with. */
+export const requestError = (subject: string, cause: unknown): NatsError | NoResponders | RequestTimeout => {
+  if (cause instanceof RequestError && cause.isNoResponders()) return new NoResponders({ subject })
+  if (cause instanceof TimeoutError) return new RequestTimeout({ subject })
+  if (cause instanceof RequestError && cause.cause instanceof TimeoutError) return new RequestTimeout({ subject })
+  return new NatsError({ operation: `request ${subject}`, cause })
+}
+
 export class Nats extends Context.Tag("@wacluster/cluster/Nats")<Nats, {
   /** What the connection was made with (another connection to the same servers: the lease keeper's). */
   readonly config: NatsConfig
@@ -194,14 +202,7 @@ export class Nats extends Context.Tag("@wacluster/cluster/Nats")<Nats, {
         // No abort signal: a request cannot be cancelled in NATS, it times out by itself (and Effect would
         // allocate an AbortController per request).
         try: () => connection.request(subject, payload, { timeout: Duration.toMillis(timeout) }),
-        catch: (cause): NatsError | NoResponders | RequestTimeout => {
-          if (cause instanceof RequestError && cause.isNoResponders()) return new NoResponders({ subject })
-          if (cause instanceof TimeoutError) return new RequestTimeout({ subject })
-          if (cause instanceof RequestError && cause.cause instanceof TimeoutError) {
-            return new RequestTimeout({ subject })
-          }
-          return new NatsError({ operation: `request ${subject}`, cause })
-        }
+        catch: (cause) => requestError(subject, cause)
       }).pipe(Effect.map((msg: Msg) => msg.data))
 
     const serve = <R>(subject: string, handle: (payload: Uint8Array) => Effect.Effect<Uint8Array, never, R>) =>

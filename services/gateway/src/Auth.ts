@@ -10,7 +10,7 @@ import { credentialsRevokedSubject } from "@wacluster/domain/Control"
 import type { ApiKeyId, SessionId, TenantId } from "@wacluster/domain/Ids"
 import { type ActiveApiKey, ApiKeys } from "@wacluster/store/ApiKeys"
 import { Tenants } from "@wacluster/store/Tenants"
-import { Config, Context, Deferred, Duration, Effect, Layer, Option, Redacted, Schedule } from "effect"
+import { Config, Context, Deferred, Duration, Effect, Layer, Option, Redacted, Runtime, Schedule } from "effect"
 import { API_KEY_PREFIX, hashSecret, looksLike, secretsEqual, TENANT_TOKEN_PREFIX } from "./Secrets.js"
 
 /** How often a key's `lastUsedAt` is brought up to date while it is in use. */
@@ -216,6 +216,8 @@ export class Credentials extends Context.Tag("@wacluster/gateway/Credentials")<C
   readonly cachedApiKey: (key: string) => KeyCaller | undefined
   /** Notes that the key was used (its `lastUsedAt`, written at most once a minute). */
   readonly recordUse: (keyId: ApiKeyId) => Effect.Effect<void>
+  /** `recordUse` outside Effect (the send fast lane): the write, when one is due, runs in the background. */
+  readonly noteUse: (keyId: ApiKeyId) => void
 }>() {}
 
 export const CredentialsLive = Layer.scoped(
@@ -228,21 +230,23 @@ export const CredentialsLive = Layer.scoped(
     const keyLookup = cache(keys.findActiveByHash)
     /** When this gateway last recorded each key's use (monotonic ms): at most one write per key a minute. */
     const touched = new Map<string, number>()
-    const recordUse = (keyId: ApiKeyId) =>
-      Effect.suspend(() => {
-        const now = performance.now()
-        const last = touched.get(keyId)
-        if (last !== undefined && now - last < LAST_USED_EVERY_MS) return Effect.void
-        if (touched.size >= 100_000) touched.clear()
-        touched.set(keyId, now)
-        return keys.touchLastUsed(keyId).pipe(
+    const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+    const noteUse = (keyId: ApiKeyId) => {
+      const now = performance.now()
+      const last = touched.get(keyId)
+      if (last !== undefined && now - last < LAST_USED_EVERY_MS) return
+      if (touched.size >= 100_000) touched.clear()
+      touched.set(keyId, now)
+      runFork(
+        keys.touchLastUsed(keyId).pipe(
           Effect.tapError((error) => Effect.logWarning("could not record a key's last use", error)),
-          Effect.ignore,
-          Effect.forkDaemon,
-          Effect.asVoid
+          Effect.ignore
         )
-      })
+      )
+    }
+    const recordUse = (keyId: ApiKeyId) => Effect.sync(() => noteUse(keyId))
     return Credentials.of({
+      noteUse,
       tenant: (given, missing) => {
         if (given === "") return refuse(missing)
         if (!looksLike(given, TENANT_TOKEN_PREFIX)) return refuse("invalid tenant token")

@@ -44,7 +44,8 @@ const makeWorld = () => {
       apiKey: () => Effect.dieMessage("the lane never looks up a key"),
       cachedApiKey: (given) =>
         given === key ? caller : given === otherKey ? { ...caller, sessionId: otherSessionId } : undefined,
-      recordUse: (keyId) => Effect.sync(() => world.used.push(keyId))
+      recordUse: (keyId) => Effect.sync(() => world.used.push(keyId)),
+      noteUse: (keyId) => void world.used.push(keyId)
     })
   )
   const router = Layer.succeed(
@@ -53,6 +54,10 @@ const makeWorld = () => {
       send: (command) => {
         world.sent.push(command as QueueText)
         return world.reply as Effect.Effect<never, never>
+      },
+      sendThen: (command, done) => {
+        world.sent.push(command as QueueText)
+        Effect.runFork(world.reply as Effect.Effect<never, never>).addObserver(done)
       }
     })
   )

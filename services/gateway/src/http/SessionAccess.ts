@@ -46,10 +46,29 @@ const noQr = (code: QrCode) => {
 }
 
 /**
- * Queues a text of a caller allowed on the session (the route's handler and the send fast lane both end here).
- * Without the caller's idempotency key, one of our own: a request the router repeats (a lost reply, an owner moving)
- * queues the text once. The two kinds never collide.
+ * The command that queues a caller's text (the route's handler and the send fast lane both send it). Without the
+ * caller's idempotency key, one of our own: a request the router repeats (a lost reply, an owner moving) queues the
+ * text once. The two kinds never collide.
  */
+export const queueTextCommand = (
+  sessionId: SessionId,
+  payload: SendMessage,
+  clientKey: string | undefined,
+  caller: Caller
+) =>
+  new QueueText({
+    sessionId,
+    to: payload.to,
+    text: payload.text,
+    idempotencyKey: clientKey === undefined ? `gateway:${randomUUID()}` : `client:${clientKey}`,
+    caller
+  }, NO_CHECK)
+
+/** A repeat gets the first answer, whatever happened to the text since. */
+export const asQueued = (accepted: AcceptedMessage) =>
+  accepted.status === "queued" ? accepted : new AcceptedMessage({ ...accepted, status: "queued" }, NO_CHECK)
+
+/** Queues a text of a caller allowed on the session. */
 export const queueText = (
   sessionId: SessionId,
   payload: SendMessage,
@@ -57,19 +76,8 @@ export const queueText = (
   caller: Caller
 ) =>
   Effect.flatMap(Router, (router) =>
-    router.send(
-      new QueueText({
-        sessionId,
-        to: payload.to,
-        text: payload.text,
-        idempotencyKey: clientKey === undefined ? `gateway:${randomUUID()}` : `client:${clientKey}`,
-        caller
-      }, NO_CHECK)
-    ).pipe(
-      // A repeat gets the first answer, whatever happened to the text since.
-      Effect.map((accepted) =>
-        accepted.status === "queued" ? accepted : new AcceptedMessage({ ...accepted, status: "queued" }, NO_CHECK)
-      ),
+    router.send(queueTextCommand(sessionId, payload, clientKey, caller)).pipe(
+      Effect.map(asQueued),
       routingErrors(sessionId)
     ))
 
