@@ -46,7 +46,8 @@ setInterval(() => {
 
 // With LOOP_PROBE_PROFILE_DIR set, SIGWINCH starts a CPU profile and the next SIGWINCH writes it there. With
 // LOOP_PROBE_HEAP=on as well, the same phases also sample allocations (garbage included: what a phase allocated,
-// not what it kept) into a .heapprofile beside it (read it with heap-summary.ts).
+// not what it kept) into a .heapprofile beside it (read it with heap-summary.ts). With LOOP_PROBE_HEAP_SURVIVORS=on
+// too, only what lived through at least one scavenge: what makes the young generation's collections long.
 const profileDir = process.env.LOOP_PROBE_PROFILE_DIR
 const sampleHeap = process.env.LOOP_PROBE_HEAP === "on"
 if (profileDir !== undefined) {
@@ -63,7 +64,7 @@ if (profileDir !== undefined) {
           session.post("HeapProfiler.startSampling", {
             samplingInterval: 64 * 1024,
             includeObjectsCollectedByMajorGC: true,
-            includeObjectsCollectedByMinorGC: true
+            includeObjectsCollectedByMinorGC: process.env.LOOP_PROBE_HEAP_SURVIVORS !== "on"
           }))
       }
       return
