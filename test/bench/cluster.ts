@@ -89,14 +89,24 @@ export const createSessions = async (cluster: LocalCluster.LocalCluster, count: 
 /** Clock ticks a second in /proc/<pid>/stat (USER_HZ, 100 on Linux). */
 const TICKS_PER_SECOND = 100
 
-/** User + system CPU time (ms) a process has used, and its parent, from /proc; undefined where it cannot be read. */
-export const processCpu = (pid: number): { readonly ms: number; readonly parent: number } | undefined => {
+/**
+ * User + system CPU time (ms) a process has used, what its children that ended used (once it reaped them), and its
+ * parent, from /proc; undefined where it cannot be read.
+ */
+export const processCpu = (
+  pid: number
+): { readonly ms: number; readonly endedChildrenMs: number; readonly parent: number } | undefined => {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
-    // Fields after the command name, which is in parentheses and may hold spaces: state, ppid, …, utime, stime.
+    // Fields after the command name, which is in parentheses and may hold spaces: state, ppid, …, utime, stime,
+    // cutime, cstime.
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-    const ticks = Number(fields[11]) + Number(fields[12])
-    return { ms: (ticks * 1000) / TICKS_PER_SECOND, parent: Number(fields[1]) }
+    const ms = (ticks: number) => (ticks * 1000) / TICKS_PER_SECOND
+    return {
+      ms: ms(Number(fields[11]) + Number(fields[12])),
+      endedChildrenMs: ms(Number(fields[13]) + Number(fields[14])),
+      parent: Number(fields[1])
+    }
   } catch {
     return undefined
   }
@@ -120,7 +130,10 @@ export const cpuTimes = (cluster: LocalCluster.LocalCluster): Map<string, number
   }
   const postmaster = cluster.postgres?.pid
   if (postmaster !== undefined) {
-    let total = processCpu(postmaster)?.ms ?? 0
+    // A backend that ended meanwhile (a pool closing an idle connection) moved its time into the server's own
+    // count of its ended children: counted there, the sum does not drop when one ends.
+    const server = processCpu(postmaster)
+    let total = (server?.ms ?? 0) + (server?.endedChildrenMs ?? 0)
     for (const entry of readdirSync("/proc", { withFileTypes: true })) {
       if (!entry.isDirectory() || !/^\d+$/.test(entry.name)) continue
       const cpu = processCpu(Number(entry.name))
