@@ -5,9 +5,8 @@
  * same for callers outside Effect, and answers a queued text without making a fiber for it.
  */
 import type { SessionId } from "@wacluster/domain/Ids"
-import { readAccepted } from "@wacluster/domain/internal/queueTextJson"
 import { rpcSubject, type SessionCommand, slowCommandTimeout } from "@wacluster/domain/Protocol"
-import { decodeReply, encodeCommand } from "@wacluster/domain/ProtocolJson"
+import { decodeReply, encodeCommand, readReply } from "@wacluster/domain/ProtocolJson"
 import { shardOf } from "@wacluster/domain/Shard"
 import { withHotSpan } from "@wacluster/domain/Spans"
 import { Config, Context, Data, Duration, Effect, Exit, FiberRef, Layer, Runtime, Schedule, type Schema } from "effect"
@@ -162,8 +161,8 @@ export class Router extends Context.Tag("@wacluster/cluster/Router")<Router, {
         .then(
           (msg) => {
             const reply = textDecoder.decode(msg.data)
-            const accepted = command._tag === "QueueText" ? readAccepted(reply) : undefined
-            if (accepted !== undefined) done(Exit.succeed(accepted as Success<C>))
+            const read = readReply(command, reply)
+            if (read !== undefined) done(read as Exit.Exit<Success<C>, Failure<C>>)
             else goOn(judge(route, reply))
           },
           (cause: unknown) => goOn(Effect.fail(retryable(requestError(route.subject, cause))))

@@ -76,8 +76,17 @@ export const encodeReply = (command: SessionCommand, exit: Reply): Effect.Effect
   return text === undefined ? replies[command._tag].encode(exit) : Effect.succeed(text)
 }
 
+/**
+ * A command's reply from its JSON when a hand-written codec reads it (a queued text's success), at once; undefined
+ * for anything that needs `decodeReply`.
+ */
+export const readReply = (command: SessionCommand, text: string): Reply | undefined => {
+  const accepted = command._tag === "QueueText" ? readAccepted(text) : undefined
+  return accepted === undefined ? undefined : Exit.succeed(accepted)
+}
+
 /** A command's reply from its JSON (what the gateway receives). */
 export const decodeReply = (command: SessionCommand, text: string): Effect.Effect<Reply, ParseResult.ParseError> => {
-  const accepted = command._tag === "QueueText" ? readAccepted(text) : undefined
-  return accepted === undefined ? replies[command._tag].decode(text) : Effect.succeed(Exit.succeed(accepted))
+  const read = readReply(command, text)
+  return read === undefined ? replies[command._tag].decode(text) : Effect.succeed(read)
 }

@@ -5,14 +5,14 @@
  * without the HttpApi stack (routing, middlewares, schema-driven decoding and encoding), which cost the gateway more
  * than the rest of a send. What it runs is the route's own: the command `queueTextCommand` makes, sent with
  * `Router.sendThen` (Router.send's first attempt as a plain NATS request: a queued text is answered without a fiber,
- * which cut the gateway's CPU a send by two fifths and its allocation by half), the contract's checks of the body and the headers
- * (`plainSendMessage` and `isIdempotencyKey`, then the SendMessage schema for a body less plain), and for every
- * failure `routingErrors` and `ErrorResponses.fromCause`.
+ * which cut the gateway's CPU a send by two fifths and its allocation by half), the contract's checks of the body
+ * and the headers (`plainSendMessage` and `isIdempotencyKey`, then the SendMessage schema for a body less plain),
+ * and for every failure `routingErrors` and `ErrorResponses.fromCause`.
  *
  * Anything else goes the ordinary way, unchanged: a key not cached yet (the ordinary route caches it), a tenant token,
  * another route. A body that does not decode is handed over as it was read, so its 400 is the ordinary route's.
  */
-import { type HttpServerResponse } from "@effect/platform"
+import type { HttpServerResponse } from "@effect/platform"
 import { Router } from "@wacluster/cluster/Router"
 import { isIdempotencyKey, plainSendMessage, SendMessage } from "@wacluster/domain/Api"
 import type { AcceptedMessage } from "@wacluster/domain/Protocol"
