@@ -32,5 +32,15 @@ export default tseslint.config(
       "require-yield": "off",
       "no-constant-condition": ["error", { checkLoops: false }]
     }
+  },
+  {
+    // @effect/platform's index loads every module it has, the Swagger and Scalar UI bundles among them (~22 MB of
+    // strings on a heap that a full collection marks); a process takes only the modules it uses.
+    files: ["services/*/src/**/*.ts", "packages/*/src/**/*.ts"],
+    rules: {
+      "no-restricted-imports": ["error", {
+        paths: [{ name: "@effect/platform", message: "import the module itself: \"@effect/platform/HttpApi\"" }]
+      }]
+    }
   }
 )

@@ -2,7 +2,7 @@
  * Errors the HTTP API answers with. Handlers fail with the classes; on the wire every error is
  * `{ "error": { "code", "message", "details"? } }` with the status annotated here.
  */
-import { HttpApiSchema } from "@effect/platform"
+import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
 import { Schema } from "effect"
 
 const errorFields = {

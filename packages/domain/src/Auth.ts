@@ -1,7 +1,8 @@
 /**
  * The three kinds of credentials and what each proves. The gateway implements these middlewares.
  */
-import { HttpApiMiddleware, HttpApiSecurity } from "@effect/platform"
+import * as HttpApiMiddleware from "@effect/platform/HttpApiMiddleware"
+import * as HttpApiSecurity from "@effect/platform/HttpApiSecurity"
 import { Context, Schema } from "effect"
 import { ServiceUnavailableJson, UnauthorizedJson } from "./ApiErrors.js"
 import type { ApiKeyId, SessionId, TenantId } from "./Ids.js"

@@ -3,7 +3,10 @@
  * once, rotation), their delivery log and manual redelivery. Managed with the tenant token, like the session's keys:
  * an endpoint receives everything that happens to the session.
  */
-import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
+import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
+import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
+import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
+import * as OpenApi from "@effect/platform/OpenApi"
 import { Schema } from "effect"
 import { ConflictJson, NotFoundJson } from "./ApiErrors.js"
 import { TenantAuth } from "./Auth.js"

@@ -2,7 +2,7 @@
  * The credentials middlewares of the contract: admin token, tenant token, session API key.
  * Every refusal is the same 401 shape and never tells whether a session exists.
  */
-import { HttpServerRequest } from "@effect/platform"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import { Nats } from "@wacluster/cluster/Nats"
 import { ServiceUnavailable, Unauthorized } from "@wacluster/domain/ApiErrors"
 import { AdminAuth, type CurrentCaller, SessionAccess, TenantAuth } from "@wacluster/domain/Auth"

@@ -3,15 +3,13 @@
  * the contract's own errors, but also what the framework raises before a handler runs (a body that is
  * not JSON or does not match the schema, an unknown route, an oversized body) and defects (logged, 500).
  */
-import {
-  FileSystem,
-  HttpApiBuilder,
-  HttpIncomingMessage,
-  HttpServerRequest,
-  HttpServerResponse
-} from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import { HttpApiDecodeError } from "@effect/platform/HttpApiError"
+import * as HttpIncomingMessage from "@effect/platform/HttpIncomingMessage"
 import { RequestError, RouteNotFound } from "@effect/platform/HttpServerError"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { WaclusterApi } from "@wacluster/domain/Api"
 import {
   BadRequest,

@@ -2,8 +2,11 @@
  * The gateway: stateless HTTP front door. Authenticates, does control-plane CRUD in Postgres and routes
  * everything that touches a live session to the node owning it over NATS.
  */
-import { HttpApiBuilder, HttpApiSwagger, HttpMiddleware, HttpServer } from "@effect/platform"
 import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpApiSwagger from "@effect/platform/HttpApiSwagger"
+import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
+import * as HttpServer from "@effect/platform/HttpServer"
 import { ClusterConfig } from "@wacluster/cluster/ClusterConfig"
 import { ClusterView } from "@wacluster/cluster/ClusterView"
 import * as FairScheduler from "@wacluster/cluster/FairScheduler"

@@ -1,8 +1,9 @@
 /**
  * A node: joins the cluster, takes its share of the shards and runs their session actors.
  */
-import { HttpApiBuilder, HttpServer } from "@effect/platform"
 import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpServer from "@effect/platform/HttpServer"
 import { ClusterConfig } from "@wacluster/cluster/ClusterConfig"
 import { EventStream } from "@wacluster/cluster/EventStream"
 import * as FairScheduler from "@wacluster/cluster/FairScheduler"

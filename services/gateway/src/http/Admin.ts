@@ -2,7 +2,7 @@
  * The operator's endpoints (admin token): the cluster at a glance, and draining a node. A drain is sent to the node
  * itself over NATS (`wa.ctl.nodes.<nodeId>.drain`), the same control message an operator can send with the nats CLI.
  */
-import { HttpApiBuilder } from "@effect/platform"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import { ClusterView } from "@wacluster/cluster/ClusterView"
 import { Nats } from "@wacluster/cluster/Nats"
 import { WaclusterApi } from "@wacluster/domain/Api"

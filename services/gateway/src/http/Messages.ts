@@ -2,7 +2,7 @@
  * A session's message history, read from Postgres (every message is recorded there by the session's owner as it
  * goes): newest first, cursor pages, filters by direction, contact, status and time.
  */
-import { HttpApiBuilder } from "@effect/platform"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import { MessagePage, MessageStatus, MessageView, WaclusterApi } from "@wacluster/domain/Api"
 import { BadRequest, NotFound } from "@wacluster/domain/ApiErrors"
 import { MessageId } from "@wacluster/domain/Ids"

@@ -1,7 +1,7 @@
 /**
  * Handlers that need no credentials: liveness and the city catalog.
  */
-import { HttpApiBuilder } from "@effect/platform"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import { CityList, Health, WaclusterApi } from "@wacluster/domain/Api"
 import { cities } from "@wacluster/domain/Cities"
 import { Effect } from "effect"

@@ -12,7 +12,7 @@
  * Anything else goes the ordinary way, unchanged: a key not cached yet (the ordinary route caches it), a tenant token,
  * another route. A body that does not decode is handed over as it was read, so its 400 is the ordinary route's.
  */
-import type { HttpServerResponse } from "@effect/platform"
+import type * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { Router } from "@wacluster/cluster/Router"
 import { isIdempotencyKey, plainSendMessage, SendMessage } from "@wacluster/domain/Api"
 import type { AcceptedMessage } from "@wacluster/domain/Protocol"

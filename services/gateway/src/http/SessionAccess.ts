@@ -2,7 +2,8 @@
  * Session routes a tenant token or the session's own key may call. A key reaches only its session; a tenant
  * only its own sessions; anything else is the same 404 as a session that does not exist.
  */
-import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { Router } from "@wacluster/cluster/Router"
 import { type SendMessage, WaclusterApi } from "@wacluster/domain/Api"
 import { Conflict, InternalError } from "@wacluster/domain/ApiErrors"

@@ -4,7 +4,7 @@
  * from the owner when it answers promptly, and from what it last saved otherwise, so a session whose node is moving
  * still reads.
  */
-import { HttpApiBuilder } from "@effect/platform"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import { Router } from "@wacluster/cluster/Router"
 import { SessionDetail, SessionRateLimit, WaclusterApi } from "@wacluster/domain/Api"
 import { BadRequest } from "@wacluster/domain/ApiErrors"

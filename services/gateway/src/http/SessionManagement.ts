@@ -2,7 +2,7 @@
  * What only the tenant may do to a session: delete it, and issue, list and revoke its API keys. A session's own key
  * cannot mint keys (it would escape its own rate limits) nor delete the session.
  */
-import { HttpApiBuilder } from "@effect/platform"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import { SqlClient } from "@effect/sql"
 import { Nats } from "@wacluster/cluster/Nats"
 import { Router } from "@wacluster/cluster/Router"

@@ -3,7 +3,7 @@
  * routed to the node that owns the session. Another session's key gets the same 404 as a session that does not
  * exist.
  */
-import { HttpApiBuilder } from "@effect/platform"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import { Router } from "@wacluster/cluster/Router"
 import { WaclusterApi } from "@wacluster/domain/Api"
 import { GetStatus } from "@wacluster/domain/Protocol"

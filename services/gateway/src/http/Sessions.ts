@@ -3,7 +3,7 @@
  * key, and asks the shard's owner to start the actor right away; if no owner answers yet, the owner starts
  * it when it takes the shard (the desired state is in Postgres).
  */
-import { HttpApiBuilder } from "@effect/platform"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import { ClusterConfig } from "@wacluster/cluster/ClusterConfig"
 import { Router } from "@wacluster/cluster/Router"
 import { CreatedApiKey, Session, SessionCreated, SessionPage, WaclusterApi } from "@wacluster/domain/Api"

@@ -1,7 +1,7 @@
 /**
  * Operators create tenants; the tenant token is returned once and only its hash is kept.
  */
-import { HttpApiBuilder } from "@effect/platform"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import { Tenant, TenantCreated, WaclusterApi } from "@wacluster/domain/Api"
 import { makeTenantId } from "@wacluster/domain/Ids"
 import { Tenants } from "@wacluster/store/Tenants"

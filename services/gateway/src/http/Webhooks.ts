@@ -3,7 +3,7 @@
  * listed without secrets, changed, rotated, removed; their delivery log, and redelivery by hand. A url is checked by
  * the SSRF guard (after DNS resolution) before it is stored; deliveries check it again.
  */
-import { HttpApiBuilder } from "@effect/platform"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import { WaclusterApi } from "@wacluster/domain/Api"
 import { BadRequest, Conflict, NotFound } from "@wacluster/domain/ApiErrors"
 import { EventType } from "@wacluster/domain/Events"
