@@ -153,6 +153,12 @@ export const requestError = (subject: string, cause: unknown): NatsError | NoRes
   return new NatsError({ operation: `request ${subject}`, cause })
 }
 
+/**
+ * A request handler outside Effect (see `serve`): true when it took the request and will answer it through `respond`
+ * (once), false to leave it to the Effect handler.
+ */
+export type DirectHandler = (payload: Uint8Array, respond: (reply: Uint8Array) => void) => boolean
+
 export class Nats extends Context.Tag("@wacluster/cluster/Nats")<Nats, {
   /** What the connection was made with (another connection to the same servers: the lease keeper's). */
   readonly config: NatsConfig
@@ -165,10 +171,14 @@ export class Nats extends Context.Tag("@wacluster/cluster/Nats")<Nats, {
   /**
    * Answers every request on `subject` with `handle` until the scope closes. Requests are served
    * concurrently; a handler must not fail (it encodes its failures in the reply).
+   *
+   * `direct`, when given, sees each request first, outside Effect: it answers true when it took the request (and
+   * answers it through `respond`, once), false to leave it to `handle`. It must not throw.
    */
   readonly serve: <R>(
     subject: string,
-    handle: (payload: Uint8Array) => Effect.Effect<Uint8Array, never, R>
+    handle: (payload: Uint8Array) => Effect.Effect<Uint8Array, never, R>,
+    direct?: DirectHandler
   ) => Effect.Effect<void, NatsError, Scope.Scope | R>
   readonly bucket: (name: string, options?: BucketOptions) => Effect.Effect<Bucket, NatsError>
 }>() {
@@ -205,17 +215,31 @@ export class Nats extends Context.Tag("@wacluster/cluster/Nats")<Nats, {
         catch: (cause) => requestError(subject, cause)
       }).pipe(Effect.map((msg: Msg) => msg.data))
 
-    const serve = <R>(subject: string, handle: (payload: Uint8Array) => Effect.Effect<Uint8Array, never, R>) =>
+    const serve = <R>(
+      subject: string,
+      handle: (payload: Uint8Array) => Effect.Effect<Uint8Array, never, R>,
+      direct?: DirectHandler
+    ) =>
       Effect.gen(function*() {
         const runtime = yield* Effect.runtime<R>()
         const runFork = Runtime.runFork(runtime)
+        /** An answer whose requester went away (the connection closing) has nowhere to go: dropped. */
+        const respondTo = (msg: Msg) => (reply: Uint8Array) => {
+          try {
+            msg.respond(reply)
+          } catch {
+            // Closed or draining: the requester times out and retries at the owner it finds next.
+          }
+        }
         yield* Effect.acquireRelease(
           Effect.try({
             try: () =>
               connection.subscribe(subject, {
                 callback: (error, msg) => {
                   if (error !== null) return
-                  runFork(handle(msg.data).pipe(Effect.flatMap((reply) => Effect.sync(() => msg.respond(reply)))))
+                  const respond = respondTo(msg)
+                  if (direct !== undefined && direct(msg.data, respond)) return
+                  runFork(handle(msg.data).pipe(Effect.flatMap((reply) => Effect.sync(() => respond(reply)))))
                 }
               }),
             catch: (cause) => new NatsError({ operation: `subscribe ${subject}`, cause })

@@ -34,9 +34,15 @@ const decodeCommandSchema = Schema.decodeUnknown(SessionCommandJson)
 export const encodeCommand = (command: SessionCommand): string =>
   (command._tag === "QueueText" ? writeQueueText(command) : undefined) ?? encodeCommandSchema(command)
 
+/**
+ * A command from its JSON when a hand-written codec reads it (a queued text), at once; undefined for anything that
+ * needs `decodeCommand`.
+ */
+export const readCommand = (text: string): SessionCommand | undefined => readQueueText(text)
+
 /** A command from its JSON (what the owner receives); a ParseError says what is wrong with it. */
 export const decodeCommand = (text: string): Effect.Effect<SessionCommand, ParseResult.ParseError> => {
-  const command = readQueueText(text)
+  const command = readCommand(text)
   return command === undefined ? decodeCommandSchema(text) : Effect.succeed(command)
 }
 
@@ -70,9 +76,16 @@ const replies = {
   SetRateLimits: voidReply
 } satisfies Record<SessionCommand["_tag"], unknown>
 
+/**
+ * A command's reply as JSON when a hand-written codec writes it (a queued text's success), at once; undefined for
+ * anything that needs `encodeReply`.
+ */
+export const writeReply = (command: SessionCommand, exit: Reply): string | undefined =>
+  command._tag === "QueueText" ? writeAccepted(exit) : undefined
+
 /** A command's reply as JSON (what the owner answers). */
 export const encodeReply = (command: SessionCommand, exit: Reply): Effect.Effect<string, ParseResult.ParseError> => {
-  const text = command._tag === "QueueText" ? writeAccepted(exit) : undefined
+  const text = writeReply(command, exit)
   return text === undefined ? replies[command._tag].encode(exit) : Effect.succeed(text)
 }
 

@@ -1,7 +1,7 @@
 /**
  * One session's actor: the only writer of that session's live state on the node that owns its shard.
  * It runs the WhatsApp socket (connect, events, reconnect with backoff) and answers commands from a
- * bounded mailbox, one at a time, through a Deferred. Every write it makes to Postgres is fenced with
+ * bounded mailbox, one at a time, each to the reply its caller gave. Every write it makes to Postgres is fenced with
  * the shard epoch; a stale epoch means another node owns the shard now, and the actor stops.
  */
 import { SqlClient } from "@effect/sql"
@@ -36,7 +36,7 @@ import { ProxyConfig } from "@wacluster/whatsapp/ProxyConfig"
 import * as SessionProxy from "@wacluster/whatsapp/SessionProxy"
 import { WhatsAppDriver } from "@wacluster/whatsapp/WhatsAppDriver"
 import type { CloseReason, SocketEvent, WhatsAppSocket } from "@wacluster/whatsapp/WhatsAppDriver"
-import { Data, DateTime, Deferred, Duration, Effect, Option, Queue, Schedule, Stream } from "effect"
+import { Data, DateTime, Deferred, Duration, Effect, Exit, Option, Queue, Schedule, Stream } from "effect"
 import { type BackoffPolicy, nextDelay } from "./Backoff.js"
 import type { ConnectGate } from "./ConnectGate.js"
 import { healthView, type LiveState, pairingUnavailable, qrView, statusView } from "./LiveState.js"
@@ -84,17 +84,23 @@ export class Replaced extends Data.TaggedError("Replaced")<{ readonly sessionId:
 /** The session was unlinked before its deletion: the actor stops for good. */
 export class Unlinked extends Data.TaggedError("Unlinked")<{ readonly sessionId: SessionId }> {}
 
+/** Where a command's answer goes: called once, by the actor (or as it stops); it must not throw. */
+export type Reply = (exit: Exit.Exit<unknown, CommandError | SendError | PairingError>) => void
+
 interface Envelope {
   readonly command: SessionCommand
-  readonly reply: Deferred.Deferred<unknown, CommandError | SendError | PairingError>
+  readonly reply: Reply
 }
 
 export interface SessionActorHandle {
   readonly sessionId: SessionId
   /**
-   * Queues a command and returns where its answer will appear. Fails with `SessionBusy` when the mailbox is
-   * full and with `NotOwner` once the actor has stopped (the caller retries at the next owner).
+   * Queues a command whose answer goes to `reply`, outside Effect: undefined once queued, else why not: `SessionBusy`
+   * when the mailbox is full, `NotOwner` once the actor has stopped (the caller retries at the next owner). What the
+   * node answers a running session's sends with, no fiber of its own for each.
    */
+  readonly post: (command: SessionCommand, reply: Reply) => SessionBusy | NotOwner | undefined
+  /** `post` for a caller in Effect: where the answer will appear, or why the command was not queued. */
   readonly offer: (command: SessionCommand) => Effect.Effect<
     Deferred.Deferred<unknown, CommandError | SendError | PairingError>,
     SessionBusy | NotOwner
@@ -148,21 +154,20 @@ export const make = Effect.fn("SessionActor.make")(function*(
   const driver = yield* WhatsAppDriver
   const mailbox = yield* Queue.dropping<Envelope>(options.mailboxCapacity)
 
+  // Every command passes here: plain calls.
+  const post = (command: SessionCommand, reply: Reply) => {
+    if (!mailbox.isActive()) return new NotOwner({ shard: fence.shard })
+    if (mailbox.unsafeOffer({ command, reply })) return undefined
+    return mailbox.isActive() ? new SessionBusy({ sessionId }) : new NotOwner({ shard: fence.shard })
+  }
   const handle: SessionActorHandle = {
     sessionId,
-    // Every command passes here: plain calls rather than a generator of effects.
+    post,
     offer: (command) =>
-      Effect.fiberIdWith((fiberId): Effect.Effect<
-        Deferred.Deferred<unknown, CommandError | SendError | PairingError>,
-        SessionBusy | NotOwner
-      > => {
-        if (!mailbox.isActive()) return Effect.fail(new NotOwner({ shard: fence.shard }))
-        const reply = Deferred.unsafeMake<unknown, CommandError | SendError | PairingError>(fiberId)
-        return mailbox.unsafeOffer({ command, reply })
-          ? Effect.succeed(reply)
-          : mailbox.isActive()
-          ? Effect.fail(new SessionBusy({ sessionId }))
-          : Effect.fail(new NotOwner({ shard: fence.shard }))
+      Effect.fiberIdWith((fiberId) => {
+        const answer = Deferred.unsafeMake<unknown, CommandError | SendError | PairingError>(fiberId)
+        const refused = post(command, (exit) => Deferred.unsafeDone(answer, exit))
+        return refused === undefined ? Effect.succeed(answer) : Effect.fail(refused)
       })
   }
 
@@ -716,16 +721,20 @@ export const make = Effect.fn("SessionActor.make")(function*(
       }
     }).pipe(Effect.withSpan("SessionActor.outbox"))
 
+    const succeed = (envelope: Envelope, value: unknown) => Effect.sync(() => envelope.reply(Exit.succeed(value)))
+    const fail = (envelope: Envelope, error: CommandError | SendError | PairingError) =>
+      Effect.sync(() => envelope.reply(Exit.fail(error)))
+
     const answer = (envelope: Envelope) =>
       Effect.gen(function*() {
         const { command } = envelope
         const refused = yield* admitRequest("caller" in command ? command.caller : undefined)
-        if (refused !== undefined) return yield* Deferred.fail(envelope.reply, refused)
+        if (refused !== undefined) return yield* fail(envelope, refused)
         switch (command._tag) {
           case "GetStatus":
-            return yield* Deferred.succeed(envelope.reply, statusView(sessionId, state, yield* monotonicMillis))
+            return yield* succeed(envelope, statusView(sessionId, state, yield* monotonicMillis))
           case "EnsureStarted":
-            return yield* Deferred.succeed(envelope.reply, undefined)
+            return yield* succeed(envelope, undefined)
           case "Reconnect":
             // Only a session that waits (backoff, park, or a final state) needs waking; one that is connecting
             // already is left to it.
@@ -734,18 +743,18 @@ export const make = Effect.fn("SessionActor.make")(function*(
               yield* Queue.offer(wake, undefined)
               yield* transition("connecting", "reconnecting")
             }
-            return yield* Deferred.succeed(envelope.reply, statusView(sessionId, state, yield* monotonicMillis))
+            return yield* succeed(envelope, statusView(sessionId, state, yield* monotonicMillis))
           case "SendText": {
             const socket = current
             if (socket === null || state.status !== "connected") {
-              return yield* Deferred.fail(
-                envelope.reply,
+              return yield* fail(
+                envelope,
                 new NotConnected({ sessionId, status: state.status, reason: state.reason })
               )
             }
             const sent = yield* socket.sendText(command.to, command.text).pipe(Effect.either)
             if (sent._tag === "Left") {
-              return yield* Deferred.fail(envelope.reply, new SendFailed({ sessionId, message: sent.left.message }))
+              return yield* fail(envelope, new SendFailed({ sessionId, message: sent.left.message }))
             }
             const messageId = yield* makeMessageId
             yield* messages.insert(fence, {
@@ -759,16 +768,16 @@ export const make = Effect.fn("SessionActor.make")(function*(
             }).pipe(storeRetry)
             state.messagesSent++
             state.lastActivityAt = yield* wallClock
-            return yield* Deferred.succeed(
-              envelope.reply,
+            return yield* succeed(
+              envelope,
               new SentText({ messageId, waMessageId: sent.right.waMessageId })
             )
           }
           case "RequestPairingCode": {
             const socket = current
             if (socket === null || state.status !== "connecting" || state.reason !== "qr_pending") {
-              return yield* Deferred.fail(
-                envelope.reply,
+              return yield* fail(
+                envelope,
                 pairingUnavailable(
                   sessionId,
                   state,
@@ -780,13 +789,13 @@ export const make = Effect.fn("SessionActor.make")(function*(
             }
             const code = yield* socket.requestPairingCode(command.phoneNumber).pipe(Effect.either)
             if (code._tag === "Left") {
-              return yield* Deferred.fail(
-                envelope.reply,
+              return yield* fail(
+                envelope,
                 pairingUnavailable(sessionId, state, `WhatsApp did not issue a pairing code: ${code.left.message}`)
               )
             }
-            return yield* Deferred.succeed(
-              envelope.reply,
+            return yield* succeed(
+              envelope,
               new PairingCode({ sessionId, phoneNumber: command.phoneNumber, pairingCode: code.right })
             )
           }
@@ -796,7 +805,7 @@ export const make = Effect.fn("SessionActor.make")(function*(
             const checkedAt = yield* monotonicMillis
             for (const entry of textLimits) {
               const verdict = RateLimiter.inspect(entry.bucket, entry.quota, checkedAt)
-              if (!verdict.allowed) return yield* Deferred.fail(envelope.reply, refusal("messages", entry, verdict))
+              if (!verdict.allowed) return yield* fail(envelope, refusal("messages", entry, verdict))
             }
             const queued = yield* outbox.enqueue(fence, {
               id: yield* makeMessageId,
@@ -807,10 +816,10 @@ export const make = Effect.fn("SessionActor.make")(function*(
             }).pipe(Effect.either)
             if (queued._tag === "Left") {
               if (queued.left._tag === "StoreError") {
-                return yield* Deferred.fail(envelope.reply, new StorageUnavailable({ sessionId }))
+                return yield* fail(envelope, new StorageUnavailable({ sessionId }))
               }
               // Another node owns the session now: the caller retries there, and this actor stops.
-              yield* Deferred.fail(envelope.reply, new NotOwner({ shard: fence.shard }))
+              yield* fail(envelope, new NotOwner({ shard: fence.shard }))
               return yield* queued.left
             }
             if (!queued.right.repeated) {
@@ -819,8 +828,8 @@ export const make = Effect.fn("SessionActor.make")(function*(
               // queue then (this text is in it already).
               if (current !== null && state.status === "connected") yield* Queue.offer(outboxWake, undefined)
             }
-            return yield* Deferred.succeed(
-              envelope.reply,
+            return yield* succeed(
+              envelope,
               new AcceptedMessage({
                 messageId: queued.right.messageId,
                 status: queued.right.status,
@@ -831,18 +840,18 @@ export const make = Effect.fn("SessionActor.make")(function*(
           case "GetHealth": {
             const queue = yield* outbox.depth(sessionId).pipe(Effect.either)
             if (queue._tag === "Left") {
-              return yield* Deferred.fail(envelope.reply, new StorageUnavailable({ sessionId }))
+              return yield* fail(envelope, new StorageUnavailable({ sessionId }))
             }
-            return yield* Deferred.succeed(
-              envelope.reply,
+            return yield* succeed(
+              envelope,
               healthView(sessionId, state, queue.right, yield* proxy.health, yield* wallClock)
             )
           }
           case "GetQr":
-            return yield* Deferred.succeed(envelope.reply, qrView(sessionId, state))
+            return yield* succeed(envelope, qrView(sessionId, state))
           case "Charge":
             // Counted above, like every request that names its caller.
-            return yield* Deferred.succeed(envelope.reply, undefined)
+            return yield* succeed(envelope, undefined)
           case "SetRateLimits": {
             const wanted: Record<LimitKind, number> = {
               requests: command.requestsPerMinute ?? options.rateLimits.requestsPerMinute,
@@ -854,11 +863,11 @@ export const make = Effect.fn("SessionActor.make")(function*(
               RateLimiter.rescale(sessionBuckets[kind], quotaOf(kind, limits[kind]), quotaOf(kind, wanted[kind]), now)
               limits[kind] = wanted[kind]
             }
-            return yield* Deferred.succeed(envelope.reply, undefined)
+            return yield* succeed(envelope, undefined)
           }
           case "StopSession":
             yield* stop
-            return yield* Deferred.succeed(envelope.reply, statusView(sessionId, state, yield* monotonicMillis))
+            return yield* succeed(envelope, statusView(sessionId, state, yield* monotonicMillis))
           case "UnlinkSession": {
             let outcome: { deviceUnlinked: boolean; detail: string | null } = { deviceUnlinked: false, detail: null }
             const socket = current
@@ -879,7 +888,7 @@ export const make = Effect.fn("SessionActor.make")(function*(
               Effect.ignore
             )
             yield* Effect.logInfo("session unlinked").pipe(Effect.annotateLogs(outcome))
-            yield* Deferred.succeed(envelope.reply, new UnlinkedView({ sessionId, ...outcome }))
+            yield* succeed(envelope, new UnlinkedView({ sessionId, ...outcome }))
             return yield* new Unlinked({ sessionId })
           }
         }
@@ -900,8 +909,8 @@ export const make = Effect.fn("SessionActor.make")(function*(
       // gateway retries them at whichever node runs the session next.
       Queue.takeAll(mailbox).pipe(
         Effect.flatMap((pending) =>
-          Effect.forEach(pending, (envelope) => Deferred.fail(envelope.reply, new NotOwner({ shard: fence.shard })), {
-            discard: true
+          Effect.sync(() => {
+            for (const envelope of pending) envelope.reply(Exit.fail(new NotOwner({ shard: fence.shard })))
           })
         ),
         Effect.zipRight(Queue.shutdown(mailbox))

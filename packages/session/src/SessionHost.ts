@@ -6,7 +6,7 @@
 import type { SqlClient } from "@effect/sql"
 import { monotonicMillis } from "@wacluster/cluster/ClusterConfig"
 import { EventStream } from "@wacluster/cluster/EventStream"
-import { Nats } from "@wacluster/cluster/Nats"
+import { type DirectHandler, Nats } from "@wacluster/cluster/Nats"
 import { type ShardLease, ShardLifecycle } from "@wacluster/cluster/ShardLeases"
 import { eventSubject } from "@wacluster/domain/Events"
 import type { SessionId } from "@wacluster/domain/Ids"
@@ -19,7 +19,7 @@ import {
   StorageUnavailable
 } from "@wacluster/domain/Protocol"
 import type { CommandError, PairingError, SendError } from "@wacluster/domain/Protocol"
-import { decodeCommand, encodeReply } from "@wacluster/domain/ProtocolJson"
+import { decodeCommand, encodeReply, readCommand, writeReply } from "@wacluster/domain/ProtocolJson"
 import { ShardNumber } from "@wacluster/domain/Shard"
 import { withHotSpan } from "@wacluster/domain/Spans"
 import { Events, type PendingEvent } from "@wacluster/store/Events"
@@ -40,9 +40,11 @@ import {
   Effect,
   Exit,
   FiberMap,
+  FiberRef,
   Layer,
   Option,
   Queue,
+  Runtime,
   Schedule
 } from "effect"
 import { defaultBackoff } from "./Backoff.js"
@@ -149,9 +151,9 @@ const RELAY_BATCH = 500
  * The actor's answer, or `busy()` once `limit` has passed without one: a timer that completes the reply rather than
  * Effect.timeout's race of two fibers, since every command waits here.
  */
-const awaitReply = <A, E>(reply: Deferred.Deferred<A, E>, limit: Duration.Duration, busy: () => E) =>
+const awaitReply = <A, E>(reply: Deferred.Deferred<A, E>, limitMs: number, busy: () => E) =>
   Effect.suspend(() => {
-    const timer = setTimeout(() => Deferred.unsafeDone(reply, Exit.fail(busy())), Duration.toMillis(limit))
+    const timer = setTimeout(() => Deferred.unsafeDone(reply, Exit.fail(busy())), limitMs)
     // A wait interrupted (the node stopping) leaves its timer to answer a reply nobody awaits any more: harmless,
     // and cheaper for every command than a finalizer. Unreferenced, it cannot hold a stopping process up.
     timer.unref()
@@ -182,6 +184,31 @@ export const make = Effect.fn("SessionHost.make")(function*(hostOptions: HostOpt
   const context = yield* Effect.context<
     SessionRuntime | Sessions | Messages | Outbox | Events | SqlClient.SqlClient | ProxyConfig | WhatsAppDriver
   >()
+  const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+  // With tracing on, every command goes the Effect way, which has the span.
+  const tracing = yield* FiberRef.get(FiberRef.currentTracerEnabled)
+
+  /** How long a command waits for its actor's answer before the caller hears SessionBusy (ms). */
+  const askLimit = (command: SessionCommand) =>
+    Duration.toMillis(Duration.max(hostOptions.askTimeout, slowCommandTimeout(command) ?? Duration.zero))
+
+  /** A command's reply as JSON; one that cannot be encoded is logged and answered as a defect. */
+  const replyText = (command: SessionCommand, exit: Exit.Exit<unknown, CommandError | SendError | PairingError>) =>
+    encodeReply(command, exit).pipe(
+      Effect.catchAll((error) =>
+        Effect.as(
+          Effect.logError("a reply could not be encoded").pipe(
+            Effect.annotateLogs({
+              command: command._tag,
+              error: error.message,
+              exit: Exit.isSuccess(exit) ? "success" : Cause.pretty(exit.cause)
+            })
+          ),
+          JSON.stringify({ _tag: "Failure", cause: { _tag: "Die", defect: "unencodable reply" } })
+        )
+      )
+    )
+
   /** The actors of every shard this node runs. */
   const shardActors = new Map<number, ReadonlyMap<SessionId, SessionActor.SessionActorHandle>>()
 
@@ -291,7 +318,7 @@ export const make = Effect.fn("SessionHost.make")(function*(hostOptions: HostOpt
               onSuccess: (reply) =>
                 awaitReply(
                   reply,
-                  Duration.max(options.askTimeout, slowCommandTimeout(command) ?? Duration.zero),
+                  askLimit(command),
                   // Made only when needed: an error captures a stack trace.
                   () => new SessionBusy({ sessionId: command.sessionId })
                 )
@@ -309,26 +336,7 @@ export const make = Effect.fn("SessionHost.make")(function*(hostOptions: HostOpt
 
       const serveRequest = (payload: Uint8Array) =>
         decodeCommand(utf8Decoder.decode(payload)).pipe(
-          Effect.flatMap((command) =>
-            ask(command).pipe(
-              Effect.flatMap((exit) =>
-                encodeReply(command, exit).pipe(
-                  Effect.catchAll((error) =>
-                    Effect.as(
-                      Effect.logError("a reply could not be encoded").pipe(
-                        Effect.annotateLogs({
-                          command: command._tag,
-                          error: error.message,
-                          exit: Exit.isSuccess(exit) ? "success" : Cause.pretty(exit.cause)
-                        })
-                      ),
-                      JSON.stringify({ _tag: "Failure", cause: { _tag: "Die", defect: "unencodable reply" } })
-                    )
-                  )
-                )
-              )
-            )
-          ),
+          Effect.flatMap((command) => Effect.flatMap(ask(command), (exit) => replyText(command, exit))),
           Effect.catchAll((error) =>
             Effect.as(
               Effect.logWarning("malformed command", error),
@@ -338,8 +346,41 @@ export const make = Effect.fn("SessionHost.make")(function*(hostOptions: HostOpt
           Effect.map((text) => utf8Encoder.encode(text))
         )
 
+      /**
+       * A command that the hand-written codec reads (a queued text) for an actor that runs, outside Effect: posted to
+       * the actor, whose answer (or SessionBusy once the ask timeout has passed) is the reply; a success is written by
+       * hand, anything else by `replyText` in a fiber. Anything else goes to `serveRequest`, as does every command
+       * while tracing is on (its span is there).
+       */
+      const serveDirect: DirectHandler = (payload, respond) => {
+        if (tracing) return false
+        const command = readCommand(utf8Decoder.decode(payload))
+        const actor = command === undefined ? undefined : actors.get(command.sessionId)
+        if (command === undefined || actor === undefined) return false
+        let answered = false
+        const reply: SessionActor.Reply = (exit) => {
+          if (answered) return
+          answered = true
+          clearTimeout(timer)
+          const text = writeReply(command, exit)
+          if (text !== undefined) return respond(utf8Encoder.encode(text))
+          runFork(replyText(command, exit)).addObserver((encoded) => {
+            if (Exit.isSuccess(encoded)) respond(utf8Encoder.encode(encoded.value))
+          })
+        }
+        const timer = setTimeout(
+          () => reply(Exit.fail(new SessionBusy({ sessionId: command.sessionId }))),
+          askLimit(command)
+        )
+        // Unreferenced: a stopping process is not held up by it.
+        timer.unref()
+        const refused = actor.post(command, reply)
+        if (refused !== undefined) reply(Exit.fail(refused))
+        return true
+      }
+
       // The first scan is retried like the fence; commands start their session's actor on demand meanwhile.
-      yield* nats.serve(rpcSubject(shard), serveRequest)
+      yield* nats.serve(rpcSubject(shard), serveRequest, serveDirect)
       yield* scan.pipe(
         Effect.tapError((error) => Effect.logWarning("could not list the shard's sessions; retrying", error)),
         Effect.retry(Schedule.exponential("200 millis").pipe(Schedule.union(Schedule.spaced("2 seconds"))))

@@ -103,7 +103,9 @@ const NodeLayer = ShardLeases.layer.pipe(
   Layer.provideMerge(Membership.layer({ nodeId: NodeId.make("node-1"), version: "test" })),
   Layer.provide(LeaseKeeper.onThread),
   Layer.provide(EventStream.layerConfig),
-  Layer.provide(FlakyDriver)
+  Layer.provide(FlakyDriver),
+  // As the node runs: a running session's queued texts are answered without a fiber (none with tracing on).
+  Layer.provide(Layer.setTracerEnabled(false))
 )
 
 const TestLayer = Layer.mergeAll(
@@ -128,6 +130,25 @@ const createSession = Effect.gen(function*() {
     shard: shardOf(id, SHARDS)
   })
 })
+
+/**
+ * Holds the shard's fence row in a transaction of its own, so the actor's write of a text waits behind it; the
+ * effect it returns lets go.
+ */
+const holdFence = (shard: number) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const locked = yield* Deferred.make<void>()
+    const release = yield* Deferred.make<void>()
+    const holder = yield* sql.withTransaction(
+      Effect.zipRight(
+        sql`SELECT shard FROM shard_fences WHERE shard = ${shard} FOR UPDATE`,
+        Effect.zipRight(Deferred.succeed(locked, undefined), Deferred.await(release))
+      )
+    ).pipe(Effect.fork)
+    yield* Deferred.await(locked)
+    return Effect.zipRight(Deferred.succeed(release, undefined), Fiber.join(holder))
+  })
 
 layer(TestLayer, { timeout: 60_000, excludeTestServices: true })("SessionHost", (it) => {
   it.effect("routes status requests to the owner's actor, starting it on demand", () =>
@@ -190,16 +211,7 @@ layer(TestLayer, { timeout: 60_000, excludeTestServices: true })("SessionHost", 
       const sql = yield* SqlClient.SqlClient
       const session = yield* createSession
       yield* router.send(new EnsureStarted({ sessionId: session.id }))
-      // Postgres holds the shard's fence row: the actor's write of the text waits behind it.
-      const locked = yield* Deferred.make<void>()
-      const release = yield* Deferred.make<void>()
-      const holder = yield* sql.withTransaction(
-        Effect.zipRight(
-          sql`SELECT shard FROM shard_fences WHERE shard = ${session.shard} FOR UPDATE`,
-          Effect.zipRight(Deferred.succeed(locked, undefined), Deferred.await(release))
-        )
-      ).pipe(Effect.fork)
-      yield* Deferred.await(locked)
+      const release = yield* holdFence(session.shard)
       const command = new QueueText({
         sessionId: session.id,
         to: "6281234567890@s.whatsapp.net",
@@ -221,14 +233,64 @@ layer(TestLayer, { timeout: 60_000, excludeTestServices: true })("SessionHost", 
       expect(waited).toBeGreaterThanOrEqual(1_900)
       expect(waited).toBeLessThan(4_000)
       // Postgres lets go: the text is queued once, and a repeat of the command gets it.
-      yield* Deferred.succeed(release, undefined)
-      yield* Fiber.join(holder)
+      yield* release
       const repeated = yield* router.send(command)
       expect(repeated.status).toBe("queued")
       const [count] = yield* sql<
         { n: number }
       >`SELECT count(*)::int AS n FROM messages WHERE session_id = ${session.id}`
       expect(count?.n).toBe(1)
+    }))
+
+  it.effect("answers 'busy' at once for a text that finds its actor's mailbox full; the texts it took are queued", () =>
+    Effect.gen(function*() {
+      const nats = yield* Nats
+      const sql = yield* SqlClient.SqlClient
+      const session = yield* createSession
+      yield* (yield* Router).send(new EnsureStarted({ sessionId: session.id }))
+      const release = yield* holdFence(session.shard)
+      // One text the actor is writing, 16 in its mailbox (its capacity here), and four more.
+      const ask = (i: number) => {
+        const command = new QueueText({
+          sessionId: session.id,
+          to: "6281234567890@s.whatsapp.net",
+          text: `text ${i}`,
+          idempotencyKey: `client:full-${i}`
+        })
+        const started = performance.now()
+        return nats.request(
+          rpcSubject(session.shard),
+          new TextEncoder().encode(Schema.encodeSync(SessionCommandJson)(command)),
+          "10 seconds"
+        ).pipe(
+          Effect.flatMap((reply) => decodeReply(command, new TextDecoder().decode(reply))),
+          Effect.map((exit) => ({
+            i,
+            waited: performance.now() - started,
+            outcome: Exit.isSuccess(exit)
+              ? "queued"
+              : Cause.failureOption(exit.cause).pipe(Option.map((e) => e._tag), Option.getOrElse(() => "defect"))
+          }))
+        )
+      }
+      const first = yield* Effect.fork(ask(0))
+      yield* Effect.sleep("200 millis")
+      const rest = yield* Effect.fork(
+        Effect.forEach(Array.from({ length: 20 }, (_, i) => i + 1), ask, { concurrency: "unbounded" })
+      )
+      yield* Effect.sleep("500 millis")
+      yield* release
+      const answers = [yield* Fiber.join(first), ...(yield* Fiber.join(rest))]
+      const busy = answers.filter((a) => a.outcome === "SessionBusy")
+      // Refused by the full mailbox, not after the ask timeout (2 s here).
+      expect(busy.map((a) => a.i)).toEqual([17, 18, 19, 20])
+      for (const answer of busy) expect(answer.waited).toBeLessThan(1_000)
+      expect(answers.filter((a) => a.outcome === "queued").map((a) => a.i)).toEqual(
+        Array.from({ length: 17 }, (_, i) => i)
+      )
+      const rows = yield* sql<{ body: { text: string } }>`SELECT body FROM messages
+        WHERE session_id = ${session.id} ORDER BY seq`
+      expect(rows.map((row) => row.body.text)).toEqual(Array.from({ length: 17 }, (_, i) => `text ${i}`))
     }))
 
   it.effect("starts the sessions of a shard whose desired state is running, without being asked", () =>
