@@ -2,14 +2,18 @@ import { SqlClient } from "@effect/sql"
 import { assert, describe, it } from "@effect/vitest"
 import { makeMessageId, type MessageId } from "@wacluster/domain/Ids"
 import { ShardNumber } from "@wacluster/domain/Shard"
-import { Cause, Effect, Exit, Option } from "effect"
+import { Cause, Clock, Context, Duration, Effect, Exit, Fiber, Layer, Option, Scope } from "effect"
 import { Messages } from "../src/Messages.js"
 import { Outbox } from "../src/Outbox.js"
+import * as OutboxLayer from "../src/Outbox.js"
 import { ShardFences } from "../src/ShardFences.js"
 import { seedSession, storeLayer } from "./support.js"
 
 const fence = (shard: number, epoch: number) => ({ shard: ShardNumber.make(shard), epoch })
 const to = "628111222333@s.whatsapp.net"
+
+/** On the real clock: what the test waits for is the writer's linger, a real wait. */
+const onLiveClock = Effect.withClock(Clock.make())
 
 describe("Outbox", () => {
   it.layer(storeLayer("outbox"))((it) => {
@@ -212,6 +216,60 @@ describe("Outbox", () => {
           WHERE session_id IN ${sql.in(live.map((session) => session.id))}`
         assert.isBelow(Number(statements?.count), (live.length * perSession) / 4)
       }))
+
+    it.effect("a statement with few texts waits OUTBOX_LINGER for more: texts that come meanwhile share it", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        yield* (yield* ShardFences).advance(40, 1)
+        /** Five sessions each queue a text, 10 ms apart; how many statements wrote them. */
+        const statementsFor = (linger: Duration.DurationInput) =>
+          Effect.gen(function*() {
+            const outbox = yield* Outbox
+            const sessions = yield* Effect.forEach(Array.from({ length: 5 }), () => seedSession({ shard: 40 }))
+            const started = performance.now()
+            const latencies = yield* Effect.forEach(sessions, (session, i) =>
+              Effect.gen(function*() {
+                yield* Effect.sleep(Duration.millis(10 * i))
+                const id = yield* makeMessageId
+                yield* outbox.enqueue(fence(40, 1), { id, sessionId: session.id, remoteJid: to, text: `text ${i}` })
+                return performance.now() - started - 10 * i
+              }), { concurrency: "unbounded" })
+            const [statements] = yield* sql<{ count: string }>`SELECT count(DISTINCT xmin::text) AS count
+              FROM messages WHERE session_id IN ${sql.in(sessions.map((session) => session.id))}`
+            return { statements: Number(statements?.count), latencies }
+          }).pipe(Effect.provide(OutboxLayer.layerWith({ linger: Duration.decode(linger) })))
+        const lingering = yield* statementsFor("200 millis")
+        assert.strictEqual(lingering.statements, 1)
+        // The first text waited the whole linger, the last the rest of it.
+        assert.isAtLeast(lingering.latencies[0] ?? 0, 190)
+        const eager = yield* statementsFor(0)
+        assert.strictEqual(eager.statements, 5)
+        for (const latency of eager.latencies) assert.isBelow(latency, 150)
+      }).pipe(onLiveClock))
+
+    it.effect("a text taken for a lingering statement is written even when the store closes meanwhile", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        yield* (yield* ShardFences).advance(41, 1)
+        const session = yield* seedSession({ shard: 41 })
+        const scope = yield* Scope.make()
+        const context = yield* Layer.buildWithScope(OutboxLayer.layerWith({ linger: Duration.millis(300) }), scope)
+        const outbox = Context.get(context, Outbox)
+        const queued = yield* Effect.fork(
+          Effect.flatMap(
+            makeMessageId,
+            (id) => outbox.enqueue(fence(41, 1), { id, sessionId: session.id, remoteJid: to, text: "in flight" })
+          )
+        )
+        yield* Effect.sleep("100 millis")
+        yield* Scope.close(scope, Exit.void)
+        // Answered, not left waiting: a text taken out of the queue and then dropped would never be.
+        const exit = yield* Fiber.await(queued).pipe(Effect.timeout("5 seconds"))
+        assert.isTrue(Exit.isSuccess(exit))
+        const rows = yield* sql<{ text: string }>`SELECT body->>'text' AS text FROM messages
+          WHERE session_id = ${session.id}`
+        assert.deepStrictEqual(rows.map((row) => row.text), ["in flight"])
+      }).pipe(onLiveClock))
 
     it.effect("goes on queueing texts after Postgres drops its connections, losing none it accepted", () =>
       Effect.gen(function*() {

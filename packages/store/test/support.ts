@@ -6,7 +6,7 @@
 import { SqlClient } from "@effect/sql"
 import { makeSessionId, makeTenantId, type TenantId } from "@wacluster/domain/Ids"
 import { ShardNumber, shardOf } from "@wacluster/domain/Shard"
-import { Effect, Layer, type Scope } from "effect"
+import { Duration, Effect, Layer, type Scope } from "effect"
 import { randomBytes, randomUUID } from "node:crypto"
 import { inject } from "vitest"
 import * as ApiKeys from "../src/ApiKeys.js"
@@ -65,7 +65,8 @@ export const storeLayer = (label: string) => {
     ShardFences.layer,
     SessionRuntime.layer,
     Messages.layer,
-    Outbox.layer,
+    // No linger: tests on the TestClock would wait for it forever. Its own tests (Outbox.test.ts) give it one.
+    Outbox.layerWith({ linger: Duration.zero }),
     Events.layer,
     ClusterMeta.layer,
     AuthState.layer.pipe(Layer.provide(AuthCipher.layerFromKey(TEST_AUTH_KEY)))
