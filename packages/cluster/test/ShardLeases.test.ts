@@ -440,9 +440,10 @@ describe("ShardLeases on a real nats-server", () => {
         const nats = yield* privateNats()
         const tracker = makeTracker()
         // Handovers do not wait on the TTLs; longer ones keep a busy machine (a stalled nats-server) from fencing
-        // shards, which would leave more than a batch idle at once for a reason this test is not about (with 3 s
-        // leases, a full suite once fenced all of node-a's shards: no renewal got through for 1.8 s).
-        const slow = { handoverBatch: 2, leaseTtl: Duration.seconds(6), nodeTtl: Duration.seconds(4) }
+        // shards, which would leave more than a batch idle at once for a reason this test is not about. A full suite
+        // fenced all of node-a's shards once with 3 s leases (no renewal through for 1.8 s), and once with 6 s ones
+        // (none through for 3.6 s, every heartbeat of the file's nodes unanswered at the same moment).
+        const slow = { handoverBatch: 2, leaseTtl: Duration.seconds(15), nodeTtl: Duration.seconds(10) }
         const a = yield* startNode("node-a", nats.url, tracker, slow)
         yield* eventually(() => tracker.heldBy("node-a").length === SHARDS, "5 seconds", "node-a holds all shards")
         const b = yield* startNode("node-b", nats.url, tracker, slow)
