@@ -355,8 +355,9 @@ export const make = Effect.fn("SessionHost.make")(function*(hostOptions: HostOpt
       const serveDirect: DirectHandler = (payload, respond) => {
         if (tracing) return false
         const command = readCommand(utf8Decoder.decode(payload))
-        const actor = command === undefined ? undefined : actors.get(command.sessionId)
-        if (command === undefined || actor === undefined) return false
+        if (command === undefined) return false
+        const actor = actors.get(command.sessionId)
+        if (actor === undefined) return false
         let answered = false
         const reply: SessionActor.Reply = (exit) => {
           if (answered) return

@@ -8,7 +8,7 @@ import { Nats } from "@wacluster/cluster/Nats"
 import { Router } from "@wacluster/cluster/Router"
 import { EpochFloor, ShardLeases } from "@wacluster/cluster/ShardLeases"
 import { makeSessionId, NodeId, type SessionId } from "@wacluster/domain/Ids"
-import { EnsureStarted, GetStatus, QueueText, rpcSubject } from "@wacluster/domain/Protocol"
+import { EnsureStarted, GetStatus, QueueText, rpcSubject, type SessionCommand } from "@wacluster/domain/Protocol"
 import { decodeReply, SessionCommandJson } from "@wacluster/domain/ProtocolJson"
 import { shardOf } from "@wacluster/domain/Shard"
 import * as NatsServer from "@wacluster/infra/NatsServer"
@@ -150,6 +150,19 @@ const holdFence = (shard: number) =>
     return Effect.zipRight(Deferred.succeed(release, undefined), Fiber.join(holder))
   })
 
+/** A command straight to its shard's owner, as a gateway sends it (waiting up to 10 s): the reply, and how long. */
+const askOwner = (shard: number, command: SessionCommand) =>
+  Effect.gen(function*() {
+    const started = performance.now()
+    const reply = yield* (yield* Nats).request(
+      rpcSubject(shard),
+      new TextEncoder().encode(Schema.encodeSync(SessionCommandJson)(command)),
+      "10 seconds"
+    )
+    const exit = yield* decodeReply(command, new TextDecoder().decode(reply))
+    return { exit, waited: performance.now() - started }
+  })
+
 layer(TestLayer, { timeout: 60_000, excludeTestServices: true })("SessionHost", (it) => {
   it.effect("routes status requests to the owner's actor, starting it on demand", () =>
     Effect.gen(function*() {
@@ -206,7 +219,6 @@ layer(TestLayer, { timeout: 60_000, excludeTestServices: true })("SessionHost", 
 
   it.effect("answers 'busy' for a command its actor has not answered within the ask timeout, then goes on", () =>
     Effect.gen(function*() {
-      const nats = yield* Nats
       const router = yield* Router
       const sql = yield* SqlClient.SqlClient
       const session = yield* createSession
@@ -219,14 +231,7 @@ layer(TestLayer, { timeout: 60_000, excludeTestServices: true })("SessionHost", 
         idempotencyKey: "client:ask-timeout"
       })
       // Straight to the owner, waiting longer than its ask timeout (2 s here), as a gateway would.
-      const started = performance.now()
-      const reply = yield* nats.request(
-        rpcSubject(session.shard),
-        new TextEncoder().encode(Schema.encodeSync(SessionCommandJson)(command)),
-        "10 seconds"
-      )
-      const waited = performance.now() - started
-      const exit = yield* decodeReply(command, new TextDecoder().decode(reply))
+      const { exit, waited } = yield* askOwner(session.shard, command)
       expect(Exit.isFailure(exit) && Cause.failureOption(exit.cause).pipe(Option.map((e) => e._tag))).toEqual(
         Option.some("SessionBusy")
       )
@@ -244,7 +249,6 @@ layer(TestLayer, { timeout: 60_000, excludeTestServices: true })("SessionHost", 
 
   it.effect("answers 'busy' at once for a text that finds its actor's mailbox full; the texts it took are queued", () =>
     Effect.gen(function*() {
-      const nats = yield* Nats
       const sql = yield* SqlClient.SqlClient
       const session = yield* createSession
       yield* (yield* Router).send(new EnsureStarted({ sessionId: session.id }))
@@ -257,21 +261,13 @@ layer(TestLayer, { timeout: 60_000, excludeTestServices: true })("SessionHost", 
           text: `text ${i}`,
           idempotencyKey: `client:full-${i}`
         })
-        const started = performance.now()
-        return nats.request(
-          rpcSubject(session.shard),
-          new TextEncoder().encode(Schema.encodeSync(SessionCommandJson)(command)),
-          "10 seconds"
-        ).pipe(
-          Effect.flatMap((reply) => decodeReply(command, new TextDecoder().decode(reply))),
-          Effect.map((exit) => ({
-            i,
-            waited: performance.now() - started,
-            outcome: Exit.isSuccess(exit)
-              ? "queued"
-              : Cause.failureOption(exit.cause).pipe(Option.map((e) => e._tag), Option.getOrElse(() => "defect"))
-          }))
-        )
+        return Effect.map(askOwner(session.shard, command), ({ exit, waited }) => ({
+          i,
+          waited,
+          outcome: Exit.isSuccess(exit)
+            ? "queued"
+            : Cause.failureOption(exit.cause).pipe(Option.map((e) => e._tag), Option.getOrElse(() => "defect"))
+        }))
       }
       const first = yield* Effect.fork(ask(0))
       yield* Effect.sleep("200 millis")
