@@ -13,6 +13,13 @@ import { NodeId } from "./Ids.js"
  */
 export const credentialsRevokedSubject = "wa.ctl.credentials.revoked"
 
+/**
+ * Published by a node after it acknowledged a batch of events for webhooks: the consumer's ack floor may have moved,
+ * and every node reads it again (a node that reads it only now and then, when nothing is in flight, would otherwise
+ * hold back its deliveries until its next read).
+ */
+export const webhooksAckedSubject = "wa.ctl.webhooks.acked"
+
 /** The subject a node answers drain requests on. */
 export const drainSubject = (nodeId: string): string => `wa.ctl.nodes.${nodeId}.drain`
 
