@@ -164,7 +164,13 @@ export const make = (options: IntakeOptions) =>
           }
         }
         yield* queue.enqueue(queued)
-        for (const message of messages) message.ack()
+        for (const message of messages.slice(0, -1)) message.ack()
+        // The last acknowledgement is confirmed: the server takes a consumer's acknowledgements in order, so every
+        // node that hears the word reads a floor that has moved (else it reads again FLOOR_EVERY later).
+        const last = messages.at(-1)
+        if (last !== undefined) {
+          yield* natsCall("acknowledge webhooks events", () => last.ackAck({ timeout: 1_000 })).pipe(Effect.ignore)
+        }
         yield* announceAcked
       }).pipe(
         // Postgres away: the batch is kept (not acknowledged) and tried again; JetStream also hands it out again
