@@ -57,7 +57,11 @@ export const renewLease = (
     const { epoch, shard } = lease
     let revision = lease.revision
     let renewedAt = lease.acquiredAt
-    let nextAttemptAt = lease.acquiredAt + renewEvery
+    // Renewals fall on a grid of renewEvery shared by every lease of this thread (never later than renewEvery after
+    // the last one): the thread wakes once a period for all of them, and their writes go out together, where each
+    // lease woke on its own and wrote alone (a wake-up and a socket write per lease on both sides).
+    const onGrid = (at: number) => Math.floor(at / renewEvery) * renewEvery
+    let nextAttemptAt = onGrid(lease.acquiredAt + renewEvery)
     /** An attempt failed since the last renewal: a node that could not renew must not try past its fence. */
     let failedSinceRenewal = false
     /** When the first attempt whose outcome is unknown (it timed out) since the last renewal was sent. */
@@ -126,7 +130,7 @@ export const renewLease = (
         revision = result.right
         yield* renewed(attemptAt)
         unconfirmedSince = undefined
-        nextAttemptAt = attemptAt + renewEvery
+        nextAttemptAt = onGrid(attemptAt + renewEvery)
         failedSinceRenewal = false
       } else if (result.left._tag === "RevisionMismatch") {
         // An earlier attempt that timed out here may have landed after all: then the lease is still ours, at a
