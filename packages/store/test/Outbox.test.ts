@@ -242,8 +242,10 @@ describe("Outbox", () => {
         assert.strictEqual(lingering.statements, 1)
         // The first text waited the whole linger, the last the rest of it.
         assert.isAtLeast(lingering.latencies[0] ?? 0, 190)
+        // With none, the first text is written alone at once; the others go as the writer is free again (texts that
+        // come while a statement runs share the next one: on a busy machine a statement outlasts the 10 ms).
         const eager = yield* statementsFor(0)
-        assert.strictEqual(eager.statements, 5)
+        assert.isAtLeast(eager.statements, 2)
         for (const latency of eager.latencies) assert.isBelow(latency, 150)
       }).pipe(onLiveClock))
 
