@@ -7,7 +7,7 @@
  * success have hand-written codecs in front: they write exactly what the Schema codecs write, and take only what the
  * Schema codecs would read the same way. Anything else (every failure, a field out of shape) goes through Schema.
  */
-import { Effect, Exit, type ParseResult, Schema } from "effect"
+import { Effect, Exit, ParseResult, Schema } from "effect"
 import { readAccepted, readQueueText, writeAccepted, writeQueueText } from "./internal/queueTextJson.js"
 import {
   AcceptedMessage,
@@ -27,8 +27,31 @@ export const SessionCommandJson = Schema.parseJson(SessionCommand)
 
 type Reply = Exit.Exit<unknown, CommandError | SendError | PairingError>
 
+/**
+ * A Schema decoder that fails where Schema itself throws: its unions read the discriminator of the input with
+ * `String()`, which throws for an object whose `toString` is no function (`{"_tag":{"toString":false}}`), and a
+ * throw would be a defect where the requester deserves an answer.
+ */
+const decodeWithoutThrowing = <A>(schema: Schema.Schema<A, string>) => {
+  const decode = Schema.decodeUnknown(schema)
+  return (text: unknown): Effect.Effect<A, ParseResult.ParseError> =>
+    Effect.suspend(() => decode(text)).pipe(
+      Effect.catchAllDefect((defect) =>
+        Effect.fail(
+          new ParseResult.ParseError({
+            issue: new ParseResult.Type(
+              schema.ast,
+              text,
+              `unreadable: ${defect instanceof Error ? defect.message : "the decoder threw"}`
+            )
+          })
+        )
+      )
+    )
+}
+
 const encodeCommandSchema = Schema.encodeSync(SessionCommandJson)
-const decodeCommandSchema = Schema.decodeUnknown(SessionCommandJson)
+const decodeCommandSchema = decodeWithoutThrowing(SessionCommandJson)
 
 /** A command as JSON (what the gateway sends). */
 export const encodeCommand = (command: SessionCommand): string =>
@@ -55,7 +78,7 @@ const replyCodec = <A, I, E = CommandError, EI = typeof CommandError.Encoded>(
   failure: Schema.Schema<E, EI> = CommandError as unknown as Schema.Schema<E, EI>
 ) => {
   const json = Schema.parseJson(Schema.Exit({ success, failure, defect: Schema.Defect }))
-  return { decode: Schema.decodeUnknown(json), encode: Schema.encodeUnknown(json) }
+  return { decode: decodeWithoutThrowing(json), encode: Schema.encodeUnknown(json) }
 }
 
 const statusReply = replyCodec(SessionStatusView)

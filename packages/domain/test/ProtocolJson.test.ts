@@ -7,13 +7,24 @@ import { decodeCommand, decodeReply, encodeCommand, encodeReply, SessionCommandJ
 
 // The hand-written codecs must be indistinguishable from the Schema codecs: the same text out, and for any text in,
 // the same command or reply (or a failure where Schema fails).
+/** Schema's decoder, with a throw counted as a failure (its unions throw on some discriminators, see ProtocolJson). */
+const eitherDecoder = <A>(schema: Schema.Schema<A, string>) => {
+  const decode = Schema.decodeUnknownEither(schema)
+  return (text: unknown): Either.Either<A, unknown> => {
+    try {
+      return decode(text)
+    } catch (error) {
+      return Either.left(error)
+    }
+  }
+}
 const schemaEncodeCommand = Schema.encodeSync(SessionCommandJson)
-const schemaDecodeCommand = Schema.decodeUnknownEither(SessionCommandJson)
+const schemaDecodeCommand = eitherDecoder(SessionCommandJson)
 const QueueTextReply = Schema.parseJson(
   Schema.Exit({ success: AcceptedMessage, failure: CommandError, defect: Schema.Defect })
 )
 const schemaEncodeReply = Schema.encodeSync(QueueTextReply)
-const schemaDecodeReply = Schema.decodeUnknownEither(QueueTextReply)
+const schemaDecodeReply = eitherDecoder(QueueTextReply)
 
 const queueTexts = Arbitrary.make(QueueText)
 const accepted = Arbitrary.make(AcceptedMessage)
@@ -99,6 +110,13 @@ describe("ProtocolJson", () => {
     for (const text of ["", "null", "[]", "{", "\"QueueText\"", "{\"_tag\":\"QueueText\"}", "{\"_tag\":\"Nope\"}"]) {
       sameOutcome(Effect.runSync(Effect.either(decodeCommand(text))), schemaDecodeCommand(text))
     }
+    // A tag Schema's union throws on (found by this property): a failure that says so, not a defect.
+    for (const tag of ["{\"toString\":false}", "{\"toString\":{},\"valueOf\":1}"]) {
+      const text = `{"_tag":${tag},"sessionId":"sess_abcdefghijklmnopqrst","to":"","text":"hi","idempotencyKey":null}`
+      const decoded = Effect.runSync(Effect.either(decodeCommand(text)))
+      expect(Either.isLeft(decoded) && decoded.left._tag).toBe("ParseError")
+      expect(Either.isLeft(decoded) && decoded.left.message).toContain("unreadable: Cannot convert object")
+    }
   })
 
   it("leaves other commands to their schema", () => {
@@ -147,6 +165,8 @@ describe("ProtocolJson", () => {
     })
     const text = schemaEncodeReply(Exit.succeed(good))
     expect(readAccepted(text)).toStrictEqual(good)
+    const odd = Effect.runSync(Effect.either(decodeReply(anyCommand, "{\"_tag\":{\"toString\":false}}")))
+    expect(Either.isLeft(odd) && odd.left._tag).toBe("ParseError")
     expect(Effect.runSync(decodeReply(anyCommand, text))).toStrictEqual(Exit.succeed(good))
     fc.assert(fc.property(accepted, (message) => {
       const reply = schemaEncodeReply(Exit.succeed(message))
