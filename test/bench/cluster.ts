@@ -146,6 +146,72 @@ export const cpuTimes = (cluster: LocalCluster.LocalCluster): Map<string, number
   return times
 }
 
+/** A process's wake-ups (voluntary context switches of all its threads) and write system calls so far. */
+const processWakes = (pid: number): { readonly wakeUps: number; readonly writes: number } | undefined => {
+  try {
+    let wakeUps = 0
+    for (const thread of readdirSync(`/proc/${pid}/task`)) {
+      const status = readFileSync(`/proc/${pid}/task/${thread}/status`, "utf8")
+      wakeUps += Number(/\nvoluntary_ctxt_switches:\s*(\d+)/.exec(status)?.[1] ?? 0)
+    }
+    const writes = Number(/\nsyscw:\s*(\d+)/.exec(`\n${readFileSync(`/proc/${pid}/io`, "utf8")}`)?.[1] ?? 0)
+    return { wakeUps, writes }
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * How often each of the cluster's processes has gone to sleep and been woken (voluntary context switches, every
+ * thread) and written to a socket or file (write system calls), as `cpuTimes` names them; Postgres counts its
+ * backends alive now. On a virtual machine where waking an idle CPU is dear (see README), these say where the CPU
+ * time of a request goes beside what the processes compute.
+ */
+export const wakeCounts = (cluster: LocalCluster.LocalCluster): Map<string, { wakeUps: number; writes: number }> => {
+  const counts = new Map<string, { wakeUps: number; writes: number }>()
+  const add = (name: string, pid: number) => {
+    const wakes = processWakes(pid)
+    if (wakes === undefined) return
+    const sum = counts.get(name) ?? { wakeUps: 0, writes: 0 }
+    counts.set(name, { wakeUps: sum.wakeUps + wakes.wakeUps, writes: sum.writes + wakes.writes })
+  }
+  add("gateway", cluster.gateway.pid)
+  for (const node of cluster.nodes) add(node.nodeId, node.pid)
+  for (const server of cluster.natsServers) {
+    add(cluster.natsServers.length === 1 ? "nats" : `nats ${server.pid}`, server.pid)
+  }
+  const postmaster = cluster.postgres?.pid
+  if (postmaster !== undefined) {
+    add("postgres", postmaster)
+    for (const entry of readdirSync("/proc", { withFileTypes: true })) {
+      if (!entry.isDirectory() || !/^\d+$/.test(entry.name)) continue
+      if (processCpu(Number(entry.name))?.parent === postmaster) add("postgres", Number(entry.name))
+    }
+  }
+  add("load generator", process.pid)
+  return counts
+}
+
+/** Wake-ups and writes per request between two `wakeCounts` readings, process by process. */
+export const wakesPerRequest = (
+  before: Map<string, { wakeUps: number; writes: number }>,
+  after: Map<string, { wakeUps: number; writes: number }>,
+  requests: number
+) => {
+  const shares = [...after].flatMap(([name, end]) => {
+    const start = before.get(name)
+    return start === undefined ? [] : [{
+      name,
+      wakeUps: (end.wakeUps - start.wakeUps) / requests,
+      writes: (end.writes - start.writes) / requests
+    }]
+  })
+  if (shares.length === 0) return "wake-ups per request: not measured (no /proc here)"
+  const list = (pick: (share: (typeof shares)[number]) => number) =>
+    shares.map((share) => `${share.name} ${pick(share).toFixed(2)}`).join(", ")
+  return `wake-ups per request: ${list((share) => share.wakeUps)}; writes per request: ${list((share) => share.writes)}`
+}
+
 /** CPU time per request between two `cpuTimes` readings, process by process and in all (ms). */
 export const cpuPerRequest = (before: Map<string, number>, after: Map<string, number>, requests: number) => {
   const shares = [...after].flatMap(([name, ms]) => {

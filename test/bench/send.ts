@@ -36,7 +36,17 @@ import { resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
 import { Pool } from "undici"
-import { cpuPerRequest, cpuTimes, createSessions, fromAutocannon, fromLatencies, row, withCluster } from "./cluster.js"
+import {
+  cpuPerRequest,
+  cpuTimes,
+  createSessions,
+  fromAutocannon,
+  fromLatencies,
+  row,
+  wakeCounts,
+  wakesPerRequest,
+  withCluster
+} from "./cluster.js"
 
 const { values } = parseArgs({
   options: {
@@ -233,11 +243,19 @@ const main = () =>
     }
     profile()
     const cpuBefore = cpuTimes(cluster)
+    const wakesBefore = wakeCounts(cluster)
     const sends = await sendLoad(gateway, keys, duration)
     const cpuAfter = cpuTimes(cluster)
+    const wakesAfter = wakeCounts(cluster)
     profile()
     process.stdout.write(`measuring a steady ${rate} sends/s for ${duration} s…\n`)
+    const steadyCpuBefore = cpuTimes(cluster)
+    const steadyWakesBefore = wakeCounts(cluster)
     const steady = await steadyLoad(gateway, keys, rate, duration)
+    const steadyCpuAfter = cpuTimes(cluster)
+    const steadyWakesAfter = wakeCounts(cluster)
+    // Its warm-up counts here too: the readings take it in.
+    const steadyRequests = steady.perSecond * duration + Math.round(rate * STEADY_WARM_SECONDS)
 
     process.stdout.write([
       "",
@@ -250,6 +268,9 @@ const main = () =>
       `ratio (sends / inserts): throughput ${(sends.perSecond / baseline.perSecond).toFixed(2)}×, ` +
       `p50 latency ${(sends.p50 / baseline.p50).toFixed(2)}×, p99 latency ${(sends.p99 / baseline.p99).toFixed(2)}×`,
       `accepted sends, ${cpuPerRequest(cpuBefore, cpuAfter, sends.perSecond * duration)}`,
+      `accepted sends, ${wakesPerRequest(wakesBefore, wakesAfter, sends.perSecond * duration)}`,
+      `steady ${rate}/s, ${cpuPerRequest(steadyCpuBefore, steadyCpuAfter, steadyRequests)}`,
+      `steady ${rate}/s, ${wakesPerRequest(steadyWakesBefore, steadyWakesAfter, steadyRequests)}`,
       ""
     ].join("\n"))
   })
