@@ -19,7 +19,7 @@
 import { SqlClient } from "@effect/sql"
 import { MessageId, SessionId } from "@wacluster/domain/Ids"
 import { withHotSpan } from "@wacluster/domain/Spans"
-import { Config, Context, Deferred, Duration, Effect, Layer, Option, Queue, Schema } from "effect"
+import { Chunk, Config, Context, Duration, Effect, Exit, Layer, Option, Queue, Schema } from "effect"
 import { mapStoreError, type StaleEpoch, StoreError } from "./Errors.js"
 import * as Fence from "./Fence.js"
 import { Int8 } from "./internal/Columns.js"
@@ -150,7 +150,8 @@ const closing = new StoreError({ message: "Outbox.enqueue failed: the store is c
 interface Pending {
   readonly fence: Fence.Fence
   readonly text: NewText
-  readonly answer: Deferred.Deferred<Enqueued, StoreError | StaleEpoch>
+  /** Resumes its caller (once; an answer to a caller that went away goes nowhere). */
+  readonly answer: (exit: Exit.Exit<Enqueued, StoreError | StaleEpoch>) => void
 }
 
 export const make = Effect.fn("Outbox.make")(function*(options: OutboxOptions) {
@@ -213,7 +214,7 @@ export const make = Effect.fn("Outbox.make")(function*(options: OutboxOptions) {
     ]).pipe(Effect.flatMap(decodeEnqueuedRows))
 
   const answerOne = (item: Pending) =>
-    Effect.flatMap(Effect.exit(enqueueOne(item.fence, item.text)), (exit) => Deferred.done(item.answer, exit))
+    Effect.flatMap(Effect.exit(enqueueOne(item.fence, item.text)), (exit) => Effect.sync(() => item.answer(exit)))
 
   const writeBatch = (batch: ReadonlyArray<Pending>): Effect.Effect<void> =>
     Effect.gen(function*() {
@@ -227,17 +228,20 @@ export const make = Effect.fn("Outbox.make")(function*(options: OutboxOptions) {
         return yield* writeBatch(batch.slice(half))
       }
       const inserted = new Map(written.right.map((row) => [row.id as string, row]))
-      yield* Effect.forEach(batch, (item) => {
+      const notInserted: Array<Pending> = []
+      for (const item of batch) {
         const row = inserted.get(item.text.id)
-        if (row === undefined) return answerOne(item)
-        return Deferred.succeed(
-          item.answer,
-          // Decoded from the row just above.
-          new Enqueued({ messageId: row.id, status: row.status, createdAt: row.createdAt, repeated: false }, {
-            disableValidation: true
-          })
-        )
-      }, { discard: true })
+        if (row === undefined) notInserted.push(item)
+        else {
+          item.answer(Exit.succeed(
+            // Decoded from the row just above.
+            new Enqueued({ messageId: row.id, status: row.status, createdAt: row.createdAt, repeated: false }, {
+              disableValidation: true
+            })
+          ))
+        }
+      }
+      yield* Effect.forEach(notInserted, answerOne, { discard: true })
     })
 
   const pending = yield* Queue.unbounded<Pending>()
@@ -245,7 +249,7 @@ export const make = Effect.fn("Outbox.make")(function*(options: OutboxOptions) {
   yield* Effect.addFinalizer(() =>
     Effect.flatMap(
       Queue.takeAll(pending),
-      (left) => Effect.forEach(left, (item) => Deferred.fail(item.answer, closing), { discard: true })
+      (left) => Effect.sync(() => Chunk.forEach(left, (item) => item.answer(Exit.fail(closing))))
     ).pipe(
       Effect.zipRight(Queue.shutdown(pending))
     )
@@ -266,7 +270,7 @@ export const make = Effect.fn("Outbox.make")(function*(options: OutboxOptions) {
       Effect.flatMap((batch) =>
         writeBatch(batch).pipe(
           Effect.catchAllCause((cause) =>
-            Effect.forEach(batch, (item) => Deferred.failCause(item.answer, cause), { discard: true })
+            Effect.sync(() => batch.forEach((item) => item.answer(Exit.failCause(cause))))
           )
         )
       )
@@ -279,9 +283,8 @@ export const make = Effect.fn("Outbox.make")(function*(options: OutboxOptions) {
 
   // Every accepted text passes here: plain calls rather than a generator of effects.
   const enqueue = (fence: Fence.Fence, text: NewText) =>
-    Effect.fiberIdWith((fiberId) => {
-      const answer = Deferred.unsafeMake<Enqueued, StoreError | StaleEpoch>(fiberId)
-      return pending.unsafeOffer({ fence, text, answer }) ? Deferred.await(answer) : Effect.fail(closing)
+    Effect.async<Enqueued, StoreError | StaleEpoch>((resume) => {
+      if (!pending.unsafeOffer({ fence, text, answer: resume })) resume(Exit.fail(closing))
     }).pipe(withHotSpan("Outbox.enqueue"))
 
   const next = (sessionId: SessionId, limit: number) =>
