@@ -117,16 +117,31 @@ export const processCpu = (
  * Postgres (its server and every process it started, together) and this process (the load generator). Empty where
  * /proc cannot be read.
  */
+/** The gateway, each node and each nats-server, as the readings below name them. */
+const services = (
+  cluster: LocalCluster.LocalCluster
+): ReadonlyArray<{ readonly name: string; readonly pid: number }> => [
+  { name: "gateway", pid: cluster.gateway.pid },
+  ...cluster.nodes.map((node) => ({ name: node.nodeId as string, pid: node.pid })),
+  ...cluster.natsServers.map((server) => ({
+    name: cluster.natsServers.length === 1 ? "nats" : `nats ${server.pid}`,
+    pid: server.pid
+  }))
+]
+
+/** The processes a Postgres server started (its backends and helpers), alive now. */
+const childrenOf = (postmaster: number): ReadonlyArray<number> =>
+  readdirSync("/proc", { withFileTypes: true }).flatMap((entry) =>
+    entry.isDirectory() && /^\d+$/.test(entry.name) && processCpu(Number(entry.name))?.parent === postmaster
+      ? [Number(entry.name)]
+      : []
+  )
+
 export const cpuTimes = (cluster: LocalCluster.LocalCluster): Map<string, number> => {
   const times = new Map<string, number>()
-  const own = (name: string, pid: number | undefined) => {
-    const cpu = pid === undefined ? undefined : processCpu(pid)
+  for (const { name, pid } of services(cluster)) {
+    const cpu = processCpu(pid)
     if (cpu !== undefined) times.set(name, cpu.ms)
-  }
-  own("gateway", cluster.gateway.pid)
-  for (const node of cluster.nodes) own(node.nodeId, node.pid)
-  for (const server of cluster.natsServers) {
-    own(cluster.natsServers.length === 1 ? "nats" : `nats ${server.pid}`, server.pid)
   }
   const postmaster = cluster.postgres?.pid
   if (postmaster !== undefined) {
@@ -134,11 +149,7 @@ export const cpuTimes = (cluster: LocalCluster.LocalCluster): Map<string, number
     // count of its ended children: counted there, the sum does not drop when one ends.
     const server = processCpu(postmaster)
     let total = (server?.ms ?? 0) + (server?.endedChildrenMs ?? 0)
-    for (const entry of readdirSync("/proc", { withFileTypes: true })) {
-      if (!entry.isDirectory() || !/^\d+$/.test(entry.name)) continue
-      const cpu = processCpu(Number(entry.name))
-      if (cpu !== undefined && cpu.parent === postmaster) total += cpu.ms
-    }
+    for (const child of childrenOf(postmaster)) total += processCpu(child)?.ms ?? 0
     times.set("postgres", total)
   }
   const usage = process.cpuUsage()
@@ -175,18 +186,11 @@ export const wakeCounts = (cluster: LocalCluster.LocalCluster): Map<string, { wa
     const sum = counts.get(name) ?? { wakeUps: 0, writes: 0 }
     counts.set(name, { wakeUps: sum.wakeUps + wakes.wakeUps, writes: sum.writes + wakes.writes })
   }
-  add("gateway", cluster.gateway.pid)
-  for (const node of cluster.nodes) add(node.nodeId, node.pid)
-  for (const server of cluster.natsServers) {
-    add(cluster.natsServers.length === 1 ? "nats" : `nats ${server.pid}`, server.pid)
-  }
+  for (const { name, pid } of services(cluster)) add(name, pid)
   const postmaster = cluster.postgres?.pid
   if (postmaster !== undefined) {
     add("postgres", postmaster)
-    for (const entry of readdirSync("/proc", { withFileTypes: true })) {
-      if (!entry.isDirectory() || !/^\d+$/.test(entry.name)) continue
-      if (processCpu(Number(entry.name))?.parent === postmaster) add("postgres", Number(entry.name))
-    }
+    for (const child of childrenOf(postmaster)) add("postgres", child)
   }
   add("load generator", process.pid)
   return counts
