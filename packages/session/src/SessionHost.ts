@@ -35,7 +35,6 @@ import {
   Cause,
   Config,
   Context,
-  Deferred,
   Duration,
   Effect,
   Exit,
@@ -147,22 +146,6 @@ const utf8Encoder = new TextEncoder()
 const RELAY_POLL = Duration.seconds(1)
 const RELAY_BATCH = 500
 
-/**
- * The actor's answer, or `busy()` once `limit` has passed without one: a timer that completes the reply rather than
- * Effect.timeout's race of two fibers, since every command waits here.
- */
-const awaitReply = <A, E>(reply: Deferred.Deferred<A, E>, limitMs: number, busy: () => E) =>
-  Effect.suspend(() => {
-    const timer = setTimeout(() => Deferred.unsafeDone(reply, Exit.fail(busy())), limitMs)
-    // A wait interrupted (the node stopping) leaves its timer to answer a reply nobody awaits any more: harmless,
-    // and cheaper for every command than a finalizer. Unreferenced, it cannot hold a stopping process up.
-    timer.unref()
-    return Effect.map(Effect.exit(Deferred.await(reply)), (exit) => {
-      clearTimeout(timer)
-      return exit
-    })
-  })
-
 export class SessionHost extends Context.Tag("@wacluster/session/SessionHost")<SessionHost, {
   /** Session actors running on this node, per shard. */
   readonly running: Effect.Effect<ReadonlyMap<number, number>>
@@ -191,6 +174,30 @@ export const make = Effect.fn("SessionHost.make")(function*(hostOptions: HostOpt
   /** How long a command waits for its actor's answer before the caller hears SessionBusy (ms). */
   const askLimit = (command: SessionCommand) =>
     Duration.toMillis(Duration.max(hostOptions.askTimeout, slowCommandTimeout(command) ?? Duration.zero))
+
+  /**
+   * Posts a command to its actor; `answer` hears, once, the actor's answer, why it was not queued, or SessionBusy
+   * once `askLimit` has passed: a timer rather than Effect.timeout's race of two fibers, since every command waits
+   * here. A wait abandoned (the node stopping) leaves its timer to answer nobody: harmless, and unreferenced, it
+   * cannot hold a stopping process up.
+   */
+  const postWithin = (actor: SessionActor.SessionActorHandle, command: SessionCommand, answer: SessionActor.Reply) => {
+    let answered = false
+    const once: SessionActor.Reply = (exit) => {
+      if (answered) return
+      answered = true
+      clearTimeout(timer)
+      answer(exit)
+    }
+    const timer = setTimeout(
+      // Made only when needed: an error captures a stack trace.
+      () => once(Exit.fail(new SessionBusy({ sessionId: command.sessionId }))),
+      askLimit(command)
+    )
+    timer.unref()
+    const refused = actor.post(command, once)
+    if (refused !== undefined) once(Exit.fail(refused))
+  }
 
   /** A command's reply as JSON; one that cannot be encoded is logged and answered as a defect. */
   const replyText = (command: SessionCommand, exit: Exit.Exit<unknown, CommandError | SendError | PairingError>) =>
@@ -313,16 +320,9 @@ export const make = Effect.fn("SessionHost.make")(function*(hostOptions: HostOpt
         Effect.flatMap(actorFor(command.sessionId), (actor) =>
           Option.isNone(actor)
             ? Effect.succeed(Exit.fail(new SessionUnknown({ sessionId: command.sessionId })))
-            : Effect.matchEffect(actor.value.offer(command), {
-              onFailure: (error) => Effect.succeed(Exit.fail(error)),
-              onSuccess: (reply) =>
-                awaitReply(
-                  reply,
-                  askLimit(command),
-                  // Made only when needed: an error captures a stack trace.
-                  () => new SessionBusy({ sessionId: command.sessionId })
-                )
-            })).pipe(
+            : Effect.async<Exit.Exit<unknown, CommandError | SendError | PairingError>>((resume) =>
+              postWithin(actor.value, command, (exit) => resume(Effect.succeed(exit)))
+            )).pipe(
             // Postgres failing or slow (reading the session to start its actor): a typed answer the gateway turns
             // into 503 + Retry-After, not a defect (a 500 to the caller).
             Effect.catchAll((error) =>
@@ -358,25 +358,13 @@ export const make = Effect.fn("SessionHost.make")(function*(hostOptions: HostOpt
         if (command === undefined) return false
         const actor = actors.get(command.sessionId)
         if (actor === undefined) return false
-        let answered = false
-        const reply: SessionActor.Reply = (exit) => {
-          if (answered) return
-          answered = true
-          clearTimeout(timer)
+        postWithin(actor, command, (exit) => {
           const text = writeReply(command, exit)
           if (text !== undefined) return respond(utf8Encoder.encode(text))
           runFork(replyText(command, exit)).addObserver((encoded) => {
             if (Exit.isSuccess(encoded)) respond(utf8Encoder.encode(encoded.value))
           })
-        }
-        const timer = setTimeout(
-          () => reply(Exit.fail(new SessionBusy({ sessionId: command.sessionId }))),
-          askLimit(command)
-        )
-        // Unreferenced: a stopping process is not held up by it.
-        timer.unref()
-        const refused = actor.post(command, reply)
-        if (refused !== undefined) reply(Exit.fail(refused))
+        })
         return true
       }
 
