@@ -2,26 +2,15 @@ import { expect, it } from "@effect/vitest"
 import { ClusterConfig } from "@wacluster/cluster/ClusterConfig"
 import { EventStream } from "@wacluster/cluster/EventStream"
 import { Nats } from "@wacluster/cluster/Nats"
+import { eventually, privateNats } from "@wacluster/cluster/test/support"
 import { webhooksAckedSubject } from "@wacluster/domain/Control"
 import { EventEnvelope, EventEnvelopeJson, eventSubject } from "@wacluster/domain/Events"
 import { makeEventId, makeSessionId, makeTenantId } from "@wacluster/domain/Ids"
-import * as NatsServer from "@wacluster/infra/NatsServer"
 import { storeLayer } from "@wacluster/store/test/support"
 import * as WebhookQueue from "@wacluster/store/WebhookQueue"
 import * as Webhooks from "@wacluster/store/Webhooks"
 import { Context, DateTime, Duration, Effect, Layer, Redacted, Schema, SubscriptionRef } from "effect"
-import { mkdtemp, rm } from "node:fs/promises"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
 import * as WebhookIntake from "../src/WebhookIntake.js"
-
-const privateNats = Effect.gen(function*() {
-  const dir = yield* Effect.acquireRelease(
-    Effect.promise(() => mkdtemp(join(tmpdir(), "wacluster-nats-"))),
-    (dir) => Effect.promise(() => rm(dir, { recursive: true, force: true }))
-  )
-  return yield* NatsServer.start({ dataDir: dir })
-})
 
 const config = ClusterConfig.layerWith({ shards: 8 })
 
@@ -53,27 +42,19 @@ const publishEvents = (count: number) =>
 const floorOf = (node: Context.Context<WebhookIntake.WebhookIntake>) =>
   SubscriptionRef.get(Context.get(node, WebhookIntake.WebhookIntake).floor)
 
-/** Polls until every floor is at least `seq`, or fails with where they stand. */
-const floorsReach = (
-  floors: ReadonlyArray<Effect.Effect<number>>,
-  seq: number,
-  within: Duration.DurationInput
-) =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + Duration.toMillis(Duration.decode(within))
-    while (true) {
-      const seen = yield* Effect.all(floors)
-      if (seen.every((floor) => floor >= seq)) return seen
-      if (Date.now() > deadline) return yield* Effect.dieMessage(`floors ${seen.join(", ")} never reached ${seq}`)
-      yield* Effect.sleep(Duration.millis(20))
-    }
-  })
+/** Waits until every floor is at least `seq` (failing with where they stand), then reads them. */
+const floorsReach = (floors: ReadonlyArray<Effect.Effect<number>>, seq: number, within: Duration.DurationInput) => {
+  const seen = () => floors.map((floor) => Effect.runSync(floor))
+  return eventually(() => seen().every((floor) => floor >= seq), within, `every floor at ${seq}`, seen).pipe(
+    Effect.map(seen)
+  )
+}
 
 it.live(
   "every node's floor follows the events acknowledged by any node, with no timed read once all was acknowledged",
   () =>
     Effect.gen(function*() {
-      const server = yield* privateNats
+      const server = yield* privateNats()
       const store = yield* Layer.build(
         Layer.mergeAll(Webhooks.layer, WebhookQueue.layer).pipe(Layer.provideMerge(storeLayer("intake")))
       )
