@@ -17,7 +17,8 @@ layer(storeLayer("cascade"), { timeout: 60_000, excludeTestServices: true })("Se
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
       const messages = yield* Messages.Messages
-      const session = yield* seedSession()
+      // Shards of their own: a session of the next test on this shard would find it at epoch 3.
+      const session = yield* seedSession({ shard: 10 })
       yield* (yield* ShardFences.ShardFences).advance(session.shard, 3)
       const fence = { shard: ShardNumber.make(session.shard), epoch: 3 }
       const outbound = {
@@ -50,8 +51,8 @@ layer(storeLayer("cascade"), { timeout: 60_000, excludeTestServices: true })("Se
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
       const sessions = yield* Sessions.Sessions
-      const session = yield* seedSession()
-      const survivor = yield* seedSession({ tenantId: session.tenantId })
+      const session = yield* seedSession({ shard: 11 })
+      const survivor = yield* seedSession({ tenantId: session.tenantId, shard: 12 })
       const fill = (s: Sessions.SessionRecord) =>
         Effect.gen(function*() {
           const f = { shard: ShardNumber.make(s.shard), epoch: 1 }
