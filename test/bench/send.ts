@@ -254,8 +254,8 @@ const main = () =>
     const steady = await steadyLoad(gateway, keys, rate, duration)
     const steadyCpuAfter = cpuTimes(cluster)
     const steadyWakesAfter = wakeCounts(cluster)
-    // Its warm-up counts here too: the readings take it in.
-    const steadyRequests = steady.perSecond * duration + Math.round(rate * STEADY_WARM_SECONDS)
+    // Every request it sent, its warm-up's too: the readings take them in.
+    const steadyRequests = Math.round(rate * STEADY_WARM_SECONDS) + Math.round(rate * duration)
 
     process.stdout.write([
       "",
