@@ -35,7 +35,6 @@ import { mkdir } from "node:fs/promises"
 import { resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
-import { Pool } from "undici"
 import {
   cpuPerRequest,
   cpuTimes,
@@ -47,6 +46,7 @@ import {
   wakesPerRequest,
   withCluster
 } from "./cluster.js"
+import { jsonPost, makeClient } from "./openLoop.js"
 
 const { values } = parseArgs({
   options: {
@@ -172,7 +172,9 @@ const steadyLoad = async (
   seconds: number
 ) => {
   const body = JSON.stringify({ to: "+62 812 3456 7890", text: "benchmark text" })
-  const pool = new Pool(gateway, { connections: 512 })
+  const client = makeClient(gateway)
+  const host = new URL(gateway).host
+  const requests = keys.map(({ id, key }) => jsonPost(host, `/sessions/${id}/messages`, { "x-api-key": key }, body))
   const latencies: Array<number> = []
   let errors = 0
   const warm = Math.round(rate * STEADY_WARM_SECONDS)
@@ -184,17 +186,10 @@ const steadyLoad = async (
     for (; issued < due; issued++) {
       const dueAt = started + (issued * 1000) / rate
       const counted = issued >= warm
-      const { id, key } = keys[issued % keys.length] ?? { id: "", key: "" }
       answered.push(
-        pool.request({
-          method: "POST",
-          path: `/sessions/${id}/messages`,
-          headers: { "x-api-key": key, "content-type": "application/json" },
-          body
-        }).then(async (response) => {
-          await response.body.dump()
+        client.send(requests[issued % requests.length] ?? Buffer.alloc(0)).then((answer) => {
           if (!counted) return
-          if (response.statusCode === 202) latencies.push(performance.now() - dueAt)
+          if (answer.status === 202) latencies.push(performance.now() - dueAt)
           else errors++
         }, () => {
           if (counted) errors++
@@ -205,7 +200,7 @@ const steadyLoad = async (
   }
   await Promise.all(answered)
   const elapsed = (performance.now() - started) / 1000 - STEADY_WARM_SECONDS
-  await pool.close()
+  client.close()
   return fromLatencies(latencies, elapsed, errors)
 }
 
