@@ -7,10 +7,12 @@
  * one after another as its actor does): what Postgres takes when the texts do not come one statement each.
  *
  *   pnpm bench:send [--duration 15] [--connections 50] [--sessions 200] [--nodes 2] [--rate 2000] [--fsync]
- *                   [--profile DIR]
+ *                   [--steady-only] [--profile DIR]
  *
  * Then a steady --rate of sends a second (an open loop, latency from when each was due): the issue's target is
- * 2,000 accepted sends/s with p99 ≤ 50 ms.
+ * 2,000 accepted sends/s with p99 ≤ 50 ms. Its p99 is made by a few bad moments, so it also says when its slow
+ * answers came (shapeOf). --steady-only measures that phase alone (and profiles it, with --profile): a longer
+ * --duration of it says more of the tail than the whole benchmark run again.
  *
  * With --profile, the gateway and the nodes write a CPU profile of the send measurement (.cpuprofile) into DIR
  * (read them with profile-summary.ts).
@@ -25,6 +27,7 @@
 import { SqlClient } from "@effect/sql"
 import { makeMessageId, SessionId } from "@wacluster/domain/Ids"
 import { ShardNumber } from "@wacluster/domain/Shard"
+import type * as LocalCluster from "@wacluster/infra/LocalCluster"
 import * as Database from "@wacluster/store/Database"
 import { Outbox } from "@wacluster/store/Outbox"
 import * as OutboxLayer from "@wacluster/store/Outbox"
@@ -41,6 +44,7 @@ import {
   createSessions,
   fromAutocannon,
   fromLatencies,
+  percentile,
   row,
   wakeCounts,
   wakesPerRequest,
@@ -56,6 +60,7 @@ const { values } = parseArgs({
     nodes: { type: "string", default: "2" },
     fsync: { type: "boolean", default: false },
     rate: { type: "string", default: "2000" },
+    "steady-only": { type: "boolean", default: false },
     profile: { type: "string" }
   }
 })
@@ -154,6 +159,31 @@ const sendLoad = async (gateway: string, keys: ReadonlyArray<{ id: string; key: 
   return fromAutocannon(result)
 }
 
+/**
+ * Where in time an open loop's slow answers fell: the slowest answer of each of the worst seconds, and the median
+ * of the answers due in each tenth of a second (all seconds folded together). Work that recurs every second (a timer
+ * of a second, its bursts) shows as one tenth slower than the rest; a stall (a collection, a busy moment of the
+ * machine) as a bad second.
+ */
+const shapeOf = (timeline: ReadonlyArray<{ readonly due: number; readonly latency: number }>) => {
+  const worst = new Map<number, number>()
+  const tenths: Array<Array<number>> = Array.from({ length: 10 }, () => [])
+  for (const { due, latency } of timeline) {
+    const second = Math.floor(due / 1000)
+    worst.set(second, Math.max(worst.get(second) ?? 0, latency))
+    tenths[Math.floor((due % 1000) / 100)]?.push(latency)
+  }
+  const worstSeconds = [...worst].sort((a, b) => b[1] - a[1]).slice(0, 5)
+    .map(([second, ms]) => `${ms.toFixed(0)} ms (s ${second})`)
+  const medians = tenths.map((latencies) => percentile(latencies.sort((a, b) => a - b), 50).toFixed(1))
+  return [
+    `worst seconds: ${worstSeconds.join(", ")}; seconds over 50 ms: ${
+      [...worst.values()].filter((ms) => ms > 50).length
+    } of ${worst.size}`,
+    `median by tenth of the second (ms): ${medians.join(" ")}`
+  ]
+}
+
 /** How long the open loop runs at its rate before its requests count: the client's connections are opened then. */
 const STEADY_WARM_SECONDS = 2
 
@@ -180,6 +210,7 @@ const steadyLoad = async (
   const warm = Math.round(rate * STEADY_WARM_SECONDS)
   const total = warm + Math.round(rate * seconds)
   const answered: Array<Promise<void>> = []
+  const timeline: Array<{ readonly due: number; readonly latency: number }> = []
   const started = performance.now()
   for (let issued = 0; issued < total;) {
     const due = Math.min(total, Math.floor(((performance.now() - started) / 1000) * rate))
@@ -189,8 +220,10 @@ const steadyLoad = async (
       answered.push(
         client.send(requests[issued % requests.length] ?? Buffer.alloc(0)).then((answer) => {
           if (!counted) return
-          if (answer.status === 202) latencies.push(performance.now() - dueAt)
-          else errors++
+          if (answer.status !== 202) return void errors++
+          const latency = performance.now() - dueAt
+          latencies.push(latency)
+          timeline.push({ due: dueAt - started - STEADY_WARM_SECONDS * 1000, latency })
         }, () => {
           if (counted) errors++
         })
@@ -201,7 +234,7 @@ const steadyLoad = async (
   await Promise.all(answered)
   const elapsed = (performance.now() - started) / 1000 - STEADY_WARM_SECONDS
   client.close()
-  return fromLatencies(latencies, elapsed, errors)
+  return { figures: fromLatencies(latencies, elapsed, errors), shape: shapeOf(timeline) }
 }
 
 const main = () =>
@@ -224,51 +257,68 @@ const main = () =>
     process.stdout.write(`warming up…\n`)
     await sendLoad(gateway, keys, 3)
 
-    process.stdout.write(`measuring raw Postgres inserts for ${duration} s…\n`)
-    const baseline = await Effect.runPromise(postgresBaseline(cluster.databaseUrl, duration, connections))
-    process.stdout.write(`measuring the owner's queue writes (Outbox.enqueue) for ${duration} s…\n`)
-    const owner = await Effect.runPromise(
-      outboxBaseline(cluster.databaseUrl, duration, keys.slice(0, connections).map(({ id }) => id))
-    )
-    process.stdout.write(`measuring POST /sessions/{id}/messages for ${duration} s…\n`)
     // Starts (and at the end writes) each service's CPU profile, with --profile (loop-probe.ts).
     const profile = () => {
       if (profileDir === undefined) return
       for (const service of [cluster.gateway, ...cluster.nodes]) process.kill(service.pid, "SIGWINCH")
     }
-    profile()
-    const cpuBefore = cpuTimes(cluster)
-    const wakesBefore = wakeCounts(cluster)
-    const sends = await sendLoad(gateway, keys, duration)
-    const cpuAfter = cpuTimes(cluster)
-    const wakesAfter = wakeCounts(cluster)
-    profile()
+    const header = `send benchmark: ${values.nodes} nodes, ${sessionCount} sessions, ${connections} concurrent, ` +
+      `${duration} s each, fsync ${values.fsync ? "on" : "off"}`
+    const lines = values["steady-only"] ? [header] : [header, ...await closedLoop(cluster, keys, profile)]
+
     process.stdout.write(`measuring a steady ${rate} sends/s for ${duration} s…\n`)
+    // With --steady-only, the profile is of this phase.
+    if (values["steady-only"]) profile()
     const steadyCpuBefore = cpuTimes(cluster)
     const steadyWakesBefore = wakeCounts(cluster)
     const steady = await steadyLoad(gateway, keys, rate, duration)
     const steadyCpuAfter = cpuTimes(cluster)
     const steadyWakesAfter = wakeCounts(cluster)
+    if (values["steady-only"]) profile()
     // Every request it sent, its warm-up's too: the readings take them in.
     const steadyRequests = Math.round(rate * STEADY_WARM_SECONDS) + Math.round(rate * duration)
 
     process.stdout.write([
       "",
-      `send benchmark: ${values.nodes} nodes, ${sessionCount} sessions, ${connections} concurrent, ${duration} s ` +
-      `each, fsync ${values.fsync ? "on" : "off"}`,
-      row("raw Postgres single-row insert", baseline, "/s"),
-      row("owner's queue writes (group commit)", owner, "/s"),
-      row("accepted sends (gateway → node → PG)", sends, "/s"),
-      row(`steady ${rate} sends/s offered (open loop)`, steady, "/s"),
-      `ratio (sends / inserts): throughput ${(sends.perSecond / baseline.perSecond).toFixed(2)}×, ` +
-      `p50 latency ${(sends.p50 / baseline.p50).toFixed(2)}×, p99 latency ${(sends.p99 / baseline.p99).toFixed(2)}×`,
-      `accepted sends, ${cpuPerRequest(cpuBefore, cpuAfter, sends.perSecond * duration)}`,
-      `accepted sends, ${wakesPerRequest(wakesBefore, wakesAfter, sends.perSecond * duration)}`,
+      ...lines,
+      row(`steady ${rate} sends/s offered (open loop)`, steady.figures, "/s"),
+      ...steady.shape.map((line) => `steady ${rate}/s, ${line}`),
       `steady ${rate}/s, ${cpuPerRequest(steadyCpuBefore, steadyCpuAfter, steadyRequests)}`,
       `steady ${rate}/s, ${wakesPerRequest(steadyWakesBefore, steadyWakesAfter, steadyRequests)}`,
       ""
     ].join("\n"))
   })
+
+/** The closed-loop phases: raw inserts, the owner's queue writes, then as many sends as the cluster takes. */
+const closedLoop = async (
+  cluster: LocalCluster.LocalCluster,
+  keys: ReadonlyArray<{ id: string; key: string }>,
+  profile: () => void
+) => {
+  process.stdout.write(`measuring raw Postgres inserts for ${duration} s…\n`)
+  const baseline = await Effect.runPromise(postgresBaseline(cluster.databaseUrl, duration, connections))
+  process.stdout.write(`measuring the owner's queue writes (Outbox.enqueue) for ${duration} s…\n`)
+  const owner = await Effect.runPromise(
+    outboxBaseline(cluster.databaseUrl, duration, keys.slice(0, connections).map(({ id }) => id))
+  )
+  process.stdout.write(`measuring POST /sessions/{id}/messages for ${duration} s…\n`)
+  profile()
+  const cpuBefore = cpuTimes(cluster)
+  const wakesBefore = wakeCounts(cluster)
+  const sends = await sendLoad(cluster.gatewayUrl, keys, duration)
+  const cpuAfter = cpuTimes(cluster)
+  const wakesAfter = wakeCounts(cluster)
+  profile()
+  return [
+    row("raw Postgres single-row insert", baseline, "/s"),
+    row("owner's queue writes (group commit)", owner, "/s"),
+    row("accepted sends (gateway → node → PG)", sends, "/s"),
+    `ratio (sends / inserts): throughput ${(sends.perSecond / baseline.perSecond).toFixed(2)}×, ` +
+    `p50 latency ${(sends.p50 / baseline.p50).toFixed(2)}×, p99 latency ${(sends.p99 / baseline.p99).toFixed(2)}×`,
+    `accepted sends, ${cpuPerRequest(cpuBefore, cpuAfter, sends.perSecond * duration)}`,
+    `accepted sends, ${wakesPerRequest(wakesBefore, wakesAfter, sends.perSecond * duration)}`
+  ]
+}
 
 process.stdout.write(`starting a cluster with ${values.nodes} nodes (fsync ${values.fsync ? "on" : "off"})…\n`)
 await main()
