@@ -186,7 +186,12 @@ export interface CommandResult {
   readonly stderr: string
 }
 
-/** Runs a short command to completion, capturing its output; the process is killed if the fiber is interrupted. */
+/**
+ * Runs a short command to completion, capturing its output. Interrupted, it kills the command and everything it
+ * started (its own process group) and returns once they are gone: initdb, interrupted because another service
+ * failed to start, left its `postgres` child writing into the data directory, and removing the directory then failed
+ * with ENOTEMPTY, in place of the error that had stopped the start.
+ */
 export const runCommand = (options: {
   readonly command: string
   readonly args: ReadonlyArray<string>
@@ -199,10 +204,17 @@ export const runCommand = (options: {
       cwd: options.cwd,
       env: options.env ?? process.env,
       stdio: ["ignore", "pipe", "pipe"],
+      // Its own process group, so that process.kill(-pid) reaches what it starts.
+      detached: true,
       ...(options.runAs ? { uid: options.runAs.uid, gid: options.runAs.gid } : {})
     })
     let stdout = ""
     let stderr = ""
+    // Once the command and whatever holds its output are gone.
+    const closed = new Promise<void>((resolve) => {
+      child.once("close", () => resolve())
+      child.once("error", () => resolve())
+    })
     child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk))
     child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk))
     child.once("error", (cause) => resume(Effect.fail(new SpawnError({ command: options.command, cause }))))
@@ -210,7 +222,8 @@ export const runCommand = (options: {
       "close",
       (code, signal) => resume(Effect.succeed({ exitCode: exitCodeOf(code, signal), stdout, stderr }))
     )
-    return Effect.sync(() => {
-      child.kill("SIGKILL")
+    return Effect.promise(() => {
+      if (child.pid !== undefined) signalQuietly(-child.pid, "SIGKILL")
+      return closed
     })
   })
