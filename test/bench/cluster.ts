@@ -112,11 +112,6 @@ export const processCpu = (
   }
 }
 
-/**
- * The CPU time (ms) each of the cluster's processes has used so far: the gateway, each node, the nats-server,
- * Postgres (its server and every process it started, together) and this process (the load generator). Empty where
- * /proc cannot be read.
- */
 /** The gateway, each node and each nats-server, as the readings below name them. */
 const services = (
   cluster: LocalCluster.LocalCluster
@@ -129,14 +124,19 @@ const services = (
   }))
 ]
 
-/** The processes a Postgres server started (its backends and helpers), alive now. */
-const childrenOf = (postmaster: number): ReadonlyArray<number> =>
-  readdirSync("/proc", { withFileTypes: true }).flatMap((entry) =>
-    entry.isDirectory() && /^\d+$/.test(entry.name) && processCpu(Number(entry.name))?.parent === postmaster
-      ? [Number(entry.name)]
-      : []
-  )
+/** The processes a Postgres server started (its backends and helpers), alive now, with their CPU time (ms). */
+const childrenOf = (postmaster: number): ReadonlyArray<{ readonly pid: number; readonly ms: number }> =>
+  readdirSync("/proc", { withFileTypes: true }).flatMap((entry) => {
+    if (!entry.isDirectory() || !/^\d+$/.test(entry.name)) return []
+    const cpu = processCpu(Number(entry.name))
+    return cpu?.parent === postmaster ? [{ pid: Number(entry.name), ms: cpu.ms }] : []
+  })
 
+/**
+ * The CPU time (ms) each of the cluster's processes has used so far: the gateway, each node, the nats-server,
+ * Postgres (its server and every process it started, together) and this process (the load generator). Empty where
+ * /proc cannot be read.
+ */
 export const cpuTimes = (cluster: LocalCluster.LocalCluster): Map<string, number> => {
   const times = new Map<string, number>()
   for (const { name, pid } of services(cluster)) {
@@ -149,7 +149,7 @@ export const cpuTimes = (cluster: LocalCluster.LocalCluster): Map<string, number
     // count of its ended children: counted there, the sum does not drop when one ends.
     const server = processCpu(postmaster)
     let total = (server?.ms ?? 0) + (server?.endedChildrenMs ?? 0)
-    for (const child of childrenOf(postmaster)) total += processCpu(child)?.ms ?? 0
+    for (const child of childrenOf(postmaster)) total += child.ms
     times.set("postgres", total)
   }
   const usage = process.cpuUsage()
@@ -190,7 +190,7 @@ export const wakeCounts = (cluster: LocalCluster.LocalCluster): Map<string, { wa
   const postmaster = cluster.postgres?.pid
   if (postmaster !== undefined) {
     add("postgres", postmaster)
-    for (const child of childrenOf(postmaster)) add("postgres", child)
+    for (const child of childrenOf(postmaster)) add("postgres", child.pid)
   }
   add("load generator", process.pid)
   return counts

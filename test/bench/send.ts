@@ -205,7 +205,6 @@ const steadyLoad = async (
   const client = makeClient(gateway)
   const host = new URL(gateway).host
   const requests = keys.map(({ id, key }) => jsonPost(host, `/sessions/${id}/messages`, { "x-api-key": key }, body))
-  const latencies: Array<number> = []
   let errors = 0
   const warm = Math.round(rate * STEADY_WARM_SECONDS)
   const total = warm + Math.round(rate * seconds)
@@ -221,9 +220,7 @@ const steadyLoad = async (
         client.send(requests[issued % requests.length] ?? Buffer.alloc(0)).then((answer) => {
           if (!counted) return
           if (answer.status !== 202) return void errors++
-          const latency = performance.now() - dueAt
-          latencies.push(latency)
-          timeline.push({ due: dueAt - started - STEADY_WARM_SECONDS * 1000, latency })
+          timeline.push({ due: dueAt - started - STEADY_WARM_SECONDS * 1000, latency: performance.now() - dueAt })
         }, () => {
           if (counted) errors++
         })
@@ -234,6 +231,7 @@ const steadyLoad = async (
   await Promise.all(answered)
   const elapsed = (performance.now() - started) / 1000 - STEADY_WARM_SECONDS
   client.close()
+  const latencies = timeline.map(({ latency }) => latency)
   return { figures: fromLatencies(latencies, elapsed, errors), shape: shapeOf(timeline) }
 }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Fiber, Option, TestClock } from "effect"
+import { Effect, Fiber, Option, Stream, TestClock } from "effect"
 import { monotonicMillis } from "../src/ClusterConfig.js"
 import { RENEWAL_SLOTS, renewalTimings, renewLease } from "../src/internal/leaseRenewal.js"
 import type { Bucket } from "../src/Nats.js"
@@ -26,7 +26,7 @@ const recordingBucket = (renewals: Array<{ shard: number; at: number }>): Bucket
     put: unused,
     delete: unused,
     remove: unused,
-    watch: Effect.dieMessage("not used by renewals") as never
+    watch: Stream.dieMessage("not used by renewals")
   }
 }
 
