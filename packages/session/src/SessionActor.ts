@@ -10,6 +10,7 @@ import { findCity } from "@wacluster/domain/Cities"
 import type { EventType } from "@wacluster/domain/Events"
 import { makeEventId, makeMessageId, type SessionId } from "@wacluster/domain/Ids"
 import { isPersonalJid, phoneOfJid } from "@wacluster/domain/Jid"
+import * as Mailbox from "@wacluster/domain/Mailbox"
 import {
   AcceptedMessage,
   type Caller,
@@ -152,13 +153,13 @@ export const make = Effect.fn("SessionActor.make")(function*(
   const sql = yield* SqlClient.SqlClient
   const proxyConfig = yield* ProxyConfig
   const driver = yield* WhatsAppDriver
-  const mailbox = yield* Queue.dropping<Envelope>(options.mailboxCapacity)
+  const mailbox = Mailbox.make<Envelope>(options.mailboxCapacity)
 
   // Every command passes here: plain calls.
   const post = (command: SessionCommand, reply: Reply) => {
-    if (!mailbox.isActive()) return new NotOwner({ shard: fence.shard })
-    if (mailbox.unsafeOffer({ command, reply })) return undefined
-    return mailbox.isActive() ? new SessionBusy({ sessionId }) : new NotOwner({ shard: fence.shard })
+    const offered = mailbox.offer({ command, reply })
+    if (offered === "queued") return undefined
+    return offered === "full" ? new SessionBusy({ sessionId }) : new NotOwner({ shard: fence.shard })
   }
   const handle: SessionActorHandle = {
     sessionId,
@@ -894,7 +895,7 @@ export const make = Effect.fn("SessionActor.make")(function*(
         }
       })
 
-    const mailboxLoop = Queue.take(mailbox).pipe(Effect.flatMap(answer), Effect.forever)
+    const mailboxLoop = mailbox.take.pipe(Effect.flatMap(answer), Effect.forever)
     const periodicPersist = persistIfDue.pipe(Effect.delay(options.persistEvery), Effect.forever)
 
     yield* Effect.annotateLogs(Effect.logDebug("actor started"), "sessionId", sessionId)
@@ -905,16 +906,11 @@ export const make = Effect.fn("SessionActor.make")(function*(
     })
   }).pipe(
     Effect.ensuring(
-      // Commands still queued when the actor stops are answered "not owner", and the mailbox closes: the
+      // The mailbox closes, and commands still queued are answered "not owner", as are those that come later: the
       // gateway retries them at whichever node runs the session next.
-      Queue.takeAll(mailbox).pipe(
-        Effect.flatMap((pending) =>
-          Effect.sync(() => {
-            for (const envelope of pending) envelope.reply(Exit.fail(new NotOwner({ shard: fence.shard })))
-          })
-        ),
-        Effect.zipRight(Queue.shutdown(mailbox))
-      )
+      Effect.sync(() => {
+        for (const envelope of mailbox.close()) envelope.reply(Exit.fail(new NotOwner({ shard: fence.shard })))
+      })
     ),
     Effect.annotateLogs({ sessionId, shard: fence.shard }),
     Effect.withSpan("SessionActor.run", { attributes: { sessionId } })

@@ -179,15 +179,18 @@ export const make = Effect.fn("SessionHost.make")(function*(hostOptions: HostOpt
    * Posts a command to its actor; `answer` hears, once, the actor's answer, why it was not queued, or SessionBusy
    * once `askLimit` has passed: a timer rather than Effect.timeout's race of two fibers, since every command waits
    * here. A wait abandoned (the node stopping) leaves its timer to answer nobody: harmless, and unreferenced, it
-   * cannot hold a stopping process up.
+   * cannot hold a stopping process up. Once answered it lets go of `answer` (and so of the request it answers): the
+   * command's envelope may be held a while longer (see Mailbox), and at thousands of commands a second what it still
+   * held survived young-generation collections and was copied and promoted.
    */
   const postWithin = (actor: SessionActor.SessionActorHandle, command: SessionCommand, answer: SessionActor.Reply) => {
-    let answered = false
+    let waiting: SessionActor.Reply | undefined = answer
     const once: SessionActor.Reply = (exit) => {
-      if (answered) return
-      answered = true
+      const answerOnce = waiting
+      if (answerOnce === undefined) return
+      waiting = undefined
       clearTimeout(timer)
-      answer(exit)
+      answerOnce(exit)
     }
     const timer = setTimeout(
       // Made only when needed: an error captures a stack trace.

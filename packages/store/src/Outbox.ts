@@ -18,8 +18,9 @@
  */
 import { SqlClient } from "@effect/sql"
 import { MessageId, SessionId } from "@wacluster/domain/Ids"
+import * as Mailbox from "@wacluster/domain/Mailbox"
 import { withHotSpan } from "@wacluster/domain/Spans"
-import { Chunk, Config, Context, Duration, Effect, Exit, Layer, Option, Queue, Schema } from "effect"
+import { Config, Context, Duration, Effect, Exit, Layer, Option, Schema } from "effect"
 import { mapStoreError, type StaleEpoch, StoreError } from "./Errors.js"
 import * as Fence from "./Fence.js"
 import { Int8 } from "./internal/Columns.js"
@@ -244,29 +245,26 @@ export const make = Effect.fn("Outbox.make")(function*(options: OutboxOptions) {
       yield* Effect.forEach(notInserted, answerOne, { discard: true })
     })
 
-  const pending = yield* Queue.unbounded<Pending>()
+  // Unbounded: a text is refused only by the store closing.
+  const pending = Mailbox.make<Pending>(Infinity)
   // A text still waiting when the store closes (the node stopping) is answered: its caller does not hang.
   yield* Effect.addFinalizer(() =>
-    Effect.flatMap(
-      Queue.takeAll(pending),
-      (left) => Effect.sync(() => Chunk.forEach(left, (item) => item.answer(Exit.fail(closing))))
-    ).pipe(
-      Effect.zipRight(Queue.shutdown(pending))
-    )
+    Effect.sync(() => {
+      for (const item of pending.close()) item.answer(Exit.fail(closing))
+    })
   )
   /** The texts taken for a statement, with what came while it lingered. */
   const lingered = (first: ReadonlyArray<Pending>): Effect.Effect<ReadonlyArray<Pending>> =>
     Duration.isZero(options.linger) || first.length >= LINGER_BELOW
       ? Effect.succeed(first)
       : Effect.sleep(options.linger).pipe(
-        Effect.zipRight(Queue.takeUpTo(pending, BATCH_LIMIT - first.length)),
-        Effect.map((more) => [...first, ...more])
+        Effect.map(() => [...first, ...pending.pollUpTo(BATCH_LIMIT - first.length)])
       )
   // A statement once begun runs to its end (see mapStoreError): a stopping node waits for it, not for new texts. Its
   // linger is part of it: texts taken out of the queue are always written (or answered).
   const writer = Effect.uninterruptibleMask((restore) =>
-    restore(Queue.takeBetween(pending, 1, BATCH_LIMIT)).pipe(
-      Effect.flatMap((first) => lingered(Array.from(first))),
+    restore(pending.takeUpTo(BATCH_LIMIT)).pipe(
+      Effect.flatMap(lingered),
       Effect.flatMap((batch) =>
         writeBatch(batch).pipe(
           Effect.catchAllCause((cause) =>
@@ -284,7 +282,7 @@ export const make = Effect.fn("Outbox.make")(function*(options: OutboxOptions) {
   // Every accepted text passes here: plain calls rather than a generator of effects.
   const enqueue = (fence: Fence.Fence, text: NewText) =>
     Effect.async<Enqueued, StoreError | StaleEpoch>((resume) => {
-      if (!pending.unsafeOffer({ fence, text, answer: resume })) resume(Exit.fail(closing))
+      if (pending.offer({ fence, text, answer: resume }) !== "queued") resume(Exit.fail(closing))
     }).pipe(withHotSpan("Outbox.enqueue"))
 
   const next = (sessionId: SessionId, limit: number) =>

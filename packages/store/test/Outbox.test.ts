@@ -249,7 +249,7 @@ describe("Outbox", () => {
         for (const latency of eager.latencies) assert.isBelow(latency, 150)
       }).pipe(onLiveClock))
 
-    it.effect("a text taken for a lingering statement is written even when the store closes meanwhile", () =>
+    it.effect("a text taken for a lingering statement is written though the store closes meanwhile; one after is refused", () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
         yield* (yield* ShardFences).advance(41, 1)
@@ -271,6 +271,12 @@ describe("Outbox", () => {
         const rows = yield* sql<{ text: string }>`SELECT body->>'text' AS text FROM messages
           WHERE session_id = ${session.id}`
         assert.deepStrictEqual(rows.map((row) => row.text), ["in flight"])
+        // A text after the close is refused at once: not queued, and not left waiting for a writer that is gone.
+        const late = yield* Effect.flatMap(
+          makeMessageId,
+          (id) => outbox.enqueue(fence(41, 1), { id, sessionId: session.id, remoteJid: to, text: "too late" })
+        ).pipe(Effect.exit, Effect.timeout("5 seconds"))
+        assert.isTrue(Exit.isFailure(late) && String(Cause.squash(late.cause)).includes("closing"))
       }).pipe(onLiveClock))
 
     it.effect("goes on queueing texts after Postgres drops its connections, losing none it accepted", () =>
