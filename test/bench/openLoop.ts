@@ -11,6 +11,8 @@ import { connect, type Socket } from "node:net"
 
 export interface Answer {
   readonly status: number
+  /** The body of an answer that is not a success (2xx), to say what went wrong; empty otherwise. */
+  readonly failure: string
 }
 
 const HEADERS_END = Buffer.from("\r\n\r\n")
@@ -61,12 +63,13 @@ class Connection {
     } else {
       end = bodyStart
     }
+    const failure = status >= 200 && status < 300 ? "" : this.buffered.toString("utf8", bodyStart, end)
     this.buffered = this.buffered.subarray(end)
     const pending = this.pending
     this.pending = undefined
     if (/\r\nconnection:\s*close/i.test(head)) this.closed = true
     else this.released(this)
-    pending?.resolve({ status })
+    pending?.resolve({ status, failure })
   }
 }
 

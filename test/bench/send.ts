@@ -11,8 +11,10 @@
  *
  * Then a steady --rate of sends a second (an open loop, latency from when each was due): the issue's target is
  * 2,000 accepted sends/s with p99 ≤ 50 ms. Its p99 is made by a few bad moments, so it also says when its slow
- * answers came (shapeOf). --steady-only measures that phase alone (and profiles it, with --profile): a longer
- * --duration of it says more of the tail than the whole benchmark run again.
+ * answers came (shapeOf). Then the same open loop against the bare pipeline (bare.ts, the least a send costs here
+ * along the cluster's path), whose latency the steady phase is read against. --steady-only measures those two alone
+ * (and profiles the first, with --profile): a longer --duration of them says more of the tail than the whole
+ * benchmark run again.
  *
  * With --profile, the gateway and the nodes write a CPU profile of the send measurement (.cpuprofile) into DIR
  * (read them with profile-summary.ts).
@@ -33,6 +35,7 @@ import { Outbox } from "@wacluster/store/Outbox"
 import * as OutboxLayer from "@wacluster/store/Outbox"
 import autocannon from "autocannon"
 import { Effect, Layer } from "effect"
+import { type ChildProcess, spawn } from "node:child_process"
 import { randomUUID } from "node:crypto"
 import { mkdir } from "node:fs/promises"
 import { resolve } from "node:path"
@@ -45,6 +48,7 @@ import {
   fromAutocannon,
   fromLatencies,
   percentile,
+  processCpu,
   row,
   wakeCounts,
   wakesPerRequest,
@@ -159,6 +163,19 @@ const sendLoad = async (gateway: string, keys: ReadonlyArray<{ id: string; key: 
   return fromAutocannon(result)
 }
 
+/** The `error.code` of an error answer's body (`{ "error": { "code", "message" } }`), or what the body began with. */
+const errorCode = (body: string) => {
+  try {
+    const parsed: unknown = JSON.parse(body)
+    const error = typeof parsed === "object" && parsed !== null && "error" in parsed ? parsed.error : undefined
+    const code = typeof error === "object" && error !== null && "code" in error ? error.code : undefined
+    if (typeof code === "string") return code
+  } catch {
+    // Not JSON: its first characters say more than nothing.
+  }
+  return JSON.stringify(body.slice(0, 60))
+}
+
 /**
  * Where in time an open loop's slow answers fell: the slowest answer of each of the worst seconds, and the median
  * of the answers due in each tenth of a second (all seconds folded together). Work that recurs every second (a timer
@@ -205,7 +222,9 @@ const steadyLoad = async (
   const client = makeClient(gateway)
   const host = new URL(gateway).host
   const requests = keys.map(({ id, key }) => jsonPost(host, `/sessions/${id}/messages`, { "x-api-key": key }, body))
-  let errors = 0
+  /** What each failed request got: its status and error code, or why it got no answer. */
+  const failures = new Map<string, number>()
+  const failed = (kind: string) => failures.set(kind, (failures.get(kind) ?? 0) + 1)
   const warm = Math.round(rate * STEADY_WARM_SECONDS)
   const total = warm + Math.round(rate * seconds)
   const answered: Array<Promise<void>> = []
@@ -219,10 +238,10 @@ const steadyLoad = async (
       answered.push(
         client.send(requests[issued % requests.length] ?? Buffer.alloc(0)).then((answer) => {
           if (!counted) return
-          if (answer.status !== 202) return void errors++
+          if (answer.status !== 202) return void failed(`${answer.status} ${errorCode(answer.failure)}`)
           timeline.push({ due: dueAt - started - STEADY_WARM_SECONDS * 1000, latency: performance.now() - dueAt })
-        }, () => {
-          if (counted) errors++
+        }, (error: unknown) => {
+          if (counted) failed(`no answer (${error instanceof Error ? error.message : String(error)})`)
         })
       )
     }
@@ -232,7 +251,82 @@ const steadyLoad = async (
   const elapsed = (performance.now() - started) / 1000 - STEADY_WARM_SECONDS
   client.close()
   const latencies = timeline.map(({ latency }) => latency)
-  return { figures: fromLatencies(latencies, elapsed, errors), shape: shapeOf(timeline) }
+  const errors = [...failures.values()].reduce((sum, count) => sum + count, 0)
+  return {
+    figures: fromLatencies(latencies, elapsed, errors),
+    shape: shapeOf(timeline),
+    failures: [...failures].sort((a, b) => b[1] - a[1]).map(([kind, count]) => `${kind} ×${count}`)
+  }
+}
+
+/** Starts bare.ts in `role` with `args`; resolves once it says "ready", with what followed (the front's port). */
+const startBare = (role: "front" | "back", args: ReadonlyArray<string>) =>
+  new Promise<{ readonly child: ChildProcess; readonly said: string }>((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      ["--import", "tsx", fileURLToPath(new URL("bare.ts", import.meta.url)), role, ...args],
+      { stdio: ["ignore", "pipe", "inherit"] }
+    )
+    child.stdout.on("data", (chunk: Buffer) => {
+      const said = /^ready ?(.*)$/m.exec(chunk.toString())
+      if (said !== null) resolve({ child, said: said[1] ?? "" })
+    })
+    child.once("exit", (code) => reject(new Error(`bare.ts ${role} exited with ${code}`)))
+  })
+
+/**
+ * The bare pipeline (bare.ts) at the steady phase's rate, with as many backs as the cluster has nodes: the least a
+ * send costs on this machine along the cluster's path, beside which the cluster's steady phase is read. It uses the
+ * cluster's own nats-server and Postgres (a copy of `messages`, dropped after), while the cluster idles beside it
+ * (its nodes renewing their leases: a few percent of the machine, which the baseline bears).
+ */
+const bareSteady = async (cluster: LocalCluster.LocalCluster, keys: ReadonlyArray<{ id: string; key: string }>) => {
+  const natsUrl = cluster.natsServers[0]?.url ?? ""
+  const inDatabase = <A>(effect: Effect.Effect<A, unknown, SqlClient.SqlClient>) =>
+    Effect.runPromise(effect.pipe(
+      Effect.provide(Database.layerFromUrl(cluster.databaseUrl, { applicationName: "bench" })),
+      Effect.scoped
+    ))
+  await inDatabase(Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    Effect.zipRight(
+      sql`DROP TABLE IF EXISTS bare_messages`,
+      sql`CREATE TABLE bare_messages (LIKE messages INCLUDING ALL)`
+    )))
+  const backs = await Promise.all(
+    cluster.nodes.map((_, index) =>
+      startBare("back", [natsUrl, cluster.databaseUrl, "bare_messages", String(index), String(cluster.nodes.length)])
+    )
+  )
+  const front = await startBare("front", [natsUrl, "0"])
+  const processes = [
+    { name: "front", pid: front.child.pid },
+    ...backs.map((back, index) => ({ name: `back-${index + 1}`, pid: back.child.pid }))
+  ]
+  const readings = () => {
+    const ofCluster = cpuTimes(cluster)
+    const times = new Map<string, number>()
+    for (const { name, pid } of processes) {
+      const cpu = pid === undefined ? undefined : processCpu(pid)
+      if (cpu !== undefined) times.set(name, cpu.ms)
+    }
+    for (const name of ["nats", "postgres", "load generator"]) {
+      const ms = ofCluster.get(name)
+      if (ms !== undefined) times.set(name, ms)
+    }
+    return times
+  }
+  try {
+    const before = readings()
+    const steady = await steadyLoad(`http://127.0.0.1:${front.said}`, keys, rate, duration)
+    const after = readings()
+    return {
+      steady,
+      cpu: cpuPerRequest(before, after, Math.round(rate * STEADY_WARM_SECONDS) + Math.round(rate * duration))
+    }
+  } finally {
+    for (const { child } of [front, ...backs]) child.kill("SIGKILL")
+    await inDatabase(Effect.flatMap(SqlClient.SqlClient, (sql) => sql`DROP TABLE IF EXISTS bare_messages`))
+  }
 }
 
 const main = () =>
@@ -276,13 +370,23 @@ const main = () =>
     // Every request it sent, its warm-up's too: the readings take them in.
     const steadyRequests = Math.round(rate * STEADY_WARM_SECONDS) + Math.round(rate * duration)
 
+    process.stdout.write(`measuring the bare pipeline at ${rate} sends/s for ${duration} s…\n`)
+    const bare = await bareSteady(cluster, keys)
+
     process.stdout.write([
       "",
       ...lines,
       row(`steady ${rate} sends/s offered (open loop)`, steady.figures, "/s"),
       ...steady.shape.map((line) => `steady ${rate}/s, ${line}`),
+      ...(steady.failures.length === 0 ? [] : [`steady ${rate}/s, errors: ${steady.failures.join(", ")}`]),
       `steady ${rate}/s, ${cpuPerRequest(steadyCpuBefore, steadyCpuAfter, steadyRequests)}`,
       `steady ${rate}/s, ${wakesPerRequest(steadyWakesBefore, steadyWakesAfter, steadyRequests)}`,
+      row(`bare pipeline, ${rate}/s offered`, bare.steady.figures, "/s"),
+      ...bare.steady.shape.map((line) => `bare ${rate}/s, ${line}`),
+      ...(bare.steady.failures.length === 0 ? [] : [`bare ${rate}/s, errors: ${bare.steady.failures.join(", ")}`]),
+      `bare ${rate}/s, ${bare.cpu}`,
+      `steady ratio (cluster / bare pipeline): p50 ${(steady.figures.p50 / bare.steady.figures.p50).toFixed(2)}×, ` +
+      `p99 ${(steady.figures.p99 / bare.steady.figures.p99).toFixed(2)}×`,
       ""
     ].join("\n"))
   })
