@@ -73,13 +73,16 @@ class Connection {
   }
 }
 
+/** How long a connection may stay idle and still be used: less than a server's keep-alive timeout. */
+const IDLE_LIMIT_MS = 4_000
+
 /** Connections to one HTTP server, reused last-in first-out, opened as requests need them. */
 export const makeClient = (url: string) => {
   const { hostname, port } = new URL(url)
-  const idle: Array<Connection> = []
+  const idle: Array<{ readonly connection: Connection; readonly since: number }> = []
   const all = new Set<Connection>()
   const release = (connection: Connection) => {
-    if (!connection.closed) idle.push(connection)
+    if (!connection.closed) idle.push({ connection, since: performance.now() })
   }
   const open = () =>
     new Promise<Connection>((resolve, reject) => {
@@ -94,8 +97,12 @@ export const makeClient = (url: string) => {
       })
     })
   const take = async () => {
-    for (let connection = idle.pop(); connection !== undefined; connection = idle.pop()) {
-      if (!connection.closed) return connection
+    for (let entry = idle.pop(); entry !== undefined; entry = idle.pop()) {
+      if (entry.connection.closed) continue
+      // A server closes a keep-alive connection idle for its timeout (Node's: 5 s), and a request written as it
+      // does is reset: a connection idle that long is closed here first, as undici's keepAliveTimeout (4 s) does.
+      if (performance.now() - entry.since > IDLE_LIMIT_MS) entry.connection.socket.destroy()
+      else return entry.connection
     }
     return open()
   }
