@@ -17,14 +17,13 @@ describe("Mailbox", () => {
       expect(yield* mailbox.take).toEqual(item(4))
     }))
 
-  it.effect("a waiting reader is handed the next offer, which takes up none of the capacity", () =>
+  it.effect("a waiting reader gets the next offer", () =>
     Effect.gen(function*() {
       const mailbox = Mailbox.make<{ n: number }>(1)
       const reader = yield* Effect.fork(mailbox.take)
       yield* Effect.yieldNow()
       expect(mailbox.offer(item(1))).toBe("queued")
       expect(yield* Fiber.join(reader)).toEqual(item(1))
-      // Handed over, not queued: the capacity is still free.
       expect(mailbox.offer(item(2))).toBe("queued")
       expect(mailbox.offer(item(3))).toBe("full")
     }))
@@ -57,13 +56,25 @@ describe("Mailbox", () => {
       expect(mailbox.pollUpTo(10)).toEqual([])
       const reader = yield* Effect.fork(mailbox.takeUpTo(3))
       yield* Effect.yieldNow()
+      // Both offered before the woken reader runs: it takes both.
       mailbox.offer(item(1))
       mailbox.offer(item(2))
-      expect(yield* Fiber.join(reader)).toEqual([item(1)])
-      mailbox.offer(item(3))
-      mailbox.offer(item(4))
-      mailbox.offer(item(5))
-      expect(yield* mailbox.takeUpTo(3)).toEqual([item(2), item(3), item(4)])
-      expect(mailbox.pollUpTo(10)).toEqual([item(5)])
+      expect(yield* Fiber.join(reader)).toEqual([item(1), item(2)])
+      for (const n of [3, 4, 5, 6]) mailbox.offer(item(n))
+      expect(yield* mailbox.takeUpTo(3)).toEqual([item(3), item(4), item(5)])
+      expect(mailbox.pollUpTo(10)).toEqual([item(6)])
+    }))
+
+  it.effect("an item offered as its reader is being interrupted is not lost: the reader has it, or the mailbox", () =>
+    Effect.gen(function*() {
+      const mailbox = Mailbox.make<{ n: number }>(4)
+      const reader = yield* Effect.fork(mailbox.take)
+      yield* Effect.yieldNow()
+      // The interruption is on its way to the reader (it runs on the reader's next turn), and the offer comes first.
+      yield* Fiber.interruptFork(reader)
+      expect(mailbox.offer(item(1))).toBe("queued")
+      const read = yield* Fiber.await(reader)
+      const kept = Exit.isSuccess(read) ? [read.value] : mailbox.pollUpTo(4)
+      expect(kept).toEqual([item(1)])
     }))
 })

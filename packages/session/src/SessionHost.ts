@@ -179,9 +179,9 @@ export const make = Effect.fn("SessionHost.make")(function*(hostOptions: HostOpt
    * Posts a command to its actor; `answer` hears, once, the actor's answer, why it was not queued, or SessionBusy
    * once `askLimit` has passed: a timer rather than Effect.timeout's race of two fibers, since every command waits
    * here. A wait abandoned (the node stopping) leaves its timer to answer nobody: harmless, and unreferenced, it
-   * cannot hold a stopping process up. Once answered it lets go of `answer` (and so of the request it answers): the
-   * command's envelope may be held a while longer (see Mailbox), and at thousands of commands a second what it still
-   * held survived young-generation collections and was copied and promoted.
+   * cannot hold a stopping process up. Once answered it lets go of `answer` (and so of the NATS message it answers):
+   * what still refers to the reply (the envelope, the timer) then holds little, and at thousands of commands a second
+   * what such leftovers held was copied by young-generation collections and promoted (see Mailbox).
    */
   const postWithin = (actor: SessionActor.SessionActorHandle, command: SessionCommand, answer: SessionActor.Reply) => {
     let waiting: SessionActor.Reply | undefined = answer
