@@ -12,22 +12,17 @@
  * Each prints "ready" once it serves (the front "ready <port>").
  */
 import { connect } from "@nats-io/transport-node"
+import { shardOf } from "@wacluster/domain/Shard"
 import { randomUUID } from "node:crypto"
 import { createServer } from "node:http"
 import pg from "pg"
 
-/** As many subjects as the cluster has shards. */
+/** As many subjects as the cluster has shards (its default), each request's found as the gateway finds it. */
 const SHARDS = 64
 const LINGER_MS = 3
 const LINGER_BELOW = 8
 
 const subjectOf = (shard: number) => `bench.bare.${shard}`
-
-const shardOf = (sessionId: string) => {
-  let hash = 0
-  for (let i = 0; i < sessionId.length; i++) hash = (hash * 31 + sessionId.charCodeAt(i)) | 0
-  return Math.abs(hash) % SHARDS
-}
 
 const front = async (natsUrl: string, port: number) => {
   const nats = await connect({ servers: natsUrl })
@@ -52,7 +47,7 @@ const front = async (natsUrl: string, port: number) => {
         return
       }
       const command = JSON.stringify({ sessionId, to: body.to, text: body.text })
-      nats.request(subjectOf(shardOf(sessionId)), encoder.encode(command), { timeout: 5_000 }).then(
+      nats.request(subjectOf(shardOf(sessionId, SHARDS)), encoder.encode(command), { timeout: 5_000 }).then(
         (answer) => response.writeHead(202, { "content-type": "application/json" }).end(answer.data),
         () => response.writeHead(503).end()
       )

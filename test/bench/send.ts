@@ -253,11 +253,20 @@ const steadyLoad = async (
   const latencies = timeline.map(({ latency }) => latency)
   const errors = [...failures.values()].reduce((sum, count) => sum + count, 0)
   return {
+    /** Every request sent, the warm-up's too (what CPU readings around the whole loop take in). */
+    sent: total,
     figures: fromLatencies(latencies, elapsed, errors),
     shape: shapeOf(timeline),
     failures: [...failures].sort((a, b) => b[1] - a[1]).map(([kind, count]) => `${kind} ×${count}`)
   }
 }
+
+/** An open loop's report: its figures, when its slow answers came, and what its failed requests got. */
+const openLoopLines = (label: string, prefix: string, loop: Awaited<ReturnType<typeof steadyLoad>>) => [
+  row(label, loop.figures, "/s"),
+  ...loop.shape.map((line) => `${prefix}, ${line}`),
+  ...(loop.failures.length === 0 ? [] : [`${prefix}, errors: ${loop.failures.join(", ")}`])
+]
 
 /** Starts bare.ts in `role` with `args`; resolves once it says "ready", with what followed (the front's port). */
 const startBare = (role: "front" | "back", args: ReadonlyArray<string>) =>
@@ -319,10 +328,7 @@ const bareSteady = async (cluster: LocalCluster.LocalCluster, keys: ReadonlyArra
     const before = readings()
     const steady = await steadyLoad(`http://127.0.0.1:${front.said}`, keys, rate, duration)
     const after = readings()
-    return {
-      steady,
-      cpu: cpuPerRequest(before, after, Math.round(rate * STEADY_WARM_SECONDS) + Math.round(rate * duration))
-    }
+    return { steady, cpu: cpuPerRequest(before, after, steady.sent) }
   } finally {
     for (const { child } of [front, ...backs]) child.kill("SIGKILL")
     await inDatabase(Effect.flatMap(SqlClient.SqlClient, (sql) => sql`DROP TABLE IF EXISTS bare_messages`))
@@ -367,8 +373,6 @@ const main = () =>
     const steadyCpuAfter = cpuTimes(cluster)
     const steadyWakesAfter = wakeCounts(cluster)
     if (values["steady-only"]) profile()
-    // Every request it sent, its warm-up's too: the readings take them in.
-    const steadyRequests = Math.round(rate * STEADY_WARM_SECONDS) + Math.round(rate * duration)
 
     process.stdout.write(`measuring the bare pipeline at ${rate} sends/s for ${duration} s…\n`)
     const bare = await bareSteady(cluster, keys)
@@ -376,14 +380,10 @@ const main = () =>
     process.stdout.write([
       "",
       ...lines,
-      row(`steady ${rate} sends/s offered (open loop)`, steady.figures, "/s"),
-      ...steady.shape.map((line) => `steady ${rate}/s, ${line}`),
-      ...(steady.failures.length === 0 ? [] : [`steady ${rate}/s, errors: ${steady.failures.join(", ")}`]),
-      `steady ${rate}/s, ${cpuPerRequest(steadyCpuBefore, steadyCpuAfter, steadyRequests)}`,
-      `steady ${rate}/s, ${wakesPerRequest(steadyWakesBefore, steadyWakesAfter, steadyRequests)}`,
-      row(`bare pipeline, ${rate}/s offered`, bare.steady.figures, "/s"),
-      ...bare.steady.shape.map((line) => `bare ${rate}/s, ${line}`),
-      ...(bare.steady.failures.length === 0 ? [] : [`bare ${rate}/s, errors: ${bare.steady.failures.join(", ")}`]),
+      ...openLoopLines(`steady ${rate} sends/s offered (open loop)`, `steady ${rate}/s`, steady),
+      `steady ${rate}/s, ${cpuPerRequest(steadyCpuBefore, steadyCpuAfter, steady.sent)}`,
+      `steady ${rate}/s, ${wakesPerRequest(steadyWakesBefore, steadyWakesAfter, steady.sent)}`,
+      ...openLoopLines(`bare pipeline, ${rate}/s offered`, `bare ${rate}/s`, bare.steady),
       `bare ${rate}/s, ${bare.cpu}`,
       `steady ratio (cluster / bare pipeline): p50 ${(steady.figures.p50 / bare.steady.figures.p50).toFixed(2)}×, ` +
       `p99 ${(steady.figures.p99 / bare.steady.figures.p99).toFixed(2)}×`,
